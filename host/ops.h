@@ -1,0 +1,37 @@
+// The op table (DESIGN §4): for each op its inputs, attributes, parameters and shape rule.
+// The single place that knows which ops exist; readers, inspect and backends consult it.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace divscope {
+
+enum class AttrKind { Int, Ints, Float, Str };
+
+struct AttrSpec {
+  const char* name;
+  AttrKind kind;
+  bool required;
+};
+
+struct ParamSpec {
+  const char* name;
+  bool required;
+};
+
+struct OpSpec {
+  const char* name;
+  int num_inputs;
+  std::vector<AttrSpec> attrs;
+  std::vector<ParamSpec> params;
+  // Full shapes (batch dim first) of the inputs -> full output shape. Throws
+  // std::runtime_error with a message (no file/path; the caller adds them).
+  Shape (*infer)(const Layer& layer, const std::vector<Shape>& in);
+};
+
+const OpSpec* find_op(const std::string& name);   // nullptr when unknown
+const std::vector<OpSpec>& all_ops();
+
+}  // namespace divscope

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what divscope needs from Debian 12 (the CUDA 13 toolkit is expected at /usr/local/cuda).
+set -euo pipefail
+pkgs=(cmake g++ make libhdf5-dev libcxxopts-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
+      libopenblas-dev python3-torch python3-h5py python3-numpy hdf5-tools)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "divscope: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

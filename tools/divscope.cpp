@@ -1,0 +1,108 @@
+// The divscope CLI: finds the subcommand word, parses that subcommand's own options into a
+// plain struct, and dispatches. Every error becomes one line and the documented exit code
+// (DESIGN §8): 0 ok · 1 divergence · 2 bad input or usage · 3 runtime/CUDA failure.
+#include <cxxopts.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "cli.h"
+#include "errors.h"
+
+using namespace divscope;
+
+namespace {
+
+const char* kUsage =
+    "usage: divscope <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run       replay a recording through a model in every precision mode and report\n"
+    "            the first layer and the samples where outputs diverge\n"
+    "  inspect   show a model's layers, ops, shapes and parameters, or a recording's batches\n"
+    "  env       print the environment (host, compiler, CUDA, GPU) as JSON\n"
+    "\n"
+    "`divscope <command> --help` shows the options of a command.\n";
+
+// cxxopts wants argv[0] first: hand it "divscope <command>" followed by the rest.
+struct SubArgs {
+  std::vector<char*> argv;
+  int argc() const { return static_cast<int>(argv.size()); }
+};
+
+SubArgs sub_args(int argc, char** argv) {
+  SubArgs s;
+  s.argv.push_back(argv[0]);
+  for (int i = 2; i < argc; ++i) s.argv.push_back(argv[i]);
+  return s;
+}
+
+int cmd_env(int argc, char** argv) {
+  cxxopts::Options opts("divscope env", "Print the environment as JSON (host, compiler, CUDA, GPU).");
+  opts.add_options()("h,help", "show this help");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help();
+    return kExitOk;
+  }
+  if (!r.unmatched().empty()) throw InputError("env: unexpected argument '" + r.unmatched()[0] + "'");
+  return run_env(std::cout, std::cerr);
+}
+
+int cmd_inspect(int argc, char** argv) {
+  cxxopts::Options opts("divscope inspect",
+                        "Show a model (layers, ops, shapes, parameter counts) or a recording "
+                        "(batches, inputs, shapes).");
+  InspectArgs a;
+  opts.add_options()("file", "model.h5 or recording.h5", cxxopts::value<std::string>(a.file))(
+      "model", "validate a recording against this model", cxxopts::value<std::string>(a.model))(
+      "h,help", "show this help");
+  opts.parse_positional({"file"});
+  opts.positional_help("FILE");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help();
+    return kExitOk;
+  }
+  if (a.file.empty()) throw InputError("inspect: missing FILE (see divscope inspect --help)");
+  if (!r.unmatched().empty()) throw InputError("inspect: unexpected argument '" + r.unmatched()[0] + "'");
+  return run_inspect(a, std::cout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return kExitBadInput;
+  }
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    if (cmd == "env") return cmd_env(argc, argv);
+    if (cmd == "inspect") return cmd_inspect(argc, argv);
+    std::fprintf(stderr, "divscope: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    return kExitBadInput;
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "divscope: %s\n", e.what());
+    return kExitBadInput;
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::fprintf(stderr, "divscope %s: %s\n", cmd.c_str(), e.what());
+    return kExitBadInput;
+  } catch (const RuntimeFault& e) {
+    std::fprintf(stderr, "divscope: %s\n", e.what());
+    return kExitRuntime;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "divscope: out of host memory\n");
+    return kExitRuntime;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "divscope: internal error: %s\n", e.what());
+    return kExitRuntime;
+  }
+}
