@@ -1,6 +1,7 @@
 // Subcommand implementations behind the CLI (tools/divscope.cpp only parses and dispatches).
 #pragma once
 #include <ostream>
+#include <optional>
 #include <string>
 
 namespace divscope {
@@ -10,7 +11,19 @@ struct InspectArgs {
   std::string model;   // optional: validate a recording against this model
 };
 
+struct RunArgs {
+  std::string model, recording;
+  std::string modes = "fp32,tf32,fp16,bf16,strict";
+  std::string backend = "auto";      // auto | cpu | cuda
+  std::string batches;               // "A:B", "A:", ":B" or "A" (half-open, 0-based)
+  std::optional<double> atol, rtol, max_mismatch;
+  std::string tolerances;            // JSON file of per-layer, per-mode tolerances
+  std::string report, junit, dump;
+  bool quiet = false;                // no console table
+};
+
 int run_inspect(const InspectArgs& a, std::ostream& out);
+int run_run(const RunArgs& a, std::ostream& out, std::ostream& err);
 int run_env(std::ostream& out, std::ostream& err);
 
 }  // namespace divscope

@@ -1,6 +1,14 @@
-// Plain C++ API of the CUDA kernels (DESIGN §2): no CUDA types in this header.
+// Plain C++ API of the CUDA kernels (DESIGN §2): no CUDA types in this header, so host code
+// compiled by g++ calls it directly. All tensor pointers are DEVICE pointers. Mode::fp64 works
+// on double*, every other mode on float* holding values representable in the mode's storage
+// format (fp16/bf16 values are kept in float). Every function checks every CUDA call and every
+// launch; errors throw RuntimeFault naming the kernel and `layer`.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <string>
+
+#include "host/precision.h"
 
 namespace divscope {
 
@@ -18,5 +26,41 @@ struct DeviceInfo {
 
 // Never throws: a machine without a driver or device is reported in `reason`.
 DeviceInfo query_device();
+
+// ---- device memory (kernels/device.cu) ----
+// Out of memory throws RuntimeFault naming `what` (e.g. the layer) and the bytes asked for.
+void* device_alloc(size_t bytes, const std::string& what);
+void device_free(void* p) noexcept;
+void copy_to_device(void* dst, const void* src, size_t bytes, const std::string& what);
+void copy_to_host(void* dst, const void* src, size_t bytes, const std::string& what);
+void device_fill_nan(void* p, size_t elements, bool is_double);   // poison before a launch
+void device_synchronize(const std::string& what);
+
+// ---- GEMM core (kernels/gemm.cu) ----
+// C[b][m][n] = sum_{k ascending} A[b][m][k] * B'[b][k][n]  (+ bias[n]), where
+// A[b][m][k] = A[b*stride_a + m*lda + k], B'[b][k][n] = b_trans ? B[b*stride_b + n*ldb + k]
+// : B[b*stride_b + k*ldb + n], C[b][m][n] = C[b*stride_c + m*ldc + n]. Mode semantics per
+// DESIGN §5: fp64/fp32 SIMT; tf32/fp16/bf16 tensor cores with float accumulation, operands
+// converted as §5 says, bias added in float, fp16/bf16 output rounded to storage; strict: each
+// output acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0, then one rounding bias add.
+struct GemmDesc {
+  int64_t batch = 1, M = 0, N = 0, K = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  bool b_trans = false;
+};
+void gemm(Mode mode, const GemmDesc& d, const void* A, const void* B, const void* bias, void* C,
+          const std::string& layer);
+
+// ---- conv2d as implicit GEMM (kernels/conv.cu) ----
+// PyTorch conv2d, NCHW, weight [Co, C/groups, kh, kw], optional bias [Co]. The reduction index
+// of each output runs over (input channel, kernel row, kernel column), last fastest.
+struct Conv2dDesc {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t Co = 0, kh = 0, kw = 0, OH = 0, OW = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const void* bias,
+            void* y, const std::string& layer);
 
 }  // namespace divscope

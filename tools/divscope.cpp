@@ -72,6 +72,46 @@ int cmd_inspect(int argc, char** argv) {
   return run_inspect(a, std::cout);
 }
 
+int cmd_run(int argc, char** argv) {
+  cxxopts::Options opts("divscope run",
+                        "Replay a recording through a model in every precision mode, compare each "
+                        "layer with the FP64 reference and name the first divergent layer.\n"
+                        "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure.");
+  RunArgs a;
+  double atol = 0, rtol = 0, mm = 0;
+  opts.add_options()
+      ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
+      ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
+      ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
+       cxxopts::value<std::string>(a.modes)->default_value(a.modes))
+      ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
+      ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
+      ("atol", "absolute tolerance for every mode", cxxopts::value<double>(atol))
+      ("rtol", "relative tolerance for every mode", cxxopts::value<double>(rtol))
+      ("max-mismatch", "fraction of elements allowed outside tolerance", cxxopts::value<double>(mm))
+      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch}",
+       cxxopts::value<std::string>(a.tolerances))
+      ("report", "write the JSON report here", cxxopts::value<std::string>(a.report))
+      ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
+      ("dump", "write every layer's chained output per mode to this HDF5 file",
+       cxxopts::value<std::string>(a.dump))
+      ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
+      ("h,help", "show this help");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help();
+    return kExitOk;
+  }
+  if (!r.unmatched().empty()) throw InputError("run: unexpected argument '" + r.unmatched()[0] + "'");
+  if (a.model.empty() || a.recording.empty())
+    throw InputError("run: --model and --recording are required (see divscope run --help)");
+  if (r.count("atol")) a.atol = atol;
+  if (r.count("rtol")) a.rtol = rtol;
+  if (r.count("max-mismatch")) a.max_mismatch = mm;
+  return run_run(a, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,6 +127,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "env") return cmd_env(argc, argv);
     if (cmd == "inspect") return cmd_inspect(argc, argv);
+    if (cmd == "run") return cmd_run(argc, argv);
     std::fprintf(stderr, "divscope: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return kExitBadInput;
   } catch (const InputError& e) {

@@ -1,0 +1,191 @@
+#include "analysis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+
+#include "errors.h"
+#include "h5io.h"
+#include "runner.h"
+
+namespace divscope {
+namespace {
+
+TensorF to_storage(const Tensor& t, Mode m, bool round) {
+  TensorF f(t.shape);
+  for (int64_t i = 0; i < t.size(); ++i) {
+    const float v = static_cast<float>(t.data[i]);
+    f.data[i] = round ? round_storage(m, v) : v;
+  }
+  return f;
+}
+
+Tensor to_double(const TensorF& t) {
+  Tensor d(t.shape);
+  for (int64_t i = 0; i < t.size(); ++i) d.data[i] = t.data[i];
+  return d;
+}
+
+double abs_max(const Tensor& t) {
+  double a = 0;
+  for (double v : t.data)
+    if (std::isfinite(v)) a = std::max(a, std::fabs(v));
+  return a;
+}
+
+// Everything one mode carries through a batch.
+struct ModeRun {
+  Mode mode;
+  ValueStore<float> chained;
+  std::vector<int> sample_first;          // per sample: first divergent layer
+  std::vector<double> sample_rel;
+  ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
+};
+
+bool bitwise_equal_strict(Mode m) { return m == Mode::strict; }
+
+}  // namespace
+
+bool AnalysisResult::passed() const {
+  for (const ModeResult& m : modes)
+    if (!m.passed()) return false;
+  return true;
+}
+
+AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
+                       const AnalysisOptions& opt) {
+  RecordingReader rec(recording_path, model);
+  const int64_t nb = static_cast<int64_t>(rec.num_batches());
+  const int64_t b0 = opt.batch_begin, b1 = opt.batch_end < 0 ? nb : opt.batch_end;
+  if (b0 < 0 || b0 >= b1 || b1 > nb)
+    throw InputError(recording_path, "/batches",
+                     "batch range " + std::to_string(b0) + ":" + std::to_string(b1) +
+                         " outside the recording's " + std::to_string(nb) + " batches");
+  const Liveness live = compute_liveness(model);
+  const size_t nl = model.layers.size();
+
+  AnalysisResult res;
+  for (Mode m : opt.modes) {
+    ModeResult mr;
+    mr.mode = m;
+    mr.layers.resize(nl);
+    for (size_t i = 0; i < nl; ++i)
+      mr.layers[i].tolerance = opt.policy.for_layer(m, model.layers[i].name);
+    res.modes.push_back(std::move(mr));
+  }
+  std::unique_ptr<DumpWriter> dump;
+  if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
+
+  for (int64_t b = b0; b < b1; ++b) {
+    std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
+    const int64_t n = inputs.empty() ? 0 : inputs[0].shape[0];
+    res.samples += n;
+    ++res.batches;
+
+    std::vector<std::unique_ptr<ModeRun>> runs;
+    for (Mode m : opt.modes) {
+      auto run = std::make_unique<ModeRun>(m, model, live);
+      ModeResult& mr = res.modes[runs.size()];
+      mr.inputs.resize(inputs.size());
+      std::vector<TensorF> fin;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        const bool is_float = model.inputs[i].dtype != "int64";
+        fin.push_back(to_storage(inputs[i], m, is_float));
+        CompareOptions co{m, 0, 0, -1};   // the rounding error of the recorded input itself
+        mr.inputs[i].merge(compare_tensors(fin.back().ptr(), inputs[i].ptr(), inputs[i].shape, co), b);
+      }
+      run->chained.set_inputs(std::move(fin));
+      run->sample_first.assign(n, -1);
+      run->sample_rel.assign(n, 0);
+      runs.push_back(std::move(run));
+    }
+    ValueStore<double> ref(model, live);
+    ref.set_inputs(std::move(inputs));
+
+    for (const Layer& l : model.layers) {
+      const std::vector<const Tensor*> ref_in = ref.inputs_of(l);
+      Tensor ref_out;
+      backend.reference(l, ref_in, ref_out);
+      if (dump) dump->write(b, "fp64", l.name, ref_out);
+      const double floor = 1e-6 * abs_max(ref_out);
+
+      for (size_t mi = 0; mi < runs.size(); ++mi) {
+        ModeRun& run = *runs[mi];
+        LayerResult& lr = res.modes[mi].layers[l.index];
+        CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor};
+
+        TensorF chained_out;
+        backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
+        std::vector<LayerStats> per = compare_per_sample(chained_out.ptr(), ref_out.ptr(),
+                                                         ref_out.shape, co);
+        LayerStats batch_stats;
+        for (int64_t s = 0; s < n; ++s) {
+          if (run.sample_first[s] < 0 && breaks(per[s], lr.tolerance)) {
+            run.sample_first[s] = l.index;
+            run.sample_rel[s] = per[s].rel_l2();
+          }
+          batch_stats.merge(per[s], b);
+        }
+        lr.chained.merge(batch_stats, b);
+
+        // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
+        std::vector<TensorF> iso_in;
+        std::vector<const TensorF*> iso_ptrs;
+        iso_in.reserve(l.refs.size());
+        for (size_t k = 0; k < l.refs.size(); ++k) {
+          const ValueRef& r = l.refs[k];
+          const bool is_float = !(r.is_input && model.inputs[r.index].dtype == "int64");
+          iso_in.push_back(to_storage(*ref_in[k], run.mode, is_float));
+        }
+        for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
+        TensorF iso_out;
+        backend.forward(run.mode, l, iso_ptrs, iso_out);
+        lr.isolated.merge(compare_tensors(iso_out.ptr(), ref_out.ptr(), ref_out.shape, co), b);
+
+        if (dump) dump->write(b, mode_name(run.mode), l.name, to_double(chained_out));
+        run.chained.put(l.index, std::move(chained_out));
+        run.chained.release_after(l.index);
+      }
+      ref.put(l.index, std::move(ref_out));
+      ref.release_after(l.index);
+    }
+    for (size_t mi = 0; mi < runs.size(); ++mi)
+      for (int64_t s = 0; s < n; ++s)
+        if (runs[mi]->sample_first[s] >= 0)
+          res.modes[mi].samples.push_back({b, s, runs[mi]->sample_first[s], runs[mi]->sample_rel[s]});
+    if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
+  }
+
+  // Verdict over all batches.
+  for (ModeResult& mr : res.modes) {
+    for (size_t i = 0; i < nl; ++i) {
+      LayerResult& lr = mr.layers[i];
+      // strict is judged bitwise against the CPU strict path; on the CPU backend the
+      // candidate is that path itself, so only a CUDA backend can break it.
+      if (bitwise_equal_strict(mr.mode) && backend.name() == "cpu") {
+        lr.diverged = lr.isolated_failed = false;
+      } else {
+        lr.diverged = breaks(lr.chained, lr.tolerance);
+        lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
+      }
+      if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
+      if (lr.isolated_failed && mr.culprit < 0) mr.culprit = static_cast<int>(i);
+      double in_err = 0;
+      for (const ValueRef& r : model.layers[i].refs)
+        in_err = std::max(in_err, r.is_input ? mr.inputs[r.index].rel_l2()
+                                             : mr.layers[r.index].chained.rel_l2());
+      const double out_err = lr.chained.rel_l2();
+      lr.amplification = in_err > 0 && std::isfinite(out_err) ? out_err / in_err : -1;
+    }
+    if (bitwise_equal_strict(mr.mode) && backend.name() == "cpu") mr.samples.clear();
+    std::stable_sort(mr.samples.begin(), mr.samples.end(),
+                     [](const SampleDivergence& a, const SampleDivergence& b) {
+                       if (a.layer != b.layer) return a.layer < b.layer;
+                       return a.rel_l2 > b.rel_l2;
+                     });
+  }
+  return res;
+}
+
+}  // namespace divscope

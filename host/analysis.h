@@ -1,0 +1,58 @@
+// The analysis (DESIGN §1): replays a recording through a model — reference, then for every
+// mode a chained and an isolated run — compares every layer and applies the verdict.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "compare.h"
+#include "model.h"
+#include "verdict.h"
+
+namespace divscope {
+
+struct LayerResult {
+  LayerStats chained, isolated;
+  Tolerance tolerance;
+  bool diverged = false;          // chained stats break the policy
+  bool isolated_failed = false;   // isolated stats break the policy (own error)
+  double amplification = -1;      // chained rel_l2 over that of its inputs; < 0: undefined
+};
+
+struct SampleDivergence {
+  int64_t batch = 0, sample = 0;
+  int layer = -1;                 // first divergent layer of this sample
+  double rel_l2 = 0;              // its chained rel_l2 at that layer
+};
+
+struct ModeResult {
+  Mode mode = Mode::fp32;
+  std::vector<LayerResult> layers;
+  std::vector<LayerStats> inputs;   // graph inputs rounded to the mode's storage vs recorded
+  int first_divergent = -1;       // layer index, -1: none
+  int culprit = -1;
+  std::vector<SampleDivergence> samples;   // divergent samples, worst (earliest) first
+  bool passed() const { return first_divergent < 0; }
+};
+
+struct AnalysisOptions {
+  std::vector<Mode> modes;
+  TolerancePolicy policy;
+  int64_t batch_begin = 0, batch_end = -1;   // [begin, end), end < 0: all
+  std::string dump_path;                       // optional HDF5 dump of chained outputs
+  std::string dump_environment;                // JSON text for the dump's root attribute
+  // Called after each batch (for progress): batches done, batches total.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct AnalysisResult {
+  std::vector<ModeResult> modes;
+  int64_t batches = 0, samples = 0;
+  bool passed() const;
+};
+
+AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
+                       const AnalysisOptions& opt);
+
+}  // namespace divscope

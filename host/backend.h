@@ -1,0 +1,27 @@
+// Backend interface (DESIGN §2): where the layers run. The CPU backend emulates every mode;
+// the CUDA backend runs our kernels.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model.h"
+#include "precision.h"
+#include "tensor.h"
+
+namespace divscope {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;   // "cpu" | "cuda"
+  // FP64 reference of one layer (full tensors, batch dim first).
+  virtual void reference(const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) = 0;
+  // One layer in mode `m`: inputs and output hold values representable in the mode's storage.
+  virtual void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
+                       TensorF& out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace divscope

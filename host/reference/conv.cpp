@@ -1,0 +1,127 @@
+// conv2d and conv_transpose2d as im2col over the GEMM core (gemm.h).
+//
+// Both are, per sample and group, out[m, pixel] = sum_k A[m, k] * col[k, pixel] (+ bias[m])
+// with the reduction index k = (input channel, kernel row, kernel column), last fastest
+// (DESIGN §5.2). col is built for a chunk of output pixels at a time to bound memory; the
+// chunking does not touch any output's sum order (that runs over k only).
+#include <algorithm>
+#include <vector>
+
+#include "reference/gemm.h"
+#include "reference/internal.h"
+
+namespace divscope {
+namespace {
+
+constexpr int64_t kColElems = int64_t(1) << 20;   // col chunk: at most 8 MiB of doubles
+
+struct ConvGeom {
+  int64_t N, C, H, W;          // input
+  int64_t Co, OH, OW;          // output
+  int64_t kh, kw, groups;
+  int64_t sh, sw, ph, pw, dh, dw;
+};
+
+ConvGeom geometry(const Layer& L, const Shape& x, const Shape& out, const Shape& w) {
+  auto s = L.attr_ints("stride", 2, {}), p = L.attr_ints("padding", 2, {});
+  auto d = L.attr_ints("dilation", 2, {});
+  return {x[0],      x[1], x[2], x[3], out[1], out[2], out[3],        w[2], w[3],
+          L.attr_int("groups"), s[0], s[1], p[0], p[1], d[0], d[1]};
+}
+
+// Runs, for every sample n and group g, the GEMM out[n, g*Cog + m, pixel] over pixel chunks,
+// with A = a_of_group(g) ([Cog, CK] row-major) and col filled by fill(n, g, p0, pc, col).
+template <class P, class Fill>
+void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& a,
+               const std::vector<typename P::T>& bias, Fill fill, TensorOf<P>& out) {
+  using T = typename P::T;
+  int64_t cog = G.Co / G.groups, ohw = G.OH * G.OW;
+  int64_t chunk = std::max<int64_t>(1, std::min(ohw, kColElems / CK));
+  std::vector<T> col(static_cast<size_t>(CK * chunk));
+  for (int64_t n = 0; n < G.N; ++n)
+    for (int64_t g = 0; g < G.groups; ++g)
+      for (int64_t p0 = 0; p0 < ohw; p0 += chunk) {
+        int64_t pc = std::min(chunk, ohw - p0);
+        fill(n, g, p0, pc, col.data());
+        gemm<P>(cog, pc, CK, {a.data() + g * cog * CK, CK, 1}, {col.data(), pc, 1},
+                {bias.empty() ? nullptr : bias.data() + g * cog, 1, 0},
+                out.ptr() + (n * G.Co + g * cog) * ohw + p0, ohw);
+      }
+}
+
+// conv2d: out[n, o, oy, ox] = b[o] + sum_{c, ky, kx} w[o, c, ky, kx] *
+//         x[n, g*Cg + c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]   (zero outside x)
+template <class P>
+void conv2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
+  using T = typename P::T;
+  const TensorOf<P>& x = *in[0];
+  const Shape& ws = L.param("weight")->shape;
+  ConvGeom G = geometry(L, x.shape, out.shape, ws);
+  int64_t cg = G.C / G.groups, CK = cg * G.kh * G.kw;
+  auto fill = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) {
+    for (int64_t c = 0; c < cg; ++c) {
+      const T* xc = x.ptr() + ((n * G.C + g * cg + c) * G.H) * G.W;
+      for (int64_t ky = 0; ky < G.kh; ++ky)
+        for (int64_t kx = 0; kx < G.kw; ++kx, col += pc)
+          for (int64_t j = 0; j < pc; ++j) {
+            int64_t oy = (p0 + j) / G.OW, ox = (p0 + j) % G.OW;
+            int64_t iy = oy * G.sh - G.ph + ky * G.dh, ix = ox * G.sw - G.pw + kx * G.dw;
+            bool inside = iy >= 0 && iy < G.H && ix >= 0 && ix < G.W;
+            col[j] = inside ? xc[iy * G.W + ix] : T(0);
+          }
+    }
+  };
+  conv_gemm<P>(G, CK, param_of<P>(L, "weight"), param_of<P>(L, "bias"), fill, out);
+}
+
+// conv_transpose2d (the gradient of conv2d with respect to its input), as a gather:
+// out[n, g*Cog + m, oy, ox] = b + sum_{c, ky, kx} w[g*Cg + c, m, ky, kx] * x[n, g*Cg + c, iy, ix]
+// over the (c, ky, kx) with oy = iy*sh - ph + ky*dh (and likewise ox) for an integer iy in
+// [0, H), ix in [0, W); the other terms are zero.
+template <class P>
+void conv_transpose2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
+  using T = typename P::T;
+  const TensorOf<P>& x = *in[0];
+  const Shape& ws = L.param("weight")->shape;
+  ConvGeom G = geometry(L, x.shape, out.shape, ws);
+  int64_t cg = G.C / G.groups, cog = ws[1], khw = G.kh * G.kw, CK = cg * khw;
+  // Weight [C, Cog, kh, kw] regrouped to A[g][m][(c, ky, kx)].
+  std::vector<T> w = param_of<P>(L, "weight"), a(w.size());
+  for (int64_t g = 0; g < G.groups; ++g)
+    for (int64_t m = 0; m < cog; ++m)
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t k = 0; k < khw; ++k)
+          a[(g * cog + m) * CK + c * khw + k] = w[((g * cg + c) * cog + m) * khw + k];
+  auto source = [](int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, int64_t len) {
+    int64_t t = o + p - k * d;   // = i * s when output o receives input i through tap k
+    return t >= 0 && t % s == 0 && t / s < len ? t / s : int64_t(-1);
+  };
+  auto fill = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) {
+    for (int64_t c = 0; c < cg; ++c) {
+      const T* xc = x.ptr() + ((n * G.C + g * cg + c) * G.H) * G.W;
+      for (int64_t ky = 0; ky < G.kh; ++ky)
+        for (int64_t kx = 0; kx < G.kw; ++kx, col += pc)
+          for (int64_t j = 0; j < pc; ++j) {
+            int64_t oy = (p0 + j) / G.OW, ox = (p0 + j) % G.OW;
+            int64_t iy = source(oy, ky, G.sh, G.ph, G.dh, G.H);
+            int64_t ix = source(ox, kx, G.sw, G.pw, G.dw, G.W);
+            col[j] = iy >= 0 && ix >= 0 ? xc[iy * G.W + ix] : T(0);
+          }
+    }
+  };
+  conv_gemm<P>(G, CK, a, param_of<P>(L, "bias"), fill, out);
+}
+
+}  // namespace
+
+template <class P>
+void register_conv(OpTable<P>& t) {
+  t["conv2d"] = conv2d<P>;
+  t["conv_transpose2d"] = conv_transpose2d<P>;
+}
+
+#define DIVSCOPE_INSTANTIATE(P) template void register_conv<P>(OpTable<P>&);
+DIVSCOPE_REFERENCE_POLICIES(DIVSCOPE_INSTANTIATE)
+#undef DIVSCOPE_INSTANTIATE
+
+}  // namespace divscope

@@ -1,0 +1,65 @@
+// Shared plumbing of the reference op families (not part of the public API: see reference.h).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "model.h"
+#include "reference/policy.h"
+#include "tensor.h"
+
+namespace divscope {
+
+template <class P>
+using TensorOf = BasicTensor<typename P::T>;
+template <class P>
+using InputsOf = std::vector<const TensorOf<P>*>;
+
+// Every op has this signature. `out` arrives with its full shape ({N} + L.out_shape) and every
+// element NaN; the op writes every element.
+template <class P>
+using OpFn = void (*)(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out);
+template <class P>
+using OpTable = std::map<std::string, OpFn<P>>;
+
+// Each op family adds its ops to the table (one function per file, named like the file).
+template <class P> void register_gemm(OpTable<P>& t);         // linear, matmul
+template <class P> void register_conv(OpTable<P>& t);         // conv2d, conv_transpose2d
+template <class P> void register_norm(OpTable<P>& t);         // batchnorm2d, layernorm, rmsnorm, groupnorm
+template <class P> void register_softmax(OpTable<P>& t);      // softmax, log_softmax
+template <class P> void register_elementwise(OpTable<P>& t);  // activations, add, mul
+template <class P> void register_pool(OpTable<P>& t);         // max/avg/global pools, upsample
+template <class P> void register_shape(OpTable<P>& t);        // flatten, reshape, permute
+template <class P> void register_embedding(OpTable<P>& t);
+template <class P> void register_attention(OpTable<P>& t);
+
+// A parameter in the policy's storage format (parameters are loaded as FP64); empty when the
+// layer has no such parameter.
+template <class P>
+std::vector<typename P::T> param_of(const Layer& L, const char* key) {
+  std::vector<typename P::T> v;
+  if (const Tensor* t = L.param(key)) {
+    v.reserve(t->data.size());
+    for (double x : t->data) v.push_back(P::store(static_cast<typename P::Acc>(x)));
+  }
+  return v;
+}
+
+// Softmax (or log-softmax) of one line of n elements x[i * stride] into y[i * stride]:
+// m = max x; s = P::sum(exp(x - m)); y = exp(x - m) / s   (log: x - m - log s).
+template <class P>
+void softmax_line(const typename P::T* x, typename P::T* y, int64_t n, int64_t stride, bool log);
+
+// A tensor viewed as [outer, n, inner] around axis `axis` (already non-negative).
+struct AxisSplit {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+inline AxisSplit split_at(const Shape& s, int64_t axis) {
+  AxisSplit a;
+  for (int64_t i = 0; i < static_cast<int64_t>(s.size()); ++i)
+    (i < axis ? a.outer : i == axis ? a.n : a.inner) *= s[i];
+  return a;
+}
+
+}  // namespace divscope

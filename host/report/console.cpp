@@ -1,0 +1,75 @@
+#include <cstdio>
+#include <string>
+
+#include "report.h"
+
+namespace divscope {
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string pad(const std::string& s, size_t w) {
+  return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
+}
+
+std::string rpad(const std::string& s, size_t w) {
+  return s.size() >= w ? s : std::string(w - s.size(), ' ') + s;
+}
+
+}  // namespace
+
+void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out) {
+  const Model& m = *ctx.model;
+  size_t wn = 4, wo = 2;
+  for (const Layer& l : m.layers) {
+    wn = std::max(wn, l.name.size());
+    wo = std::max(wo, l.op.size());
+  }
+  out << "divscope: model '" << m.name << "', " << r.batches << " batch(es), " << r.samples
+      << " samples, backend " << ctx.backend << "\n";
+  for (const ModeResult& mr : r.modes) {
+    out << "\n== " << mode_name(mr.mode) << " ==";
+    if (mr.mode == Mode::strict)
+      out << "  (verdict: bitwise equal to the CPU strict path; errors below are against FP64)";
+    out << "\n";
+    out << "   " << rpad("#", 3) << "  " << pad("name", wn) << "  " << pad("op", wo) << "  "
+        << rpad("max_abs", 10) << "  " << rpad("rel_l2", 10) << "  " << rpad("mismatch%", 9)
+        << "  " << rpad("iso_rel_l2", 10) << "  verdict\n";
+    for (size_t i = 0; i < mr.layers.size(); ++i) {
+      const LayerResult& lr = mr.layers[i];
+      const LayerStats& s = lr.chained;
+      std::string mark = static_cast<int>(i) == mr.first_divergent ? ">" : " ";
+      mark += static_cast<int>(i) == mr.culprit ? "*" : " ";
+      std::string verdict = lr.diverged ? "DIVERGED" : "ok";
+      if (s.nonfinite_new) verdict += " (" + std::to_string(s.nan) + " NaN, " + std::to_string(s.inf) + " Inf)";
+      if (lr.isolated_failed) verdict += " [own error]";
+      const double mis = s.count ? 100.0 * s.mismatch / s.count : 0;
+      out << mark << " " << rpad(std::to_string(i), 3) << "  " << pad(m.layers[i].name, wn) << "  "
+          << pad(m.layers[i].op, wo) << "  " << rpad(fmt("%.3e", s.max_abs), 10) << "  "
+          << rpad(fmt("%.3e", s.rel_l2()), 10) << "  " << rpad(fmt("%.2f", mis), 9) << "  "
+          << rpad(fmt("%.3e", lr.isolated.rel_l2()), 10) << "  " << verdict << "\n";
+    }
+    out << mode_name(mr.mode) << ": ";
+    if (mr.passed()) {
+      out << "PASS — every layer within tolerance\n";
+    } else {
+      out << "FAIL — first divergent layer '" << m.layers[mr.first_divergent].name << "' (#"
+          << mr.first_divergent << ")";
+      if (mr.culprit >= 0)
+        out << ", culprit '" << m.layers[mr.culprit].name << "' (#" << mr.culprit << ")";
+      out << "; " << mr.samples.size() << "/" << r.samples << " samples diverge";
+      if (!mr.samples.empty())
+        out << ", worst: batch " << mr.samples[0].batch << " sample " << mr.samples[0].sample
+            << " at '" << m.layers[mr.samples[0].layer].name << "'";
+      out << "\n";
+    }
+  }
+  out << "\n> first divergent layer   * culprit (first layer whose isolated run fails)\n";
+  out << (r.passed() ? "result: PASS\n" : "result: DIVERGENCE FOUND\n");
+}
+
+}  // namespace divscope

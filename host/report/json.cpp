@@ -1,0 +1,112 @@
+#include <cmath>
+
+#include "report.h"
+
+namespace divscope {
+namespace {
+
+// JSON has no infinity: +inf (exact sqnr, infinite relative error) is written as null.
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+double frac(int64_t a, int64_t n) { return n ? static_cast<double>(a) / n : 0.0; }
+
+}  // namespace
+
+nlohmann::json stats_json(const LayerStats& s) {
+  nlohmann::json j;
+  j["count"] = s.count;
+  j["nan"] = s.nan;
+  j["inf"] = s.inf;
+  j["ref_nan"] = s.ref_nan;
+  j["ref_inf"] = s.ref_inf;
+  j["new_nonfinite"] = s.nonfinite_new;
+  j["max_abs"] = num(s.max_abs);
+  j["max_abs_index"] = s.max_abs_index;
+  j["max_abs_batch"] = s.max_abs_batch;
+  j["max_rel"] = num(s.max_rel);
+  j["mean_abs"] = num(s.mean_abs());
+  j["rel_l2"] = num(s.rel_l2());
+  j["cosine"] = num(s.cosine());
+  j["mismatch"] = s.mismatch;
+  j["mismatch_fraction"] = frac(s.mismatch, s.count);
+  j["sqnr_db"] = num(s.sqnr_db());
+  j["min_atol"] = num(s.min_atol());
+  j["min_rtol"] = num(s.min_rtol);
+  j["max_ulp"] = num(s.max_ulp);
+  j["ulp_histogram"] = s.ulp_hist;   // [0]: 0 ulp, [k]: [2^(k-1), 2^k) ulp, last open-ended
+  j["abs_err_histogram"] = s.err_hist;   // [0]: exact, [k]: [2^(k-49), 2^(k-48))
+  j["abs_err_p50"] = num(s.err_percentile(0.5));
+  j["abs_err_p99"] = num(s.err_percentile(0.99));
+  j["abs_err_p999"] = num(s.err_percentile(0.999));
+  const int64_t fin = s.ref_finite;
+  j["reference"] = {{"min", s.ref_min},
+                    {"max", s.ref_max},
+                    {"mean", s.ref_mean()},
+                    {"std", s.ref_std()},
+                    {"zero_fraction", frac(s.ref_zero, fin)},
+                    {"over_fp16_max_fraction", frac(s.over_fp16, fin)},
+                    {"over_bf16_max_fraction", frac(s.over_bf16, fin)},
+                    {"under_fp16_min_normal_fraction", frac(s.under_fp16, fin)},
+                    {"under_bf16_min_normal_fraction", frac(s.under_bf16, fin)}};
+  return j;
+}
+
+nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
+  const Model& m = *ctx.model;
+  nlohmann::json j;
+  j["divscope_report"] = kReportVersion;
+  j["environment"] = ctx.environment;
+  j["model"] = ctx.model_path;
+  j["model_name"] = m.name;
+  j["recording"] = ctx.recording_path;
+  j["backend"] = ctx.backend;
+  j["batches"] = r.batches;
+  j["samples"] = r.samples;
+  j["tolerance"] = ctx.tolerance;
+  j["modes"] = nlohmann::json::array();
+  for (const ModeResult& mr : r.modes) {
+    nlohmann::json jm;
+    jm["mode"] = mode_name(mr.mode);
+    jm["passed"] = mr.passed();
+    jm["first_divergent_layer"] =
+        mr.first_divergent >= 0 ? nlohmann::json(m.layers[mr.first_divergent].name) : nlohmann::json();
+    jm["culprit_layer"] =
+        mr.culprit >= 0 ? nlohmann::json(m.layers[mr.culprit].name) : nlohmann::json();
+    jm["criterion"] = mr.mode == Mode::strict ? "bitwise equal to the CPU strict path"
+                                              : "allclose(atol, rtol) with max_mismatch";
+    jm["inputs"] = nlohmann::json::array();
+    for (size_t i = 0; i < mr.inputs.size(); ++i) {
+      nlohmann::json ji = stats_json(mr.inputs[i]);
+      ji["name"] = m.inputs[i].name;
+      jm["inputs"].push_back(ji);
+    }
+    jm["layers"] = nlohmann::json::array();
+    for (size_t i = 0; i < mr.layers.size(); ++i) {
+      const LayerResult& lr = mr.layers[i];
+      nlohmann::json jl;
+      jl["index"] = i;
+      jl["name"] = m.layers[i].name;
+      jl["op"] = m.layers[i].op;
+      jl["diverged"] = lr.diverged;
+      jl["isolated_diverged"] = lr.isolated_failed;
+      jl["amplification"] = lr.amplification >= 0 ? num(lr.amplification) : nlohmann::json();
+      jl["tolerance"] = {{"atol", lr.tolerance.atol},
+                         {"rtol", lr.tolerance.rtol},
+                         {"max_mismatch", lr.tolerance.max_mismatch}};
+      jl["chained"] = stats_json(lr.chained);
+      jl["isolated"] = stats_json(lr.isolated);
+      jm["layers"].push_back(jl);
+    }
+    jm["samples"] = nlohmann::json::array();
+    for (const SampleDivergence& s : mr.samples)
+      jm["samples"].push_back({{"batch", s.batch},
+                               {"sample", s.sample},
+                               {"first_divergent_layer", m.layers[s.layer].name},
+                               {"rel_l2", num(s.rel_l2)}});
+    j["modes"].push_back(jm);
+  }
+  j["passed"] = r.passed();
+  return j;
+}
+
+}  // namespace divscope

@@ -1,0 +1,63 @@
+#include <fstream>
+
+#include "errors.h"
+#include "report.h"
+
+namespace divscope {
+namespace {
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+// One testsuite per mode, one testcase per layer; a diverged layer is a failure.
+void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path) {
+  std::ofstream f(path);
+  if (!f) throw InputError(path, "/", "cannot write JUnit report");
+  const Model& m = *ctx.model;
+  int tests = 0, failures = 0;
+  for (const ModeResult& mr : r.modes)
+    for (const LayerResult& lr : mr.layers) {
+      ++tests;
+      failures += lr.diverged;
+    }
+  f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  f << "<testsuites name=\"divscope " << xml_escape(m.name) << "\" tests=\"" << tests
+    << "\" failures=\"" << failures << "\">\n";
+  for (const ModeResult& mr : r.modes) {
+    int mf = 0;
+    for (const LayerResult& lr : mr.layers) mf += lr.diverged;
+    f << "  <testsuite name=\"" << mode_name(mr.mode) << "\" tests=\"" << mr.layers.size()
+      << "\" failures=\"" << mf << "\">\n";
+    for (size_t i = 0; i < mr.layers.size(); ++i) {
+      const LayerResult& lr = mr.layers[i];
+      f << "    <testcase classname=\"divscope." << mode_name(mr.mode) << "\" name=\""
+        << xml_escape(m.layers[i].name) << "\">";
+      if (lr.diverged) {
+        const LayerStats& s = lr.chained;
+        f << "\n      <failure message=\"" << mode_name(mr.mode) << ": layer '"
+          << xml_escape(m.layers[i].name) << "' diverged: " << s.mismatch << "/" << s.count
+          << " elements outside atol=" << lr.tolerance.atol << " rtol=" << lr.tolerance.rtol
+          << ", max_abs=" << s.max_abs << ", rel_l2=" << s.rel_l2() << ", NaN=" << s.nan
+          << ", Inf=" << s.inf << "\"/>\n    ";
+      }
+      f << "</testcase>\n";
+    }
+    f << "  </testsuite>\n";
+  }
+  f << "</testsuites>\n";
+}
+
+}  // namespace divscope

@@ -1,0 +1,25 @@
+// Reports of an analysis (DESIGN §8): console table, JSON (versioned), JUnit XML.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+
+#include "analysis.h"
+
+namespace divscope {
+
+struct ReportContext {
+  const Model* model = nullptr;
+  std::string model_path, recording_path, backend;
+  nlohmann::json environment;
+  nlohmann::json tolerance;   // what was asked for: defaults, flags, file
+};
+
+constexpr int kReportVersion = 1;
+
+nlohmann::json stats_json(const LayerStats& s);
+nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx);
+void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out);
+void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
+
+}  // namespace divscope

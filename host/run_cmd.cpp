@@ -1,0 +1,119 @@
+// `divscope run`: recording to verdict, reports and exit code (DESIGN §8).
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "analysis.h"
+#include "cli.h"
+#include "env.h"
+#include "errors.h"
+#include "h5io.h"
+#include "kernels/kernels.h"
+#include "report/report.h"
+
+namespace divscope {
+namespace {
+
+std::vector<Mode> parse_modes(const std::string& list) {
+  std::vector<Mode> modes;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    Mode m;
+    if (!parse_mode(item, &m) || m == Mode::fp64)
+      throw InputError("run: --modes: unknown mode '" + item + "' (fp32, tf32, fp16, bf16, strict)");
+    for (Mode x : modes)
+      if (x == m) throw InputError("run: --modes: mode '" + item + "' given twice");
+    modes.push_back(m);
+  }
+  if (modes.empty()) throw InputError("run: --modes is empty");
+  return modes;
+}
+
+void parse_batches(const std::string& spec, int64_t* begin, int64_t* end) {
+  *begin = 0;
+  *end = -1;
+  if (spec.empty()) return;
+  auto num = [&](const std::string& s) -> int64_t {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError("run: --batches '" + spec + "': expected A:B with non-negative integers");
+    return std::stoll(s);
+  };
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) {
+    *begin = num(spec);
+    *end = *begin + 1;
+    return;
+  }
+  const std::string a = spec.substr(0, colon), b = spec.substr(colon + 1);
+  if (!a.empty()) *begin = num(a);
+  if (!b.empty()) *end = num(b);
+}
+
+std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& err) {
+  if (want == "cpu") return make_cpu_backend();
+  if (want != "auto" && want != "cuda")
+    throw InputError("run: --backend must be auto, cuda or cpu, got '" + want + "'");
+  DeviceInfo d = query_device();
+  if (want == "cuda") {
+    if (!d.available) throw RuntimeFault("--backend cuda: no CUDA device: " + d.reason);
+    throw RuntimeFault("--backend cuda: the CUDA backend is not built yet; use --backend cpu");
+  }
+  if (!d.available)
+    err << "divscope: no CUDA device (" << d.reason << "); emulating every mode on the CPU\n";
+  else
+    err << "divscope: CUDA device '" << d.name << "' found, but the CUDA backend is not built "
+           "yet; emulating every mode on the CPU\n";
+  return make_cpu_backend();
+}
+
+}  // namespace
+
+int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
+  AnalysisOptions opt;
+  opt.modes = parse_modes(a.modes);
+  parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
+  ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch};
+  opt.policy.set_global(flags);
+  if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
+
+  Model model = read_model(a.model);
+  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
+
+  ReportContext ctx;
+  ctx.model = &model;
+  ctx.model_path = a.model;
+  ctx.recording_path = a.recording;
+  ctx.backend = backend->name();
+  ctx.environment = environment_json();
+  nlohmann::json tol;
+  for (Mode m : opt.modes) {
+    Tolerance t = default_tolerance(m);
+    flags.apply(t);
+    tol["modes"][mode_name(m)] = {{"atol", t.atol}, {"rtol", t.rtol}, {"max_mismatch", t.max_mismatch}};
+  }
+  tol["file"] = a.tolerances.empty() ? nlohmann::json() : nlohmann::json(a.tolerances);
+  tol["criterion"] = "allclose: |c - r| <= atol + rtol*|r|; a layer diverges when the mismatch "
+                     "fraction exceeds max_mismatch or it has NaN/Inf the reference lacks";
+  ctx.tolerance = tol;
+  opt.dump_path = a.dump;
+  opt.dump_environment = ctx.environment.dump();
+  if (isatty(STDERR_FILENO))
+    opt.progress = [&err](int64_t done, int64_t total) {
+      err << "\rdivscope: batch " << done << "/" << total << (done == total ? "\n" : "") << std::flush;
+    };
+
+  AnalysisResult res = analyze(model, a.recording, *backend, opt);
+
+  if (!a.quiet) print_console(res, ctx, out);
+  if (!a.report.empty()) {
+    std::ofstream f(a.report);
+    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
+    f << report_json(res, ctx).dump(2) << "\n";
+  }
+  if (!a.junit.empty()) write_junit(res, ctx, a.junit);
+  return res.passed() ? kExitOk : kExitDiverged;
+}
+
+}  // namespace divscope

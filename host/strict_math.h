@@ -1,0 +1,344 @@
+// The strict mode's arithmetic, written once (DESIGN §5.1, §5.2).
+//
+// Every function is `DS_HD` and spells out each rounding: + - * / sqrt and fma through the s_*
+// wrappers, which are the correctly rounded (RN) IEEE operations on both sides -- plain operators
+// and std::fma/std::sqrt on the host (compiled with -ffp-contract=off, SSE float, denormals kept),
+// __fadd_rn & co. on the device (never contracted, never flushed). A strict result is therefore a
+// pure function of its inputs and has the same bits on any CPU and any GPU. No libm call except
+// sqrt; exp/log/tanh/erf/sigmoid are our own range reductions and polynomials (coefficients:
+// weighted least-squares fits at Chebyshev nodes in 40-digit mpmath, rounded to float).
+//
+// Measured accuracy against glibc's double functions rounded to float (test_strict_math.cpp,
+// StrictMath.*Accuracy, every float in the tested ranges at stride, plus random bit patterns):
+// see the constants kStrict*MaxUlp below -- the tests hold each function to them.
+#pragma once
+
+#include <cmath>
+
+#include "precision.h"
+
+#if defined(__FAST_MATH__) || defined(__USE_FAST_MATH__)
+#error "strict_math.h must not be compiled with fast math (DESIGN §5, STYLE 8)"
+#endif
+#if !defined(__CUDA_ARCH__) && defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
+#error "strict_math.h needs float expressions evaluated in float (SSE, not x87)"
+#endif
+
+namespace divscope {
+
+// ---- the only roundings strict code may use ------------------------------------------------------
+DS_HD inline float s_add(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+DS_HD inline float s_sub(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+DS_HD inline float s_mul(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+DS_HD inline float s_div(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+DS_HD inline float s_fma(float a, float b, float c) {
+#ifdef __CUDA_ARCH__
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+DS_HD inline float s_sqrt(float a) {
+#ifdef __CUDA_ARCH__
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+
+// Exact bit operations (no rounding).
+DS_HD inline float s_abs(float x) { return bits_f32(f32_bits(x) & 0x7fffffffu); }
+DS_HD inline float s_copysign(float mag, float sgn) {
+  return bits_f32((f32_bits(mag) & 0x7fffffffu) | (f32_bits(sgn) & 0x80000000u));
+}
+DS_HD inline float s_inf() { return bits_f32(0x7f800000u); }
+DS_HD inline float s_nan() { return bits_f32(0x7fc00000u); }
+
+// Measured maximum errors in float ULPs (vs double libm, rounded), held by the tests.
+constexpr double kStrictExpMaxUlp = 1.0;
+constexpr double kStrictLogMaxUlp = 1.0;
+constexpr double kStrictTanhMaxUlp = 2.0;
+constexpr double kStrictErfMaxUlp = 1.0;
+constexpr double kStrictSigmoidMaxUlp = 2.0;
+
+// ---- exp -------------------------------------------------------------------------------------
+// Cody-Waite: x = k ln2 + r, |r| <= ~ln2/2, exp(x) = 2^k (1 + r + r^2 q(r)).
+// kLn2Hi has 15 significant bits, so k * kLn2Hi is exact for |k| <= 256 and x - k * kLn2Hi is exact
+// (Sterbenz); the rounding of r comes only from the kLn2Lo step.
+constexpr float kLog2e = 1.44269502e+00f;
+constexpr float kLn2Hi = 6.93145752e-01f;  // 0x3f317200
+constexpr float kLn2Lo = 1.42860677e-06f;  // ln 2 - kLn2Hi
+
+DS_HD inline float strict_exp(float x) {
+  if (x != x) return s_add(x, x);
+  if (x > 88.8f) return s_inf();       // ln(FLT_MAX) = 88.72284
+  if (x < -104.0f) return 0.0f;        // e^-104 < 2^-150: rounds to +0
+  const float kf = s_sub(s_add(s_mul(x, kLog2e), 12582912.0f), 12582912.0f);  // rint via 1.5*2^23
+  float r = s_fma(-kf, kLn2Hi, x);
+  r = s_fma(-kf, kLn2Lo, r);
+  float q = 1.989927550e-04f;
+  q = s_fma(q, r, 1.393364393e-03f);
+  q = s_fma(q, r, 8.333298378e-03f);
+  q = s_fma(q, r, 4.166646674e-02f);
+  q = s_fma(q, r, 1.666666716e-01f);
+  q = s_fma(q, r, 5.000000000e-01f);
+  const float p = s_add(1.0f, s_fma(s_mul(r, r), q, r));
+  // 2^k in two factors so that neither over- nor underflows (k in [-150, 128]); only the second
+  // product can round, and only when the result is subnormal.
+  const int k = static_cast<int>(kf);
+  const int k1 = k / 2, k2 = k - k1;
+  const float s1 = bits_f32(static_cast<uint32_t>(k1 + 127) << 23);
+  const float s2 = bits_f32(static_cast<uint32_t>(k2 + 127) << 23);
+  return s_mul(s_mul(p, s1), s2);
+}
+
+// ---- log -------------------------------------------------------------------------------------
+// x = 2^k m, m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact), s = f / (2 + f):
+// log(1 + f) = 2s + s R(s^2) = f - hfsq + s (hfsq + R), hfsq = f^2 / 2 -- the fdlibm arrangement,
+// where the inexact s only enters a term that is a few percent of the result.
+DS_HD inline float strict_log(float x) {
+  if (x != x) return s_add(x, x);
+  if (x < 0.0f) return s_nan();
+  if (x == 0.0f) return -s_inf();
+  if (x == s_inf()) return x;
+  uint32_t u = f32_bits(x);
+  int k = 0;
+  if (u < 0x00800000u) {  // subnormal: scale by 2^23 (exact)
+    u = f32_bits(s_mul(x, 8388608.0f));
+    k = -23;
+  }
+  k += static_cast<int>(u >> 23) - 127;
+  uint32_t mb = (u & 0x007fffffu) | 0x3f800000u;  // m in [1, 2)
+  if (mb >= 0x3fb504f3u) {                         // m >= sqrt(2): use m / 2
+    mb -= 0x00800000u;
+    k += 1;
+  }
+  const float f = s_sub(bits_f32(mb), 1.0f);
+  const float s = s_div(f, s_add(2.0f, f));
+  const float z = s_mul(s, s);
+  float R = 2.333136797e-01f;
+  R = s_fma(R, z, 2.855077982e-01f);
+  R = s_fma(R, z, 4.000012279e-01f);
+  R = s_fma(R, z, 6.666666865e-01f);
+  R = s_mul(R, z);
+  const float hfsq = s_mul(s_mul(0.5f, f), f);
+  const float dk = static_cast<float>(k);
+  float t = s_fma(s, s_add(hfsq, R), s_mul(dk, kLn2Lo));
+  t = s_sub(s_sub(hfsq, t), f);
+  return s_sub(s_mul(dk, kLn2Hi), t);
+}
+
+// ---- tanh ------------------------------------------------------------------------------------
+// |x| < 0.6: x + x^3 P(x^2). Else 1 - 2 / (exp(2|x|) + 1) with the sign put back; |x| >= 10 is
+// +-1 to the last bit (1 - tanh(10) = 4e-9 < 2^-25).
+DS_HD inline float strict_tanh(float x) {
+  if (x != x) return s_add(x, x);
+  const float a = s_abs(x);
+  if (a >= 10.0f) return s_copysign(1.0f, x);
+  if (a < 0.6f) {
+    const float z = s_mul(x, x);
+    float P = 2.373515163e-03f;
+    P = s_fma(P, z, -8.412553929e-03f);
+    P = s_fma(P, z, 2.178910747e-02f);
+    P = s_fma(P, z, -5.396165326e-02f);
+    P = s_fma(P, z, 1.333331317e-01f);
+    P = s_fma(P, z, -3.333333433e-01f);
+    return s_fma(s_mul(x, z), P, x);
+  }
+  const float e = strict_exp(s_add(a, a));
+  return s_copysign(s_sub(1.0f, s_div(2.0f, s_add(e, 1.0f))), x);
+}
+
+// ---- erf -------------------------------------------------------------------------------------
+// |x| < 0.921875: x + x Q(x^2). Else erf = 1 - erfc with log(erfc(|x|)) a polynomial in
+// u = |x| - 0.921875 (exact subtraction), fitted with weight erfc so that its error is small
+// where it matters (erfc <= 0.19 there, so exp's error is scaled down too). |x| >= 4: +-1.
+DS_HD inline float strict_erf(float x) {
+  if (x != x) return s_add(x, x);
+  const float a = s_abs(x);
+  if (a < 0.921875f) {
+    const float z = s_mul(x, x);
+    float Q = 8.392696327e-05f;
+    Q = s_fma(Q, z, -8.148506167e-04f);
+    Q = s_fma(Q, z, 5.201591644e-03f);
+    Q = s_fma(Q, z, -2.685964666e-02f);
+    Q = s_fma(Q, z, 1.128370017e-01f);
+    Q = s_fma(Q, z, -3.761263490e-01f);
+    Q = s_fma(Q, z, 1.283791661e-01f);
+    return s_fma(x, Q, x);
+  }
+  if (a >= 4.0f) return s_copysign(1.0f, x);
+  const float u = s_sub(a, 0.921875f);
+  float p = -2.730484425e-07f;
+  p = s_fma(p, u, -1.970953053e-05f);
+  p = s_fma(p, u, 2.956984681e-04f);
+  p = s_fma(p, u, -2.142082667e-03f);
+  p = s_fma(p, u, 1.085245982e-02f);
+  p = s_fma(p, u, -4.482556880e-02f);
+  p = s_fma(p, u, -8.329886794e-01f);
+  p = s_fma(p, u, -2.508012533e+00f);
+  p = s_fma(p, u, -1.648561835e+00f);
+  return s_copysign(s_sub(1.0f, strict_exp(p)), x);
+}
+
+// ---- sigmoid ---------------------------------------------------------------------------------
+// e = exp(-|x|) in (0, 1]; x >= 0: 1 / (1 + e); x < 0: e / (1 + e) (no overflow, and tiny
+// results keep their relative accuracy down to the subnormals).
+DS_HD inline float strict_sigmoid(float x) {
+  if (x != x) return s_add(x, x);
+  const float e = strict_exp(-s_abs(x));
+  const float d = s_add(1.0f, e);
+  return x >= 0.0f ? s_div(1.0f, d) : s_div(e, d);
+}
+
+// ---- activations (each a fixed sequence of the roundings above) -------------------------------
+// relu: x > 0 ? x : 0; NaN propagates (as torch.relu).
+DS_HD inline float strict_relu(float x) { return x > 0.0f ? x : (x != x ? x : 0.0f); }
+
+// leaky_relu: x > 0 ? x : x * slope (one rounding), as PyTorch; NaN propagates.
+DS_HD inline float strict_leaky_relu(float x, float slope) { return x > 0.0f ? x : s_mul(x, slope); }
+
+// silu: x * sigmoid(x) (one rounding after the sigmoid). silu(-inf) = -inf * 0 = NaN, as PyTorch.
+DS_HD inline float strict_silu(float x) { return s_mul(x, strict_sigmoid(x)); }
+
+// gelu (exact): t = x * (1/sqrt 2); e = erf(t); y = (x * 0.5) * (1 + e).
+// Same association as PyTorch's CPU kernel; for x << 0 the 1 + e cancels, so the relative error
+// there is large although the absolute error stays below float's epsilon -- inherent to the formula.
+constexpr float kInvSqrt2 = 7.07106769e-01f;
+DS_HD inline float strict_gelu_erf(float x) {
+  const float e = strict_erf(s_mul(x, kInvSqrt2));
+  return s_mul(s_mul(x, 0.5f), s_add(1.0f, e));
+}
+
+// gelu (tanh): x3 = (x * x) * x; u = sqrt(2/pi) * (x + 0.044715 * x3); t = tanh(u);
+// y = (x * 0.5) * (1 + t). Each product and sum rounds once, no fma.
+constexpr float kSqrt2OverPi = 7.97884583e-01f;
+constexpr float kGeluTanhC = 4.47150005e-02f;
+DS_HD inline float strict_gelu_tanh(float x) {
+  const float x3 = s_mul(s_mul(x, x), x);
+  const float u = s_mul(kSqrt2OverPi, s_add(x, s_mul(kGeluTanhC, x3)));
+  const float t = strict_tanh(u);
+  return s_mul(s_mul(x, 0.5f), s_add(1.0f, t));
+}
+
+// ---- dot product and bias (§5.2) -------------------------------------------------------------
+// acc = 0; acc = fma(a_k, b_k, acc) for k = 0..K-1 ascending. Conv passes its (ci, kh, kw)
+// reduction index, last fastest, through the same loop.
+DS_HD inline float strict_dot(const float* a, long long sa, const float* b, long long sb, long long K) {
+  float acc = 0.0f;
+  for (long long k = 0; k < K; ++k) acc = s_fma(a[k * sa], b[k * sb], acc);
+  return acc;
+}
+DS_HD inline float strict_bias(float acc, float bias) { return s_add(acc, bias); }
+
+// ---- reductions (§5.1) -----------------------------------------------------------------------
+// A row of n elements is split over 256 lanes: lane j sums j, j+256, j+512, ... in order from
+// 0.0f; then the partials are added as a fixed binary tree: (0,1),(2,3),..., then (0,2),(4,6),...
+// i.e. at width w, p[i] += p[i+w] for i a multiple of 2w. A kernel reproduces this with 256
+// threads (thread j = lane j) and a shared-memory tree with the same pairing -- interleaved
+// addressing `if (j % (2*w) == 0) s[j] += s[j + w]` for w = 1, 2, ..., 128 -- and NOT the usual
+// `s[j] += s[j + 128]` halving tree, which adds different pairs.
+constexpr int kStrictLanes = 256;
+
+DS_HD inline float strict_lane_sum(const float* x, long long stride, long long n, int lane) {
+  float acc = 0.0f;
+  for (long long i = lane; i < n; i += kStrictLanes) acc = s_add(acc, x[i * stride]);
+  return acc;
+}
+
+DS_HD inline float strict_tree_reduce(float partials[kStrictLanes]) {
+  for (int w = 1; w < kStrictLanes; w *= 2)
+    for (int i = 0; i < kStrictLanes; i += 2 * w) partials[i] = s_add(partials[i], partials[i + w]);
+  return partials[0];
+}
+
+// Sum of elem(i), i in [0, n), in the §5.1 order; elem must itself be deterministic. Lets variance
+// and the softmax denominator be summed without a temporary buffer.
+template <class F>
+DS_HD inline float strict_reduce(long long n, F elem) {
+  float p[kStrictLanes];
+  for (int j = 0; j < kStrictLanes; ++j) {
+    float acc = 0.0f;
+    for (long long i = j; i < n; i += kStrictLanes) acc = s_add(acc, elem(i));
+    p[j] = acc;
+  }
+  return strict_tree_reduce(p);
+}
+
+// Host convenience (a kernel uses strict_lane_sum per thread + the shared-memory tree).
+inline float strict_sum(const float* x, long long n, long long stride = 1) {
+  return strict_reduce(n, [&](long long i) { return x[i * stride]; });
+}
+
+// ---- norms (layernorm, groupnorm, batchnorm, rmsnorm) ----------------------------------------
+// mean = sum(x) / n; var = sum((x - mean) * (x - mean)) / n (two-pass, biased); per row
+// denom = sqrt(var + eps); per element y = fma((x - mean) / denom, w, b) -- one rounding for the
+// affine step, and w = 1, b = 0 (no affine parameters) leaves (x - mean) / denom unchanged.
+// n converts to float with one RN rounding (exact below 2^24).
+DS_HD inline float strict_norm_denom(float var, float eps) { return s_sqrt(s_add(var, eps)); }
+DS_HD inline float strict_norm_elem(float x, float mean, float denom, float w, float b) {
+  return s_fma(s_div(s_sub(x, mean), denom), w, b);
+}
+// rmsnorm: ms = sum(x * x) / n; denom = sqrt(ms + eps); y = (x / denom) * w.
+DS_HD inline float strict_rms_elem(float x, float denom, float w) { return s_mul(s_div(x, denom), w); }
+
+inline float strict_mean(const float* x, long long n, long long stride = 1) {
+  return s_div(strict_sum(x, n, stride), static_cast<float>(n));
+}
+inline float strict_variance(const float* x, long long n, long long stride, float mean) {
+  return s_div(strict_reduce(n, [&](long long i) {
+                 const float d = s_sub(x[i * stride], mean);
+                 return s_mul(d, d);
+               }),
+               static_cast<float>(n));
+}
+inline float strict_mean_square(const float* x, long long n, long long stride = 1) {
+  return s_div(strict_reduce(n, [&](long long i) { return s_mul(x[i * stride], x[i * stride]); }),
+               static_cast<float>(n));
+}
+
+// ---- softmax / log_softmax -------------------------------------------------------------------
+// m = max (any order: the step propagates NaN whatever its position, and strict_max_finish turns
+// a -0 maximum into +0 so that the sign of a zero max cannot depend on the order);
+// e_i = exp(x_i - m); s = sum(e) (§5.1 order); softmax y_i = e_i / s;
+// log_softmax y_i = (x_i - m) - log(s).
+DS_HD inline float strict_max_step(float m, float v) { return (v > m || v != v) && m == m ? v : m; }
+DS_HD inline float strict_max_finish(float m) { return s_add(m, 0.0f); }
+DS_HD inline float strict_softmax_exp(float x, float m) { return strict_exp(s_sub(x, m)); }
+DS_HD inline float strict_softmax_elem(float e, float s) { return s_div(e, s); }
+DS_HD inline float strict_log_softmax_elem(float x, float m, float log_s) { return s_sub(s_sub(x, m), log_s); }
+
+inline float strict_row_max(const float* x, long long n, long long stride = 1) {
+  float m = -s_inf();
+  for (long long i = 0; i < n; ++i) m = strict_max_step(m, x[i * stride]);
+  return strict_max_finish(m);
+}
+inline float strict_softmax_sum(const float* x, long long n, long long stride, float m) {
+  return strict_reduce(n, [&](long long i) { return strict_softmax_exp(x[i * stride], m); });
+}
+
+}  // namespace divscope
