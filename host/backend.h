@@ -23,5 +23,7 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
+// Our CUDA kernels (host/cuda_backend.cpp); throws RuntimeFault when built without CUDA.
+std::unique_ptr<Backend> make_cuda_backend();
 
 }  // namespace divscope

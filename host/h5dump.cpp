@@ -41,6 +41,7 @@ const std::string& DumpWriter::file() const { return impl_->file.name(); }
 
 void DumpWriter::write(size_t batch, const std::string& mode, const std::string& layer,
                        const Tensor& t) {
+  h5::init();
   const std::string bname = h5::padded(batch, 6);
   const h5::Object& batches = impl_->batches;
   h5::Object b = batches.has(bname) ? batches.group(bname) : batches.create_group(bname);
@@ -55,7 +56,10 @@ void DumpWriter::write(size_t batch, const std::string& mode, const std::string&
 struct DumpReader::Impl {
   h5::File file;
 
-  h5::Object batches() const { return file.root().group("batches"); }
+  h5::Object batches() const {
+    h5::init();   // this may be another thread than the one that opened the file
+    return file.root().group("batches");
+  }
   h5::Object mode(size_t batch, const std::string& mode) const {
     return batches().group(h5::padded(batch, 6)).group(mode);
   }
@@ -81,6 +85,7 @@ DumpReader& DumpReader::operator=(DumpReader&&) noexcept = default;
 const std::string& DumpReader::file() const { return impl_->file.name(); }
 
 std::string DumpReader::environment() const {
+  h5::init();
   h5::Object root = impl_->file.root();
   return root.has_attr("environment") ? root.attr_string("environment") : std::string();
 }

@@ -25,6 +25,7 @@ struct RecordingReader::Impl {
   std::string source, created;
 
   h5::Object batch(size_t i) const {
+    h5::init();   // this may be another thread than the one that opened the file
     if (i >= names.size())
       throw InputError(file.name(), "/batches",
                        "batch index " + std::to_string(i) + " out of range (" +

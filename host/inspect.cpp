@@ -6,6 +6,7 @@
 #include "env.h"
 #include "errors.h"
 #include "h5io.h"
+#include "h5summary.h"
 #include "model.h"
 
 namespace divscope {

@@ -163,7 +163,7 @@ void validate_and_infer(Model& m) {
         fail("unknown attribute '" + kv.first + "'");
     }
     for (const AttrSpec& s : spec->attrs)
-      if (s.required && !L.has(s.name)) fail("missing attribute '" + s.name + "'");
+      if (s.required && !L.has(s.name)) fail(std::string("missing attribute '") + s.name + "'");
     for (const auto& kv : L.params) {
       bool known = false;
       for (const ParamSpec& p : spec->params) known |= kv.first == p.name;

@@ -92,14 +92,16 @@ constexpr double kBf16MinNormal = 1.1754943508222875e-38;  // 2^-126, as float
 // cvt.rna.tf32.f32: keep the top 10 of the 23 fraction bits, round to nearest, ties away from
 // zero. On the magnitude bits that is "add half of the dropped range (0x1000), clear the low 13
 // bits": a carry out of the fraction bumps the exponent, which is exactly the next binade, and a
-// carry out of the largest finite exponent lands on the infinity pattern. This is also what the
-// hardware does (ptxas lowers cvt.rna.tf32.f32 to an integer add of 0x1000 guarded by a
-// finiteness test, then a LOP3 with 0xffffe000).
+// carry out of the largest finite exponent lands on the infinity pattern. This is also how the
+// hardware does it: SASS for cvt.rna.tf32.f32 (published disassembly for sm_86) is an integer add
+// of 0x1000 skipped for |x| >= inf or NaN, then an AND with 0xffffe000.
 // Subnormals: cvt.rna without .ftz keeps them, and the same bit arithmetic rounds the 23-bit
 // subnormal fraction to its top 10 bits (TF32's own subnormal grid, spacing 2^-136); rounding up
 // from the largest one gives 2^-126 correctly. We do not flush.
-// NaN: stays NaN with its sign; it is quieted (bit 22) so that a payload held only in the cleared
-// low bits cannot turn into infinity. Infinity passes through unchanged.
+// NaN: stays NaN with its sign, quieted (bit 22 set) so that a payload held only in the cleared
+// low bits cannot turn into infinity. (The hardware sequence above would mask such a NaN to inf;
+// no framework produces one -- PyTorch's NaN is 0x7fc00000 -- and "NaN in, NaN out" is what the
+// statistics need.) Infinity passes through unchanged.
 DS_HD inline float round_tf32(float x) {
   uint32_t u = f32_bits(x);
   if ((u & 0x7f800000u) == 0x7f800000u) {

@@ -1,6 +1,8 @@
 // Device query and error checking (DESIGN §2): everything the rest of kernels/ builds on.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "kernels/device.cuh"
 #include "kernels/kernels.h"
 
@@ -36,6 +38,69 @@ DeviceInfo query_device() {
   info.total_memory = prop.totalGlobalMem;
   info.multiprocessors = prop.multiProcessorCount;
   return info;
+}
+
+// ---- device memory -----------------------------------------------------------------------------
+void* device_alloc(size_t bytes, const std::string& what) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();   // an allocation failure is not sticky; clear it for the next call
+    throw RuntimeFault("out of device memory allocating " + std::to_string(bytes) + " bytes for " +
+                       what + ": " + cudaGetErrorString(err));
+  }
+  return p;
+}
+
+void device_free(void* p) noexcept {
+  if (p) CUDA_CHECK_PRINT(cudaFree(p));
+}
+
+void copy_to_device(void* dst, const void* src, size_t bytes, const std::string& what) {
+  if (bytes == 0) return;
+  cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+  if (err != cudaSuccess)
+    throw RuntimeFault("CUDA error copying " + std::to_string(bytes) + " bytes to the device for " +
+                       what + ": " + cudaGetErrorString(err));
+}
+
+void copy_to_host(void* dst, const void* src, size_t bytes, const std::string& what) {
+  if (bytes == 0) return;
+  cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+  if (err != cudaSuccess)
+    throw RuntimeFault("CUDA error copying " + std::to_string(bytes) + " bytes to the host for " +
+                       what + ": " + cudaGetErrorString(err));
+}
+
+namespace {
+constexpr int kFillBlock = 256;
+
+template <class T>
+__global__ void fill_nan_kernel(T* p, size_t n, T nan) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x)
+    p[i] = nan;
+}
+
+// Enough blocks to cover the H100's SMs several times; the grid-stride loop does the rest.
+constexpr long long kFillMaxBlocks = 4096;
+}  // namespace
+
+void device_fill_nan(void* p, size_t elements, bool is_double) {
+  if (elements == 0) return;
+  const int blocks = static_cast<int>(std::min<long long>(ceil_div(elements, kFillBlock), kFillMaxBlocks));
+  if (is_double)
+    fill_nan_kernel<<<blocks, kFillBlock>>>(static_cast<double*>(p), elements, bits_f64(0x7ff8000000000000ull));
+  else
+    fill_nan_kernel<<<blocks, kFillBlock>>>(static_cast<float*>(p), elements, bits_f32(0x7fc00000u));
+  check_launch("fill_nan_kernel", "poison");
+}
+
+void device_synchronize(const std::string& what) {
+  cudaError_t err = cudaDeviceSynchronize();
+  if (err != cudaSuccess)
+    throw RuntimeFault("CUDA error while running " + what + ": " + cudaGetErrorString(err));
 }
 
 }  // namespace divscope

@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "host/compare.h"   // LayerStats, CompareOptions (plain C++) for compare_device
 #include "host/precision.h"
 
 namespace divscope {
@@ -62,5 +64,67 @@ struct Conv2dDesc {
 };
 void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const void* bias,
             void* y, const std::string& layer);
+
+// ================================================================================================
+// Non-GEMM ops, memory helpers' users and the statistics pass (kernels/norm.cu, softmax.cu,
+// elementwise.cu, pool.cu, compare.cu). Same conventions as above: DEVICE pointers, double* for
+// Mode::fp64 and float* (storage-valued) for every other mode; tf32 behaves as fp32 here (it is
+// a GEMM operand format only). fp16/bf16 compute in float from storage-valued inputs and round
+// each result once with round_storage; strict follows host/strict_math.h (DESIGN §5.1, §5.2)
+// and is bitwise equal to the CPU strict path. Parameters (weights, running stats) are device
+// arrays of the same element type, already rounded to the mode's storage by the caller.
+// ================================================================================================
+
+// ---- elementwise (kernels/elementwise.cu) ----
+enum class UnaryOp { relu, gelu_erf, gelu_tanh };
+void unary(Mode mode, UnaryOp op, const void* x, void* y, int64_t n, const std::string& layer);
+
+// y = a + b with NumPy broadcasting of same-rank shapes (a dim of size 1 repeats); y has the
+// broadcast shape. Rank at most kMaxBroadcastRank.
+constexpr int kMaxBroadcastRank = 8;
+void add(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
+         const void* a, const void* b, void* y, const std::string& layer);
+
+// ---- norms (kernels/norm.cu) ----
+// batchnorm2d (inference): x [N, C, S] (S = H*W), per-channel weight, bias, mean, var.
+void batchnorm2d(Mode mode, int64_t N, int64_t C, int64_t S, double eps, const void* x,
+                 const void* weight, const void* bias, const void* mean, const void* var, void* y,
+                 const std::string& layer);
+// layernorm over each of `rows` contiguous rows of D elements; weight, bias [D] may be null.
+void layernorm(Mode mode, int64_t rows, int64_t D, double eps, const void* x, const void* weight,
+               const void* bias, void* y, const std::string& layer);
+
+// ---- softmax (kernels/softmax.cu) ----
+// x viewed as [outer, n, inner]; softmax (or log_softmax) along n.
+void softmax(Mode mode, int64_t outer, int64_t n, int64_t inner, bool log, const void* x, void* y,
+             const std::string& layer);
+
+// ---- pools (kernels/pool.cu) ----
+struct Pool2dDesc {
+  int64_t N = 0, C = 0, H = 0, W = 0, OH = 0, OW = 0;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+};
+// PyTorch maxpool2d: padding is -inf, NaN wins; OH/OW as the op table infers them (ceil_mode
+// is already folded into OH/OW). Exact in every mode (a max does not round).
+void maxpool2d(Mode mode, const Pool2dDesc& d, const void* x, void* y, const std::string& layer);
+
+// ---- statistics (kernels/compare.cu) ----
+// LayerStats of a device candidate against the device FP64 reference, by the definitions of
+// host/compare.cpp (DESIGN §6). `storage` is the format whose ULPs are counted (it replaces
+// opt.storage). Deterministic: the same inputs give the same bits. Histogram counts are exact;
+// sums may differ from the CPU's in the last bits (different summation order).
+LayerStats compare_device(Mode storage, const float* cand_dev, const double* ref_dev,
+                          const Shape& shape, const CompareOptions& opt, const std::string& layer);
+LayerStats compare_device(Mode storage, const double* cand_dev, const double* ref_dev,
+                          const Shape& shape, const CompareOptions& opt, const std::string& layer);
+// Per sample (dim 0), as compare_per_sample.
+std::vector<LayerStats> compare_device_per_sample(Mode storage, const float* cand_dev,
+                                                  const double* ref_dev, const Shape& shape,
+                                                  const CompareOptions& opt,
+                                                  const std::string& layer);
+std::vector<LayerStats> compare_device_per_sample(Mode storage, const double* cand_dev,
+                                                  const double* ref_dev, const Shape& shape,
+                                                  const CompareOptions& opt,
+                                                  const std::string& layer);
 
 }  // namespace divscope

@@ -1,13 +1,72 @@
-// CPU-only build (-DDIVSCOPE_CUDA=OFF): the device query says why there is no device.
+// CPU-only build (-DDIVSCOPE_CUDA=OFF): the device query says why there is no device, and every
+// other entry point of kernels.h throws, so host code and tests link unchanged and decide at run
+// time (query_device().available) whether to call them.
 #include "kernels/kernels.h"
 
+#include "host/errors.h"
+
 namespace divscope {
+namespace {
+[[noreturn]] void no_cuda(const char* what) {
+  throw RuntimeFault(std::string(what) + ": divscope was built without CUDA (-DDIVSCOPE_CUDA=OFF)");
+}
+}  // namespace
 
 DeviceInfo query_device() {
   DeviceInfo info;
   info.available = false;
   info.reason = "divscope was built without CUDA (-DDIVSCOPE_CUDA=OFF)";
   return info;
+}
+
+void* device_alloc(size_t, const std::string&) { no_cuda("device_alloc"); }
+void device_free(void*) noexcept {}
+void copy_to_device(void*, const void*, size_t, const std::string&) { no_cuda("copy_to_device"); }
+void copy_to_host(void*, const void*, size_t, const std::string&) { no_cuda("copy_to_host"); }
+void device_fill_nan(void*, size_t, bool) { no_cuda("device_fill_nan"); }
+void device_synchronize(const std::string&) { no_cuda("device_synchronize"); }
+
+void gemm(Mode, const GemmDesc&, const void*, const void*, const void*, void*, const std::string&) {
+  no_cuda("gemm");
+}
+void conv2d(Mode, const Conv2dDesc&, const void*, const void*, const void*, void*,
+            const std::string&) {
+  no_cuda("conv2d");
+}
+void unary(Mode, UnaryOp, const void*, void*, int64_t, const std::string&) { no_cuda("unary"); }
+void add(Mode, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*, const void*,
+         void*, const std::string&) {
+  no_cuda("add");
+}
+void batchnorm2d(Mode, int64_t, int64_t, int64_t, double, const void*, const void*, const void*,
+                 const void*, const void*, void*, const std::string&) {
+  no_cuda("batchnorm2d");
+}
+void layernorm(Mode, int64_t, int64_t, double, const void*, const void*, const void*, void*,
+               const std::string&) {
+  no_cuda("layernorm");
+}
+void softmax(Mode, int64_t, int64_t, int64_t, bool, const void*, void*, const std::string&) {
+  no_cuda("softmax");
+}
+void maxpool2d(Mode, const Pool2dDesc&, const void*, void*, const std::string&) {
+  no_cuda("maxpool2d");
+}
+LayerStats compare_device(Mode, const float*, const double*, const Shape&, const CompareOptions&,
+                          const std::string&) {
+  no_cuda("compare_device");
+}
+LayerStats compare_device(Mode, const double*, const double*, const Shape&, const CompareOptions&,
+                          const std::string&) {
+  no_cuda("compare_device");
+}
+std::vector<LayerStats> compare_device_per_sample(Mode, const float*, const double*, const Shape&,
+                                                  const CompareOptions&, const std::string&) {
+  no_cuda("compare_device_per_sample");
+}
+std::vector<LayerStats> compare_device_per_sample(Mode, const double*, const double*, const Shape&,
+                                                  const CompareOptions&, const std::string&) {
+  no_cuda("compare_device_per_sample");
 }
 
 }  // namespace divscope

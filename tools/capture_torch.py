@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 FORMAT_VERSION = 1
+# HDF5 1.8+ object format: compact groups, several times smaller files for many small layers.
+_LIBVER = ("v108", "latest")
 
 
 class CaptureError(Exception):
@@ -109,7 +111,12 @@ class _Tracer(torch.fx.Tracer):
 
 def trace(module):
     tracer = _Tracer()
-    graph = tracer.trace(module)
+    try:
+        graph = tracer.trace(module)
+    except Exception as e:  # torch.fx.proxy.TraceError, data-dependent control flow, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CaptureError(f"capture_torch: torch.fx cannot trace "
+                           f"{module.__class__.__name__}: {first}") from e
     name = module.__class__.__name__
     return torch.fx.GraphModule(tracer.root, graph, name)
 
@@ -801,7 +808,7 @@ def build(module, example_batches, input_names=None):
 
 
 def write_model(path, name, layers, outputs, specs):
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver=_LIBVER) as f:
         f.attrs["divscope_format"] = "model"
         f.attrs["divscope_version"] = np.int64(FORMAT_VERSION)
         f.attrs["name"] = str(name)
@@ -849,7 +856,7 @@ def write_recording(path, gm, layers, specs, example_batches, record_activations
     if source is None:
         dev = "cpu"
         source = f"pytorch {torch.__version__}, {dev}"
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver=_LIBVER) as f:
         f.attrs["divscope_format"] = "recording"
         f.attrs["divscope_version"] = np.int64(FORMAT_VERSION)
         f.attrs["source"] = str(source)
@@ -907,7 +914,8 @@ def main(argv=None):
         import make_examples  # noqa: E402
         make_examples.build_one(args.example, args.out_dir)
     except (CaptureError, KeyError, ValueError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e.args[0]) if e.args else ""
+        msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         print(msg if msg.startswith("capture_torch") else f"capture_torch: {msg}", file=sys.stderr)
         return 2
     return 0

@@ -50,6 +50,13 @@ struct Fp64Policy {
   static Acc erf(Acc x) { return std::erf(x); }
 };
 
-#define DIVSCOPE_REFERENCE_POLICIES(X) X(Fp64Policy)
+}  // namespace divscope
+
+#include "reference/mode_policies.h"
+
+namespace divscope {
+
+#define DIVSCOPE_REFERENCE_POLICIES(X) \
+  X(Fp64Policy) X(Fp32Policy) X(Tf32Policy) X(Fp16Policy) X(Bf16Policy) X(StrictPolicy)
 
 }  // namespace divscope

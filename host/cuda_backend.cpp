@@ -1,0 +1,272 @@
+// The CUDA backend (DESIGN §1, §2): the FP64 reference and every mode on our own kernels. Each
+// call copies the layer's inputs and parameters to the device, runs the op's kernel(s) and copies
+// the output back; nothing is cached between calls (correct first, fast later). Ops without a
+// kernel are an InputError that points at the CPU backend.
+#include "backend.h"
+#include "errors.h"
+
+#ifdef DIVSCOPE_HAVE_CUDA
+#include <limits>
+
+#include "kernels/kernels.h"
+#include "ops.h"
+#endif
+
+namespace divscope {
+
+#ifndef DIVSCOPE_HAVE_CUDA
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  throw RuntimeFault("divscope was built without CUDA");
+}
+
+#else
+
+namespace {
+
+// Device memory owned by the host code (kernels.h is plain C++, so no DeviceBuffer here).
+class DevMem {
+ public:
+  DevMem() = default;
+  DevMem(size_t bytes, const std::string& what) : p_(device_alloc(bytes, what)) {}
+  ~DevMem() { device_free(p_); }
+  DevMem(const DevMem&) = delete;
+  DevMem& operator=(const DevMem&) = delete;
+  DevMem(DevMem&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+};
+
+template <class T>
+DevMem upload(const std::vector<T>& v, const std::string& what) {
+  DevMem d(v.size() * sizeof(T), what);
+  copy_to_device(d.get(), v.data(), v.size() * sizeof(T), what);
+  return d;
+}
+
+// A parameter in the mode's storage (as the CPU's param_of: FP64 -> float -> storage rounding);
+// an empty DevMem (null pointer) when the layer has none.
+template <class T>
+DevMem param(Mode m, const Layer& L, const char* key) {
+  const Tensor* t = L.param(key);
+  if (!t) return DevMem();
+  std::vector<T> v;
+  v.reserve(t->data.size());
+  for (double x : t->data)
+    v.push_back(m == Mode::fp64 ? T(x) : T(round_storage(m, static_cast<float>(x))));
+  return upload(v, L.name + "." + key);
+}
+
+bool has_kernel(const std::string& op) {
+  static const char* const ops[] = {"linear", "matmul", "conv2d", "batchnorm2d", "layernorm",
+                                    "relu", "gelu", "softmax", "log_softmax", "add", "maxpool2d",
+                                    "flatten"};
+  for (const char* o : ops)
+    if (op == o) return true;
+  return false;
+}
+
+// The op table's shape rule rerun on the actual inputs, as the CPU reference does: the kernels
+// index by these shapes and trust them.
+template <class T>
+Shape checked_out_shape(const Layer& L, const std::vector<const BasicTensor<T>*>& in) {
+  const OpSpec* spec = find_op(L.op);
+  if (!spec) throw InputError(L.where() + ": unknown op '" + L.op + "'");
+  if (static_cast<int>(in.size()) != spec->num_inputs)
+    throw InputError(L.where() + ": expects " + std::to_string(spec->num_inputs) +
+                     " input(s), got " + std::to_string(in.size()));
+  std::vector<Shape> shapes;
+  for (const auto* t : in) {
+    if (!t || t->rank() < 1 || t->size() != numel(t->shape))
+      throw InputError(L.where() + ": malformed input tensor");
+    if (t->shape[0] != in[0]->shape[0])
+      throw InputError(L.where() + ": inputs have different batch sizes");
+    shapes.push_back(t->shape);
+  }
+  Shape want{in[0]->shape[0]};
+  want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
+  Shape got;
+  try {
+    got = spec->infer(L, shapes);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw InputError(L.where() + ": " + e.what());
+  }
+  if (got != want)
+    throw InputError(L.where() + ": inputs give output shape " + shape_str(got) +
+                     ", the model says " + shape_str(want));
+  return want;
+}
+
+// matmul: a [..., M, K] @ b [..., K, N] with broadcast batch dims. One strided batched GEMM when
+// each operand's batch dims are either the output's or all ones; otherwise one GEMM per batch.
+void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const void* a,
+                const void* b, void* c, size_t elem, const std::string& layer) {
+  const int r = static_cast<int>(os.size());
+  const int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1];
+  const Shape ob(os.begin(), os.end() - 2), ab(as.begin(), as.end() - 2), bb(bs.begin(), bs.end() - 2);
+  const int64_t batches = numel(ob), na = numel(ab), nb = numel(bb);
+  GemmDesc d;
+  d.M = M;
+  d.N = N;
+  d.K = K;
+  d.lda = K;
+  d.ldb = N;
+  d.ldc = N;
+  d.stride_c = M * N;
+  if ((ab == ob || na == 1) && (bb == ob || nb == 1)) {
+    d.batch = batches;
+    d.stride_a = na == 1 ? 0 : M * K;
+    d.stride_b = nb == 1 ? 0 : K * N;
+    gemm(m, d, a, b, nullptr, c, layer);
+    return;
+  }
+  const Shape sa = strides_of(ab), sb = strides_of(bb);
+  for (int64_t i = 0; i < batches; ++i) {
+    int64_t oa = 0, obi = 0, rem = i;
+    for (int k = r - 3; k >= 0; --k) {   // size-1 dims do not advance
+      const int64_t idx = rem % ob[k];
+      rem /= ob[k];
+      if (ab[k] != 1) oa += idx * sa[k];
+      if (bb[k] != 1) obi += idx * sb[k];
+    }
+    gemm(m, d, static_cast<const char*>(a) + oa * M * K * elem,
+         static_cast<const char*>(b) + obi * K * N * elem, nullptr,
+         static_cast<char*>(c) + i * M * N * elem, layer);
+  }
+}
+
+// One layer on the device in mode m (fp64: T = double, the reference; else T = float).
+template <class T>
+void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>& in,
+               BasicTensor<T>& out) {
+  if (!has_kernel(L.op))
+    throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
+  const Shape os = checked_out_shape(L, in);
+  out.shape = os;
+  if (L.op == "flatten") {   // a reshape: same elements, same order
+    out.data = in[0]->data;
+    return;
+  }
+  out.data.assign(static_cast<size_t>(numel(os)), std::numeric_limits<T>::quiet_NaN());
+  const std::string& name = L.name;
+  std::vector<DevMem> din;
+  for (const auto* t : in) din.push_back(upload(t->data, name + " input"));
+  DevMem dout(out.data.size() * sizeof(T), name + " output");
+  const void* x = din[0].get();
+  void* y = dout.get();
+  const Shape& xs = in[0]->shape;
+
+  if (L.op == "linear") {
+    const Tensor& w = *L.param("weight");
+    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
+    GemmDesc d;
+    d.K = w.shape[1];
+    d.N = w.shape[0];
+    d.M = in[0]->size() / d.K;
+    d.lda = d.K;
+    d.ldb = d.K;
+    d.ldc = d.N;
+    d.b_trans = true;   // y = x W^T: B'[k][n] = W[n][k]
+    gemm(m, d, x, dw.get(), db.get(), y, name);
+  } else if (L.op == "matmul") {
+    run_matmul(m, xs, in[1]->shape, os, x, din[1].get(), y, sizeof(T), name);
+  } else if (L.op == "conv2d") {
+    const Tensor& w = *L.param("weight");
+    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
+    const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+    const auto dil = L.attr_ints("dilation", 2, {});
+    Conv2dDesc d;
+    d.N = xs[0];
+    d.C = xs[1];
+    d.H = xs[2];
+    d.W = xs[3];
+    d.Co = w.shape[0];
+    d.kh = w.shape[2];
+    d.kw = w.shape[3];
+    d.OH = os[2];
+    d.OW = os[3];
+    d.stride_h = st[0];
+    d.stride_w = st[1];
+    d.pad_h = pad[0];
+    d.pad_w = pad[1];
+    d.dil_h = dil[0];
+    d.dil_w = dil[1];
+    d.groups = L.attr_int("groups");
+    conv2d(m, d, x, dw.get(), db.get(), y, name);
+  } else if (L.op == "batchnorm2d") {
+    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
+    DevMem mean = param<T>(m, L, "running_mean"), var = param<T>(m, L, "running_var");
+    batchnorm2d(m, xs[0], xs[1], xs[2] * xs[3], L.attr_float("eps"), x, w.get(), b.get(),
+                mean.get(), var.get(), y, name);
+  } else if (L.op == "layernorm") {
+    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
+    const int64_t D = numel(L.attr_ints("normalized_shape"));
+    layernorm(m, in[0]->size() / D, D, L.attr_float("eps"), x, w.get(), b.get(), y, name);
+  } else if (L.op == "relu") {
+    unary(m, UnaryOp::relu, x, y, in[0]->size(), name);
+  } else if (L.op == "gelu") {
+    const bool tanh_form = L.attr_str("approximate", "none") == "tanh";
+    unary(m, tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, x, y, in[0]->size(), name);
+  } else if (L.op == "softmax" || L.op == "log_softmax") {
+    int64_t axis = L.attr_int("axis");
+    if (axis < 0) axis += static_cast<int64_t>(xs.size());
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < static_cast<int64_t>(xs.size()); ++i) {
+      if (i < axis) outer *= xs[i];
+      if (i > axis) inner *= xs[i];
+    }
+    softmax(m, outer, xs[axis], inner, L.op == "log_softmax", x, y, name);
+  } else if (L.op == "add") {
+    add(m, xs, in[1]->shape, x, din[1].get(), y, name);
+  } else if (L.op == "maxpool2d") {
+    const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
+    const auto pad = L.attr_ints("padding", 2, {}), dil = L.attr_ints("dilation", 2, {1, 1});
+    Pool2dDesc d;
+    d.N = xs[0];
+    d.C = xs[1];
+    d.H = xs[2];
+    d.W = xs[3];
+    d.OH = os[2];
+    d.OW = os[3];
+    d.kh = k[0];
+    d.kw = k[1];
+    d.stride_h = st[0];
+    d.stride_w = st[1];
+    d.pad_h = pad[0];
+    d.pad_w = pad[1];
+    d.dil_h = dil[0];
+    d.dil_w = dil[1];
+    maxpool2d(m, d, x, y, name);
+  }
+  copy_to_host(out.data.data(), y, out.data.size() * sizeof(T), name + " output");
+}
+
+class CudaBackend : public Backend {
+ public:
+  std::string name() const override { return "cuda"; }
+  void reference(const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) override {
+    run_layer<double>(Mode::fp64, l, in, out);
+  }
+  void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
+               TensorF& out) override {
+    if (m == Mode::fp64)
+      throw RuntimeFault("cuda backend: fp64 is the reference, not a float mode (" + l.where() + ")");
+    run_layer<float>(m, l, in, out);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() {
+  const DeviceInfo d = query_device();
+  if (!d.available) throw RuntimeFault("no CUDA device: " + d.reason);
+  return std::make_unique<CudaBackend>();
+}
+
+#endif
+
+}  // namespace divscope

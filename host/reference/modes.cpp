@@ -1,0 +1,19 @@
+#include "reference/modes.h"
+
+#include "errors.h"
+#include "reference/reference.h"
+
+namespace divscope {
+
+void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out) {
+  switch (m) {
+    case Mode::fp32: return layer_forward<Fp32Policy>(L, in, out);
+    case Mode::tf32: return layer_forward<Tf32Policy>(L, in, out);
+    case Mode::fp16: return layer_forward<Fp16Policy>(L, in, out);
+    case Mode::bf16: return layer_forward<Bf16Policy>(L, in, out);
+    case Mode::strict: return layer_forward<StrictPolicy>(L, in, out);
+    default: throw RuntimeFault(std::string("mode_forward: ") + mode_name(m) + " is not a float mode");
+  }
+}
+
+}  // namespace divscope

@@ -1,0 +1,16 @@
+// The CPU path of every precision mode (DESIGN §5): the reference loops under the mode's policy.
+#pragma once
+#include <vector>
+
+#include "model.h"
+#include "precision.h"
+#include "tensor.h"
+
+namespace divscope {
+
+// One layer in mode `m` (fp32, tf32, fp16, bf16, strict). Inputs hold values representable in
+// the mode's storage format; so does the output. Mode::fp64 is not a float mode: use
+// reference_forward.
+void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out);
+
+}  // namespace divscope

@@ -1,0 +1,63 @@
+// GEMM (kernels/kernels.h): C[b] = A[b] * B'[b] (+ bias[n]) in every precision mode (DESIGN §5).
+//
+// fp64: SIMT double, 64x64x8 tiles. fp32 and strict: one SIMT float kernel, 128x128x8 tiles,
+// in which each output is acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0 and then one bias
+// add -- the strict formula (host/strict_math.h strict_dot, strict_bias), so strict is bitwise
+// equal to the CPU; fp32 ("order free") simply gets the same deterministic order.
+// tf32/fp16/bf16: mma.sync tensor cores (gemm_common.cuh). Per mode one kernel for each B
+// layout (b_trans or not): the layout decides which way a tile is transposed into shared memory.
+#include "kernels/gemm_common.cuh"
+#include "kernels/kernels.h"
+
+namespace divscope {
+namespace {
+
+using namespace gemm_detail;
+
+template <class T>
+void simt(const char* name, const GemmDesc& d, const void* A, const void* B, const void* bias,
+          void* C, const std::string& layer) {
+  const KContig<T> a{static_cast<const T*>(A), d.lda, d.stride_a, d.M};
+  const MatrixOut<T> out{static_cast<T*>(C), static_cast<const T*>(bias), d.ldc, d.stride_c};
+  const T* bp = static_cast<const T*>(B);
+  if (d.b_trans)   // B is [N][K]: element (n, k) at n * ldb + k
+    launch_simt<T, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                 KContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+  else             // B is [K][N]: element (k, n) at k * ldb + n
+    launch_simt<T, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                   RowContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+}
+
+template <class Op>
+void tensor_core(const char* name, const GemmDesc& d, const void* A, const void* B,
+                 const void* bias, void* C, const std::string& layer) {
+  const KContig<float> a{static_cast<const float*>(A), d.lda, d.stride_a, d.M};
+  const MatrixOut<float> out{static_cast<float*>(C), static_cast<const float*>(bias), d.ldc,
+                             d.stride_c};
+  const float* bp = static_cast<const float*>(B);
+  if (d.b_trans)
+    launch_tc<Op, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                KContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+  else
+    launch_tc<Op, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                  RowContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+}
+
+}  // namespace
+
+void gemm(Mode mode, const GemmDesc& d, const void* A, const void* B, const void* bias, void* C,
+          const std::string& layer) {
+  if (d.batch < 0 || d.M < 0 || d.N < 0 || d.K < 0)
+    throw RuntimeFault("gemm: negative size in layer '" + layer + "'");
+  switch (mode) {
+    case Mode::fp64: return simt<double>("gemm_simt_f64", d, A, B, bias, C, layer);
+    case Mode::fp32: return simt<float>("gemm_simt_f32", d, A, B, bias, C, layer);
+    case Mode::strict: return simt<float>("gemm_simt_strict", d, A, B, bias, C, layer);
+    case Mode::tf32: return tensor_core<OpTf32>("gemm_tc_tf32", d, A, B, bias, C, layer);
+    case Mode::fp16: return tensor_core<OpF16>("gemm_tc_fp16", d, A, B, bias, C, layer);
+    case Mode::bf16: return tensor_core<OpBf16>("gemm_tc_bf16", d, A, B, bias, C, layer);
+  }
+  throw RuntimeFault("gemm: unknown mode in layer '" + layer + "'");
+}
+
+}  // namespace divscope

@@ -1,0 +1,199 @@
+// The CLI end to end (DESIGN §8): exit codes, the console table, the JSON report, the planted
+// divergence examples (data/EXPECTED.md).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+using namespace divscope::testing;
+using nlohmann::json;
+
+namespace {
+
+std::string run_args(const std::string& example, const std::string& extra = "") {
+  return "run --backend cpu --model " + data_file(example + ".model.h5") + " --recording " +
+         data_file(example + ".recording.h5") + " " + extra;
+}
+
+json run_report(const std::string& example, const std::string& extra, int* code) {
+  const std::string report = temp_path(example + "_report.json");
+  CliResult r = run_cli(run_args(example, "--quiet --report " + report + " " + extra));
+  *code = r.code;
+  EXPECT_TRUE(r.code == 0 || r.code == 1) << r.err;
+  json j = json::parse(read_file(report));
+  std::remove(report.c_str());
+  return j;
+}
+
+const json& mode_of(const json& report, const std::string& mode) {
+  for (const json& m : report["modes"])
+    if (m["mode"] == mode) return m;
+  throw std::runtime_error("mode " + mode + " not in report");
+}
+
+// data/EXPECTED.md: the planted layer, per mode ("" = no divergence).
+struct Planted {
+  const char* example;
+  const char* fp32;
+  const char* tf32;
+  const char* fp16;
+  const char* bf16;
+};
+
+const Planted kPlanted[] = {
+    {"planted_fp16_overflow", "", "", "amplify", ""},
+    {"planted_tf32_cancellation", "", "diff", "diff", "diff"},
+    {"planted_layernorm_offset", "", "", "ln", "ln"},
+};
+
+json expect_layer(const char* name) { return *name ? json(name) : json(); }
+
+}  // namespace
+
+class PlantedExample : public ::testing::TestWithParam<Planted> {};
+
+TEST_P(PlantedExample, FirstDivergentAndCulpritAreThePlantedLayer) {
+  const Planted& p = GetParam();
+  int code = 0;
+  json rep = run_report(p.example, "", &code);
+  const std::pair<const char*, const char*> modes[] = {
+      {"fp32", p.fp32}, {"tf32", p.tf32}, {"fp16", p.fp16}, {"bf16", p.bf16}, {"strict", ""}};
+  bool any = false;
+  for (const auto& [mode, layer] : modes) {
+    SCOPED_TRACE(std::string(p.example) + " mode " + mode);
+    const json& m = mode_of(rep, mode);
+    EXPECT_EQ(m["first_divergent_layer"], expect_layer(layer));
+    EXPECT_EQ(m["culprit_layer"], expect_layer(layer));
+    EXPECT_EQ(m["passed"], !*layer);
+    any |= *layer != 0;
+    // No layer before the planted one diverges.
+    for (const json& l : m["layers"]) {
+      if (l["name"] == layer) break;
+      EXPECT_FALSE(l["diverged"].get<bool>()) << l["name"];
+    }
+    if (*layer) {
+      ASSERT_FALSE(m["samples"].empty());
+      EXPECT_EQ(m["samples"][0]["first_divergent_layer"], layer);
+    }
+  }
+  EXPECT_EQ(code, any ? 1 : 0);
+  EXPECT_EQ(rep["passed"], !any);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cli, PlantedExample, ::testing::ValuesIn(kPlanted),
+                         [](const auto& info) { return std::string(info.param.example); });
+
+TEST(Cli, ReportHasDocumentedKeys) {
+  int code = 0;
+  json rep = run_report("mlp", "--modes fp32,fp16", &code);
+  for (const char* k : {"divscope_report", "environment", "model", "recording", "backend",
+                        "batches", "tolerance", "modes", "passed"})
+    EXPECT_TRUE(rep.contains(k)) << k;
+  EXPECT_EQ(rep["divscope_report"], 1);
+  EXPECT_EQ(rep["backend"], "cpu");
+  EXPECT_EQ(rep["batches"], 3);
+  ASSERT_EQ(rep["modes"].size(), 2u);
+  const json& m = rep["modes"][0];
+  for (const char* k : {"mode", "passed", "first_divergent_layer", "culprit_layer", "layers", "samples"})
+    EXPECT_TRUE(m.contains(k)) << k;
+  const json& l = m["layers"][0];
+  for (const char* k : {"index", "name", "op", "diverged", "chained", "isolated"})
+    EXPECT_TRUE(l.contains(k)) << k;
+  for (const char* k : {"count", "nan", "inf", "max_abs", "max_abs_index", "max_rel", "mean_abs",
+                        "rel_l2", "cosine", "mismatch", "sqnr_db", "min_atol", "min_rtol",
+                        "max_ulp", "ulp_histogram", "abs_err_p50", "abs_err_p99",
+                        "abs_err_p999", "reference"})
+    EXPECT_TRUE(l["chained"].contains(k)) << k;
+  for (const char* k : {"min", "max", "mean", "std", "zero_fraction", "over_fp16_max_fraction",
+                        "under_fp16_min_normal_fraction"})
+    EXPECT_TRUE(l["chained"]["reference"].contains(k)) << k;
+  EXPECT_GT(l["chained"]["count"].get<int64_t>(), 0);
+}
+
+TEST(Cli, ConsoleTableMarksFirstDivergentLayer) {
+  CliResult r = run_cli(run_args("planted_fp16_overflow", "--modes fp16"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.out.find(">*"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("first divergent layer 'amplify'"), std::string::npos) << r.out;
+}
+
+TEST(Cli, LooseToleranceFlagsPass) {
+  int code = 0;
+  json rep = run_report("planted_tf32_cancellation", "--modes tf32 --atol 10 --rtol 1", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(mode_of(rep, "tf32")["first_divergent_layer"], json());
+}
+
+TEST(Cli, ToleranceFileLoosensOnlyTheMatchedLayer) {
+  const std::string tol = temp_path("tol.json");
+  std::ofstream(tol) << R"({"tf32": {"di*": {"atol": 10, "rtol": 1}}})";
+  int code = 0;
+  json rep = run_report("planted_tf32_cancellation", "--modes tf32,fp16 --tolerances " + tol, &code);
+  EXPECT_EQ(mode_of(rep, "tf32")["first_divergent_layer"], json());
+  EXPECT_EQ(mode_of(rep, "fp16")["first_divergent_layer"], "diff");   // not the tf32 section
+  EXPECT_EQ(code, 1);
+}
+
+TEST(Cli, BatchRange) {
+  int code = 0;
+  json rep = run_report("mlp", "--modes fp32 --batches 1:3", &code);
+  EXPECT_EQ(rep["batches"], 2);
+  CliResult r = run_cli(run_args("mlp", "--modes fp32 --batches 2:9"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("batch range"), std::string::npos) << r.err;
+}
+
+TEST(Cli, UsageErrorsExitTwoWithOneLine) {
+  for (const std::string& args :
+       {std::string("run --model x.h5"), run_args("mlp", "--modes fp8"),
+        run_args("mlp", "--backend tpu"), std::string("frobnicate"),
+        std::string("inspect /nonexistent/file.h5")}) {
+    CliResult r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  }
+}
+
+TEST(Cli, HelpOnEverySubcommand) {
+  for (const char* cmd : {"run", "inspect", "env"}) {
+    CliResult r = run_cli(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd << r.out;
+  }
+}
+
+TEST(Cli, EnvIsJsonWithCudaSection) {
+  CliResult r = run_cli("env");
+  EXPECT_EQ(r.code, 0);
+  json j = json::parse(r.out);
+  EXPECT_TRUE(j.contains("host"));
+  EXPECT_TRUE(j.contains("compiler"));
+  ASSERT_TRUE(j.contains("cuda"));
+  if (!j["cuda"]["available"].get<bool>()) {
+    EXPECT_FALSE(j["cuda"]["reason"].get<std::string>().empty());
+    EXPECT_NE(r.err.find("no CUDA device: "), std::string::npos);
+  }
+}
+
+TEST(Cli, InspectModelAndRecording) {
+  CliResult m = run_cli("inspect " + data_file("cnn.model.h5"));
+  EXPECT_EQ(m.code, 0) << m.err;
+  EXPECT_NE(m.out.find("conv2d"), std::string::npos);
+  EXPECT_NE(m.out.find("parameters"), std::string::npos);
+  CliResult r = run_cli("inspect " + data_file("cnn.recording.h5") + " --model " +
+                        data_file("cnn.model.h5"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 batches"), std::string::npos) << r.out;
+}
+
+TEST(Cli, DumpHoldsChainedOutputsPerMode) {
+  const std::string dump = temp_path("dump.h5");
+  CliResult r = run_cli(run_args("mlp", "--quiet --modes fp16 --batches 0:1 --dump " + dump));
+  EXPECT_TRUE(r.code == 0 || r.code == 1) << r.err;
+  CliResult i = run_cli("inspect " + dump);   // a dump is not a model or recording
+  EXPECT_EQ(i.code, 2);
+  EXPECT_NE(i.err.find("dump"), std::string::npos) << i.err;
+  std::remove(dump.c_str());
+}

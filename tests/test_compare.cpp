@@ -1,0 +1,131 @@
+// LayerStats on hand-computed tensors (DESIGN §6).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "compare.h"
+
+using namespace divscope;
+
+namespace {
+
+LayerStats stats(const std::vector<float>& c, const std::vector<double>& r, Shape shape,
+                 double atol = 0, double rtol = 0, Mode m = Mode::fp32) {
+  CompareOptions o;
+  o.storage = m;
+  o.atol = atol;
+  o.rtol = rtol;
+  return compare_tensors(c.data(), r.data(), shape, o);
+}
+
+}  // namespace
+
+TEST(Compare, HandComputedMetrics) {
+  // c - r = {0, 0.5, -1, 0}; |r| = {1, 2, 4, 8}
+  std::vector<double> r = {1, 2, -4, 8};
+  std::vector<float> c = {1, 2.5f, -5, 8};
+  LayerStats s = stats(c, r, {2, 2}, 0.25, 0.1);
+  EXPECT_EQ(s.count, 4);
+  EXPECT_EQ(s.nan, 0);
+  EXPECT_EQ(s.inf, 0);
+  EXPECT_DOUBLE_EQ(s.max_abs, 1.0);
+  EXPECT_EQ(s.max_abs_index, (std::vector<int64_t>{1, 0}));
+  EXPECT_DOUBLE_EQ(s.max_rel, 0.25);           // 0.5/2 and 1/4
+  EXPECT_DOUBLE_EQ(s.mean_abs(), 1.5 / 4);
+  EXPECT_DOUBLE_EQ(s.rel_l2(), std::sqrt(1.25) / std::sqrt(85.0));
+  const double dot = 1 + 5 + 20 + 64, nc = std::sqrt(1 + 6.25 + 25 + 64);
+  EXPECT_NEAR(s.cosine(), dot / (std::sqrt(85.0) * nc), 1e-15);
+  // allclose: 0.5 > 0.25 + 0.2 -> mismatch; 1 > 0.25 + 0.4 -> mismatch
+  EXPECT_EQ(s.mismatch, 2);
+  EXPECT_NEAR(s.sqnr_db(), 20 * std::log10(std::sqrt(85.0) / std::sqrt(1.25)), 1e-12);
+  EXPECT_DOUBLE_EQ(s.min_atol(), 1.0);
+  EXPECT_DOUBLE_EQ(s.min_rtol, 0.25);
+  // fp32 ulp at 2 is 2^-22: 0.5 / 2^-22 = 2^21 ulps; at 4: 1 / 2^-21 = 2^21
+  EXPECT_DOUBLE_EQ(s.max_ulp, std::ldexp(1.0, 21));
+  EXPECT_EQ(s.ulp_hist[0], 2);
+  EXPECT_EQ(s.ulp_hist[22], 2);   // [2^21, 2^22)
+  EXPECT_DOUBLE_EQ(s.ref_min, -4);
+  EXPECT_DOUBLE_EQ(s.ref_max, 8);
+  EXPECT_DOUBLE_EQ(s.ref_mean(), 7.0 / 4);
+  EXPECT_NEAR(s.ref_std(), std::sqrt(85.0 / 4 - 49.0 / 16), 1e-12);
+  EXPECT_EQ(s.err_hist[0], 2);
+  EXPECT_DOUBLE_EQ(s.err_percentile(0.5), 0.0);
+  EXPECT_DOUBLE_EQ(s.err_percentile(0.99), 2.0);   // 1.0 lies in [1, 2)
+}
+
+TEST(Compare, ZeroReference) {
+  LayerStats same = stats({0, 0, 0}, {0, 0, 0}, {3});
+  EXPECT_EQ(same.rel_l2(), 0);
+  EXPECT_EQ(same.mismatch, 0);
+  EXPECT_TRUE(std::isinf(same.sqnr_db()));
+  EXPECT_EQ(same.cosine(), 1);
+  EXPECT_DOUBLE_EQ(same.ref_std(), 0);
+  LayerStats s = stats({0, 1e-3f, 0}, {0, 0, 0}, {3}, 0, 0.5);
+  EXPECT_TRUE(std::isinf(s.rel_l2()));
+  EXPECT_TRUE(std::isinf(s.min_rtol));
+  EXPECT_EQ(s.mismatch, 1);   // rtol alone cannot pass a zero reference
+  EXPECT_EQ(s.ref_zero, 3);
+}
+
+TEST(Compare, NanAndInf) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const double dinf = std::numeric_limits<double>::infinity();
+  const double dnan = std::numeric_limits<double>::quiet_NaN();
+  LayerStats s = stats({nan, inf, 1, nan, inf}, {1, 2, 1, dnan, dinf}, {5}, 1e-3, 1e-3);
+  EXPECT_EQ(s.nan, 2);
+  EXPECT_EQ(s.inf, 2);
+  EXPECT_EQ(s.ref_nan, 1);
+  EXPECT_EQ(s.ref_inf, 1);
+  EXPECT_EQ(s.nonfinite_new, 2);   // NaN and Inf where the reference is finite
+  EXPECT_EQ(s.mismatch, 2);        // NaN==NaN and inf==inf count as agreeing
+  EXPECT_DOUBLE_EQ(s.max_abs, 0);  // finite pairs only
+  EXPECT_EQ(s.ref_finite, 3);
+}
+
+TEST(Compare, SingleElement) {
+  LayerStats s = stats({1.5f}, {1.0}, {1}, 0.1, 0.1);
+  EXPECT_EQ(s.count, 1);
+  EXPECT_EQ(s.mismatch, 1);
+  EXPECT_DOUBLE_EQ(s.max_abs, 0.5);
+  EXPECT_DOUBLE_EQ(s.rel_l2(), 0.5);
+  EXPECT_EQ(s.max_abs_index, (std::vector<int64_t>{0}));
+  EXPECT_DOUBLE_EQ(s.ref_std(), 0);
+}
+
+TEST(Compare, UlpsInStorageFormat) {
+  // 1 + 2^-10 is one fp16 ulp above 1 and 2^13 fp32 ulps.
+  const float c = 1.0f + std::ldexp(1.0f, -10);
+  EXPECT_DOUBLE_EQ(stats({c}, {1.0}, {1}, 0, 0, Mode::fp16).max_ulp, 1.0);
+  EXPECT_DOUBLE_EQ(stats({c}, {1.0}, {1}, 0, 0, Mode::fp32).max_ulp, 8192.0);
+}
+
+TEST(Compare, HealthFlagsOverflowAndUnderflowRisk) {
+  LayerStats s = stats({0, 0, 0, 0}, {70000.0, 1e-6, 1e-40, 0.0}, {4});
+  EXPECT_EQ(s.over_fp16, 1);
+  EXPECT_EQ(s.over_bf16, 0);
+  EXPECT_EQ(s.under_fp16, 2);   // 1e-6 and 1e-40 are below fp16's min normal
+  EXPECT_EQ(s.under_bf16, 1);   // only 1e-40
+  EXPECT_EQ(s.ref_zero, 1);
+}
+
+TEST(Compare, PerSampleMergesToWhole) {
+  std::vector<double> r = {1, 2, 3, 4, 5, 6};
+  std::vector<float> c = {1, 2.25f, 3, 4, 5, 7};
+  CompareOptions o;
+  o.atol = 0.1;
+  o.rel_floor = 1e-6;
+  auto per = compare_per_sample(c.data(), r.data(), {2, 3}, o);
+  ASSERT_EQ(per.size(), 2u);
+  EXPECT_EQ(per[0].mismatch, 1);
+  EXPECT_EQ(per[1].max_abs_index, (std::vector<int64_t>{1, 2}));
+  LayerStats merged;
+  merged.merge(per[0], 0);
+  merged.merge(per[1], 0);
+  LayerStats whole = compare_tensors(c.data(), r.data(), {2, 3}, o);
+  EXPECT_EQ(merged.mismatch, whole.mismatch);
+  EXPECT_EQ(merged.max_abs_index, whole.max_abs_index);
+  EXPECT_DOUBLE_EQ(merged.rel_l2(), whole.rel_l2());
+  EXPECT_DOUBLE_EQ(merged.ref_std(), whole.ref_std());
+}
