@@ -74,6 +74,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       mr.layers[i].tolerance = opt.policy.for_layer(m, model.layers[i].name);
     res.modes.push_back(std::move(mr));
   }
+  res.recorded.resize(nl);
   std::unique_ptr<DumpWriter> dump;
   if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
 
@@ -108,6 +109,11 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       Tensor ref_out;
       backend.reference(l, ref_in, ref_out);
       if (dump) dump->write(b, "fp64", l.name, ref_out);
+      if (rec.has_activation(static_cast<size_t>(b), l.name)) {
+        Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
+        CompareOptions co{Mode::fp64, 0, 0, -1};
+        res.recorded[l.index].merge(compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co), b);
+      }
       const double floor = 1e-6 * abs_max(ref_out);
 
       for (size_t mi = 0; mi < runs.size(); ++mi) {

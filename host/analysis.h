@@ -48,6 +48,9 @@ struct AnalysisOptions {
 
 struct AnalysisResult {
   std::vector<ModeResult> modes;
+  // The FP64 reference against the activations the capturing framework recorded
+  // (/batches/*/activations/<layer>), per layer; count 0 where none were recorded.
+  std::vector<LayerStats> recorded;
   int64_t batches = 0, samples = 0;
   bool passed() const;
 };

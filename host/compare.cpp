@@ -16,6 +16,7 @@ int err_bucket(double e) {
 int ulp_bucket(double u) {
   if (u == 0) return 0;
   if (u < 1) return 1;
+  if (std::isinf(u)) return kUlpBuckets - 1;   // finite pair, subnormal ULP: floor(log2) would be UB
   int b = static_cast<int>(std::floor(std::log2(u))) + 1;
   return std::clamp(b, 1, kUlpBuckets - 1);
 }

@@ -3,11 +3,10 @@
 // the output back; nothing is cached between calls (correct first, fast later). Ops without a
 // kernel are an InputError that points at the CPU backend.
 #include "backend.h"
+#include "cuda_backend.h"
 #include "errors.h"
 
 #ifdef DIVSCOPE_HAVE_CUDA
-#include <limits>
-
 #include "kernels/kernels.h"
 #include "ops.h"
 #endif
@@ -17,6 +16,11 @@ namespace divscope {
 #ifndef DIVSCOPE_HAVE_CUDA
 
 std::unique_ptr<Backend> make_cuda_backend() {
+  throw RuntimeFault("divscope was built without CUDA");
+}
+
+void cuda_launch_layer(Mode, const Layer&, const std::vector<Shape>&,
+                       const std::vector<const void*>&, void*) {
   throw RuntimeFault("divscope was built without CUDA");
 }
 
@@ -70,22 +74,16 @@ bool has_kernel(const std::string& op) {
 
 // The op table's shape rule rerun on the actual inputs, as the CPU reference does: the kernels
 // index by these shapes and trust them.
-template <class T>
-Shape checked_out_shape(const Layer& L, const std::vector<const BasicTensor<T>*>& in) {
+Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes) {
   const OpSpec* spec = find_op(L.op);
   if (!spec) throw InputError(L.where() + ": unknown op '" + L.op + "'");
-  if (static_cast<int>(in.size()) != spec->num_inputs)
+  if (static_cast<int>(shapes.size()) != spec->num_inputs)
     throw InputError(L.where() + ": expects " + std::to_string(spec->num_inputs) +
-                     " input(s), got " + std::to_string(in.size()));
-  std::vector<Shape> shapes;
-  for (const auto* t : in) {
-    if (!t || t->rank() < 1 || t->size() != numel(t->shape))
-      throw InputError(L.where() + ": malformed input tensor");
-    if (t->shape[0] != in[0]->shape[0])
+                     " input(s), got " + std::to_string(shapes.size()));
+  for (const Shape& s : shapes)
+    if (s.empty() || s[0] != shapes[0][0])
       throw InputError(L.where() + ": inputs have different batch sizes");
-    shapes.push_back(t->shape);
-  }
-  Shape want{in[0]->shape[0]};
+  Shape want{shapes[0][0]};
   want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
   Shape got;
   try {
@@ -139,41 +137,34 @@ void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const
   }
 }
 
-// One layer on the device in mode m (fp64: T = double, the reference; else T = float).
+// One layer on the device (T = double for fp64, float otherwise).
 template <class T>
-void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>& in,
-               BasicTensor<T>& out) {
+void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
+                  const std::vector<const void*>& din, void* y) {
   if (!has_kernel(L.op))
     throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
-  const Shape os = checked_out_shape(L, in);
-  out.shape = os;
-  if (L.op == "flatten") {   // a reshape: same elements, same order
-    out.data = in[0]->data;
-    return;
-  }
-  out.data.assign(static_cast<size_t>(numel(os)), std::numeric_limits<T>::quiet_NaN());
+  const Shape os = checked_out_shape(L, in_shapes);
   const std::string& name = L.name;
-  std::vector<DevMem> din;
-  for (const auto* t : in) din.push_back(upload(t->data, name + " input"));
-  DevMem dout(out.data.size() * sizeof(T), name + " output");
-  const void* x = din[0].get();
-  void* y = dout.get();
-  const Shape& xs = in[0]->shape;
+  const void* x = din.at(0);
+  const Shape& xs = in_shapes[0];
+  const int64_t xn = numel(xs);
 
-  if (L.op == "linear") {
+  if (L.op == "flatten") {   // a reshape: same elements, same order
+    copy_on_device(y, x, static_cast<size_t>(xn) * sizeof(T), name);
+  } else if (L.op == "linear") {
     const Tensor& w = *L.param("weight");
     DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
     GemmDesc d;
     d.K = w.shape[1];
     d.N = w.shape[0];
-    d.M = in[0]->size() / d.K;
+    d.M = xn / d.K;
     d.lda = d.K;
     d.ldb = d.K;
     d.ldc = d.N;
     d.b_trans = true;   // y = x W^T: B'[k][n] = W[n][k]
     gemm(m, d, x, dw.get(), db.get(), y, name);
   } else if (L.op == "matmul") {
-    run_matmul(m, xs, in[1]->shape, os, x, din[1].get(), y, sizeof(T), name);
+    run_matmul(m, xs, in_shapes[1], os, x, din.at(1), y, sizeof(T), name);
   } else if (L.op == "conv2d") {
     const Tensor& w = *L.param("weight");
     DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
@@ -205,12 +196,12 @@ void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>&
   } else if (L.op == "layernorm") {
     DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
     const int64_t D = numel(L.attr_ints("normalized_shape"));
-    layernorm(m, in[0]->size() / D, D, L.attr_float("eps"), x, w.get(), b.get(), y, name);
+    layernorm(m, xn / D, D, L.attr_float("eps"), x, w.get(), b.get(), y, name);
   } else if (L.op == "relu") {
-    unary(m, UnaryOp::relu, x, y, in[0]->size(), name);
+    unary(m, UnaryOp::relu, x, y, xn, name);
   } else if (L.op == "gelu") {
     const bool tanh_form = L.attr_str("approximate", "none") == "tanh";
-    unary(m, tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, x, y, in[0]->size(), name);
+    unary(m, tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, x, y, xn, name);
   } else if (L.op == "softmax" || L.op == "log_softmax") {
     int64_t axis = L.attr_int("axis");
     if (axis < 0) axis += static_cast<int64_t>(xs.size());
@@ -221,7 +212,7 @@ void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>&
     }
     softmax(m, outer, xs[axis], inner, L.op == "log_softmax", x, y, name);
   } else if (L.op == "add") {
-    add(m, xs, in[1]->shape, x, din[1].get(), y, name);
+    add(m, xs, in_shapes[1], x, din.at(1), y, name);
   } else if (L.op == "maxpool2d") {
     const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
     const auto pad = L.attr_ints("padding", 2, {}), dil = L.attr_ints("dilation", 2, {1, 1});
@@ -242,7 +233,28 @@ void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>&
     d.dil_w = dil[1];
     maxpool2d(m, d, x, y, name);
   }
-  copy_to_host(out.data.data(), y, out.data.size() * sizeof(T), name + " output");
+}
+
+// Upload, launch, download.
+template <class T>
+void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>& in,
+               BasicTensor<T>& out) {
+  std::vector<Shape> shapes;
+  std::vector<DevMem> din;
+  std::vector<const void*> ptrs;
+  for (const auto* t : in) {
+    if (!t || t->size() != numel(t->shape))
+      throw InputError(L.where() + ": malformed input tensor");
+    shapes.push_back(t->shape);
+    din.push_back(upload(t->data, L.name + " input"));
+    ptrs.push_back(din.back().get());
+  }
+  Shape os = checked_out_shape(L, shapes);
+  out.shape = os;
+  out.data.assign(static_cast<size_t>(numel(os)), T(0));
+  DevMem dout(out.data.size() * sizeof(T), L.name + " output");
+  launch_layer<T>(m, L, shapes, ptrs, dout.get());
+  copy_to_host(out.data.data(), dout.get(), out.data.size() * sizeof(T), L.name + " output");
 }
 
 class CudaBackend : public Backend {
@@ -260,6 +272,14 @@ class CudaBackend : public Backend {
 };
 
 }  // namespace
+
+void cuda_launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
+                       const std::vector<const void*>& in_dev, void* out_dev) {
+  if (m == Mode::fp64)
+    launch_layer<double>(m, L, in_shapes, in_dev, out_dev);
+  else
+    launch_layer<float>(m, L, in_shapes, in_dev, out_dev);
+}
 
 std::unique_ptr<Backend> make_cuda_backend() {
   const DeviceInfo d = query_device();

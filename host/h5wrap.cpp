@@ -135,7 +135,8 @@ File File::open(const std::string& path) {
   }
   if (is < 0) throw InputError(path + ": cannot read file" + with_reason());
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id < 0) throw InputError(path + ": cannot open HDF5 file, truncated or corrupt" + with_reason());
+  if (id < 0)
+    throw InputError(path + ": cannot open HDF5 file, truncated or corrupt" + with_reason());
   return File(path, id);
 }
 
@@ -158,7 +159,9 @@ std::string Object::child_path(const std::string& name) const {
   return path_ == "/" ? "/" + name : path_ + "/" + name;
 }
 
-void Object::fail(const std::string& what) const { throw InputError(file_, path_, context_ + what); }
+void Object::fail(const std::string& what) const {
+  throw InputError(file_, path_, context_ + what);
+}
 
 void Object::fail_at(const std::string& path, const std::string& what) const {
   throw InputError(file_, path, context_ + what);

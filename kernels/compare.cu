@@ -207,10 +207,7 @@ std::vector<LayerStats> compare_segments(Mode storage, const C* cand, const doub
                                          const std::string& layer) {
   std::vector<LayerStats> out(static_cast<size_t>(segs));
   if (segs == 0) return out;
-  if (per == 0) {
-    for (auto& s : out) s.max_abs_index.clear();
-    return out;
-  }
+  if (per == 0) return out;
   const int64_t n = segs * per;
   thrust::counting_iterator<int64_t> idx(0);
   auto seg_begin = thrust::make_transform_iterator(idx, SegBegin{per});
@@ -255,9 +252,9 @@ std::vector<LayerStats> compare_segments(Mode storage, const C* cand, const doub
   DeviceBuffer<Count> err_hist(static_cast<size_t>(err_bins), "compare err histogram");
   DeviceBuffer<Count> ulp_hist(static_cast<size_t>(ulp_bins), "compare ulp histogram");
   auto samples = thrust::make_transform_iterator(idx, BucketOf<C>{cand, ref, per, storage});
-  Count* hists[2] = {err_hist.get(), ulp_hist.get()};
-  const int levels[2] = {err_bins + 1, ulp_bins + 1};
-  const int lower[2] = {0, 0}, upper[2] = {err_bins, ulp_bins};
+  const ::cuda::std::array<Count*, 2> hists{err_hist.get(), ulp_hist.get()};
+  const ::cuda::std::array<int, 2> levels{err_bins + 1, ulp_bins + 1};
+  const ::cuda::std::array<int, 2> lower{0, 0}, upper{err_bins, ulp_bins};
   cub_call([&](void* t, size_t& b) {
     return cub::DeviceHistogram::MultiHistogramEven<2, 2>(t, b, samples, hists, levels, lower,
                                                           upper, n);

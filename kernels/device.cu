@@ -73,6 +73,14 @@ void copy_to_host(void* dst, const void* src, size_t bytes, const std::string& w
                        what + ": " + cudaGetErrorString(err));
 }
 
+void copy_on_device(void* dst, const void* src, size_t bytes, const std::string& what) {
+  if (bytes == 0) return;
+  cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice);
+  if (err != cudaSuccess)
+    throw RuntimeFault("CUDA error copying " + std::to_string(bytes) + " bytes on the device for " +
+                       what + ": " + cudaGetErrorString(err));
+}
+
 namespace {
 constexpr int kFillBlock = 256;
 

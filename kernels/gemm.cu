@@ -6,6 +6,8 @@
 // equal to the CPU; fp32 ("order free") simply gets the same deterministic order.
 // tf32/fp16/bf16: mma.sync tensor cores (gemm_common.cuh). Per mode one kernel for each B
 // layout (b_trans or not): the layout decides which way a tile is transposed into shared memory.
+#include <type_traits>
+
 #include "kernels/gemm_common.cuh"
 #include "kernels/kernels.h"
 
@@ -14,6 +16,13 @@ namespace {
 
 using namespace gemm_detail;
 
+// Blocks per SM asked of ptxas (-Xptxas -v, sm_90): two fit the SIMT kernels (116-128
+// registers) and tf32 (122-128) without spills; fp16/bf16 hold twice the prefetch registers
+// (32-element k tiles) and spill at 128, so they get one block (170-172 registers).
+constexpr int kSimtMinBlocks = 2;
+template <class Op>
+constexpr int kTcMinBlocks = std::is_same_v<Op, OpTf32> ? 2 : 1;
+
 template <class T>
 void simt(const char* name, const GemmDesc& d, const void* A, const void* B, const void* bias,
           void* C, const std::string& layer) {
@@ -21,10 +30,10 @@ void simt(const char* name, const GemmDesc& d, const void* A, const void* B, con
   const MatrixOut<T> out{static_cast<T*>(C), static_cast<const T*>(bias), d.ldc, d.stride_c};
   const T* bp = static_cast<const T*>(B);
   if (d.b_trans)   // B is [N][K]: element (n, k) at n * ldb + k
-    launch_simt<T, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+    launch_simt<T, kSimtMinBlocks, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
                                  KContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
   else             // B is [K][N]: element (k, n) at k * ldb + n
-    launch_simt<T, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+    launch_simt<T, kSimtMinBlocks, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
                                    RowContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
 }
 
@@ -36,10 +45,10 @@ void tensor_core(const char* name, const GemmDesc& d, const void* A, const void*
                              d.stride_c};
   const float* bp = static_cast<const float*>(B);
   if (d.b_trans)
-    launch_tc<Op, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+    launch_tc<Op, kTcMinBlocks<Op>, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
                                 KContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
   else
-    launch_tc<Op, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+    launch_tc<Op, kTcMinBlocks<Op>, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
                                   RowContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
 }
 

@@ -94,7 +94,10 @@ struct KContigFetch {
 };
 
 // Chunk layout of sources contiguous along the row (m or n) dimension: each thread owns V fixed
-// consecutive rows of the tile for the whole k loop, and kChunks k values per tile.
+// consecutive rows of the tile for the whole k loop (so a gather decodes them once) and kChunks
+// k values per tile. A warp covers 4 row groups x 8 k: 64 contiguous bytes per k row in global
+// memory, and the transposing scalar stores of the tensor-core kernel hit at most 2 lanes per
+// bank (a warp along 32 row groups at one k would put 16 lanes on one bank, row stride 20 words).
 template <class T, int ROWS, int BK, int THREADS>
 struct RowContigMap {
   static constexpr bool kKContig = false;
@@ -102,8 +105,8 @@ struct RowContigMap {
   static constexpr int kChunks = ROWS * BK / (V * THREADS);
   static_assert(ROWS % V == 0 && THREADS % kPerK == 0 && kChunks >= 1 &&
                 ROWS * BK == kChunks * V * THREADS, "tile does not split evenly over threads");
-  __device__ static int row_of(int tid, int) { return (tid % kPerK) * V; }
-  __device__ static int k_of(int tid, int i) { return tid / kPerK + i * kKStep; }
+  __device__ static int row_of(int tid, int) { return (tid / kKStep) * V; }
+  __device__ static int k_of(int tid, int i) { return tid % kKStep + i * kKStep; }
 };
 
 // A strided matrix whose element (k, row) is p[z * batch_stride + k * ld + row].
@@ -174,6 +177,8 @@ __device__ inline double add_bias(double acc, double b) { return __dadd_rn(acc, 
 // fp32: 128x128x8 block tile, 256 threads, 8x8 outputs per thread split in two 4x4 quadrants
 // (rows ty*4.. and 64+ty*4.., same for columns) so that the shared-memory reads are 16-byte
 // vectors without bank conflicts. fp64: 64x64x8, 4x4 per thread (two 2x2 quadrants).
+// kMinBlocks (blocks per SM asked of ptxas) is the launcher's: with 2 the GEMM kernels fit in
+// 128 registers without spills (-Xptxas -v); the conv gather needs more and gets 1.
 template <class T>
 struct SimtCfg;
 template <>
@@ -185,8 +190,8 @@ struct SimtCfg<double> {
   static constexpr int kBM = 64, kBN = 64, kBK = 8, kTM = 4, kTN = 4, kThreads = 256;
 };
 
-template <class T, class AF, class BF, class BSrc, class Out>
-__global__ void __launch_bounds__(SimtCfg<T>::kThreads, 2)
+template <class T, int kMinBlocks, class AF, class BF, class BSrc, class Out>
+__global__ void __launch_bounds__(SimtCfg<T>::kThreads, kMinBlocks)
     simt_gemm_kernel(int64_t M, int64_t N, int64_t K, int tiles_n, int64_t z0, KContig<T> a,
                      BSrc b, Out out) {
   using C = SimtCfg<T>;
@@ -304,12 +309,8 @@ struct TcCfg {
   static constexpr int kRowWords = 16, kRowStride = kRowWords + 4;
 };
 
-// kMinBlocks: blocks per SM asked of ptxas. Two fit tf32 in 128 registers without spills; the
-// 16-bit kernels hold twice the prefetch registers (32-element k tiles) and spill at 128, so
-// they get one block (170 registers).
 struct OpTf32 {
   static constexpr int kBK = 16;  // elements of k per tile
-  static constexpr int kMinBlocks = 2;
   __device__ static uint32_t cvt(float x) {
     uint32_t r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -332,7 +333,6 @@ struct OpTf32 {
 template <bool kBf16>
 struct Op16 {
   static constexpr int kBK = 32;
-  static constexpr int kMinBlocks = 1;
   __device__ static uint16_t cvt(float x) {
     if constexpr (kBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(x));
     else return __half_as_ushort(__float2half_rn(x));
@@ -366,8 +366,8 @@ struct Op16 {
 using OpF16 = Op16<false>;
 using OpBf16 = Op16<true>;
 
-template <class Op, class AF, class BF, class BSrc, class Out>
-__global__ void __launch_bounds__(TcCfg::kThreads, Op::kMinBlocks)
+template <class Op, int kMinBlocks, class AF, class BF, class BSrc, class Out>
+__global__ void __launch_bounds__(TcCfg::kThreads, kMinBlocks)
     tc_gemm_kernel(int64_t M, int64_t N, int64_t K, int tiles_n, int64_t z0, KContig<float> a,
                    BSrc b, Out out) {
   using C = TcCfg;
@@ -486,7 +486,9 @@ inline int tile_count(int64_t M, int64_t N, int bm, int bn, int64_t* tiles_n,
   return static_cast<int>(tiles);
 }
 
-template <class T, template <class, int, int, int> class BFetch, class BSrc, class Out>
+// kMinBlocks: see the kernels; the values in use are measured with -Xptxas -v to avoid spills.
+template <class T, int kMinBlocks, template <class, int, int, int> class BFetch, class BSrc,
+          class Out>
 void launch_simt(const char* name, int64_t batch, int64_t M, int64_t N, int64_t K,
                  const KContig<T>& a, const BSrc& b, const Out& out, const std::string& layer) {
   using C = SimtCfg<T>;
@@ -497,13 +499,14 @@ void launch_simt(const char* name, int64_t batch, int64_t M, int64_t N, int64_t 
   const int tiles = tile_count(M, N, C::kBM, C::kBN, &tiles_n, layer);
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridZ) {
     const dim3 grid(tiles, 1, static_cast<unsigned>(batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ));
-    simt_gemm_kernel<T, AF, BF, BSrc, Out>
+    simt_gemm_kernel<T, kMinBlocks, AF, BF, BSrc, Out>
         <<<grid, C::kThreads>>>(M, N, K, static_cast<int>(tiles_n), z0, a, b, out);
     check_launch(name, layer);
   }
 }
 
-template <class Op, template <class, int, int, int> class BFetch, class BSrc, class Out>
+template <class Op, int kMinBlocks, template <class, int, int, int> class BFetch, class BSrc,
+          class Out>
 void launch_tc(const char* name, int64_t batch, int64_t M, int64_t N, int64_t K,
                const KContig<float>& a, const BSrc& b, const Out& out, const std::string& layer) {
   using C = TcCfg;
@@ -514,7 +517,7 @@ void launch_tc(const char* name, int64_t batch, int64_t M, int64_t N, int64_t K,
   const int tiles = tile_count(M, N, C::kBM, C::kBN, &tiles_n, layer);
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridZ) {
     const dim3 grid(tiles, 1, static_cast<unsigned>(batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ));
-    tc_gemm_kernel<Op, AF, BF, BSrc, Out>
+    tc_gemm_kernel<Op, kMinBlocks, AF, BF, BSrc, Out>
         <<<grid, C::kThreads>>>(M, N, K, static_cast<int>(tiles_n), z0, a, b, out);
     check_launch(name, layer);
   }

@@ -37,6 +37,7 @@ void copy_to_device(void* dst, const void* src, size_t bytes, const std::string&
 void copy_to_host(void* dst, const void* src, size_t bytes, const std::string& what);
 void device_fill_nan(void* p, size_t elements, bool is_double);   // poison before a launch
 void device_synchronize(const std::string& what);
+void copy_on_device(void* dst, const void* src, size_t bytes, const std::string& what);  // D2D
 
 // ---- GEMM core (kernels/gemm.cu) ----
 // C[b][m][n] = sum_{k ascending} A[b][m][k] * B'[b][k][n]  (+ bias[n]), where

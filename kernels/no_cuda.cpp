@@ -25,6 +25,7 @@ void copy_to_device(void*, const void*, size_t, const std::string&) { no_cuda("c
 void copy_to_host(void*, const void*, size_t, const std::string&) { no_cuda("copy_to_host"); }
 void device_fill_nan(void*, size_t, bool) { no_cuda("device_fill_nan"); }
 void device_synchronize(const std::string&) { no_cuda("device_synchronize"); }
+void copy_on_device(void*, const void*, size_t, const std::string&) { no_cuda("copy_on_device"); }
 
 void gemm(Mode, const GemmDesc&, const void*, const void*, const void*, void*, const std::string&) {
   no_cuda("gemm");

@@ -200,7 +200,8 @@ recording("wrong_dtype.rec.h5", [{"x": np.ones((2, 4), dtype=np.int32)}])
 recording("string_dtype.rec.h5", [{"x": np.array([[b"a"] * 4] * 2)}])
 recording("empty_batch.rec.h5", [{"x": np.ones((0, 4), dtype=np.float32)}])
 recording("no_batches.rec.h5", [])
-recording("wrong_format.rec.h5", [{"x": x0}], lambda f: f.attrs.__setitem__("divscope_format", "dump"))
+recording("wrong_format.rec.h5", [{"x": x0}],
+          lambda f: f.attrs.__setitem__("divscope_format", "dump"))
 recording("bad_batch_name.rec.h5", [{"x": x0}], lambda f: f["batches"].move("000000", "batch0"))
 recording("mismatched_n.rec.h5",
           [{"a": np.ones((2, 4), dtype=np.float32), "b": np.ones((3, 4), dtype=np.float32)}])

@@ -2,8 +2,8 @@
 // as users write them; every malformed one must give one InputError line naming the file, the
 // HDF5 path and, where it applies, the layer.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -23,20 +23,37 @@ namespace {
 
 class H5io : public ::testing::Test {
  protected:
+  // The h5py files are made once per version of make_malformed.py and shared by the test
+  // processes (ctest runs each test in its own); files a test writes go to a per-process dir.
   static void SetUpTestSuite() {
-    dir_ = ::testing::TempDir() + "divscope_h5io_" + std::to_string(getpid());
-    fs::create_directories(dir_);
-    std::string cmd = std::string(DIVSCOPE_PYTHON) + " " + DIVSCOPE_SOURCE_DIR +
-                      "/tests/make_malformed.py " + dir_;
-    generated_ = std::system(cmd.c_str()) == 0;
+    const std::string script = std::string(DIVSCOPE_SOURCE_DIR) + "/tests/make_malformed.py";
+    std::ifstream in(script);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string pid = std::to_string(getpid());
+    inputs_ = ::testing::TempDir() + "divscope_h5io_inputs_" +
+              std::to_string(std::hash<std::string>{}(text.str()));
+    out_ = ::testing::TempDir() + "divscope_h5io_" + pid;
+    fs::create_directories(out_);
+    if (!fs::exists(inputs_ + "/done")) {
+      const std::string tmp = inputs_ + ".tmp" + pid;
+      std::string cmd = std::string(DIVSCOPE_PYTHON) + " " + script + " " + tmp;
+      if (std::system(cmd.c_str()) != 0) return;
+      std::ofstream(tmp + "/done") << "ok\n";
+      std::error_code ec;
+      fs::rename(tmp, inputs_, ec);  // another process may have won the race: use its files
+      if (ec) fs::remove_all(tmp, ec);
+    }
+    generated_ = fs::exists(inputs_ + "/done");
   }
   static void TearDownTestSuite() {
     std::error_code ec;
-    fs::remove_all(dir_, ec);
+    fs::remove_all(out_, ec);
   }
   void SetUp() override { ASSERT_TRUE(generated_) << "tests/make_malformed.py failed"; }
 
-  static std::string file(const std::string& name) { return dir_ + "/" + name; }
+  static std::string file(const std::string& name) { return inputs_ + "/" + name; }
+  static std::string out(const std::string& name) { return out_ + "/" + name; }
 
   // Runs `f`, which must throw InputError; the message must be one line containing `parts`.
   template <class F>
@@ -46,7 +63,8 @@ class H5io : public ::testing::Test {
     } catch (const InputError& e) {
       std::string msg = e.what();
       EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-      for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+      for (const std::string& p : parts)
+        EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
       return msg;
     } catch (const std::exception& e) {
       ADD_FAILURE() << "expected InputError, got: " << e.what();
@@ -69,11 +87,12 @@ class H5io : public ::testing::Test {
     expect_error([&] { RecordingReader r(file(name), m); }, parts);
   }
 
-  static std::string dir_;
+  static std::string inputs_, out_;
   static bool generated_;
 };
 
-std::string H5io::dir_;
+std::string H5io::inputs_;
+std::string H5io::out_;
 bool H5io::generated_ = false;
 
 Tensor random_tensor(Shape s, unsigned seed) {
@@ -81,7 +100,7 @@ Tensor random_tensor(Shape s, unsigned seed) {
   unsigned x = seed;
   for (double& v : t.data) {
     x = x * 1664525u + 1013904223u;
-    v = (static_cast<double>(x) / 4294967296.0 - 0.5) * 3.0 + 1e-17 * x;   // full mantissa
+    v = (static_cast<double>(x) / 4294967296.0 - 0.5) * 3.0 + 1e-17 * x;  // full mantissa
   }
   return t;
 }
@@ -118,14 +137,14 @@ TEST_F(H5io, RoundTripIsExact) {
   m.outputs = {"sm", "enc.fc"};
   for (size_t i = 0; i < m.layers.size(); ++i) m.layers[i].index = static_cast<int>(i);
 
-  const std::string path = file("roundtrip.model.h5");
+  const std::string path = out("roundtrip.model.h5");
   write_model(m, path);
   Model r = read_model(path);
   EXPECT_EQ(r.file, path);
   EXPECT_EQ(r.name, m.name);
   EXPECT_EQ(r.outputs, m.outputs);
   ASSERT_EQ(r.inputs.size(), 2u);
-  EXPECT_EQ(r.inputs[0].name, "tokens");   // creation order kept, not name order
+  EXPECT_EQ(r.inputs[0].name, "tokens");  // creation order kept, not name order
   EXPECT_EQ(r.inputs[0].shape, (Shape{5, 6}));
   EXPECT_EQ(r.inputs[1].name, "aux");
   ASSERT_EQ(r.layers.size(), 4u);
@@ -147,7 +166,7 @@ TEST_F(H5io, RoundTripIsExact) {
 }
 
 TEST_F(H5io, AttributeKindsRoundTrip) {
-  const std::string path = file("attrs.h5");
+  const std::string path = out("attrs.h5");
   std::vector<std::pair<std::string, AttrValue>> values = {
       {"i", int64_t{-3}},
       {"f", 0.1},
@@ -176,7 +195,7 @@ TEST_F(H5io, ReadsH5pyModel) {
   EXPECT_EQ(m.inputs[0].dtype, "float32");
   ASSERT_EQ(m.layers.size(), 3u);
   EXPECT_EQ(m.layers[0].param("weight")->shape, (Shape{8, 4}));
-  EXPECT_EQ(m.layers[0].param("bias")->shape, (Shape{8}));   // float32 on disk
+  EXPECT_EQ(m.layers[0].param("bias")->shape, (Shape{8}));  // float32 on disk
   EXPECT_EQ(m.layers[2].out_shape, (Shape{3}));
   EXPECT_EQ(m.outputs, (std::vector<std::string>{"fc2"}));
 }
@@ -212,19 +231,25 @@ TEST_F(H5io, ReadsNumpyBoolAttribute) {
 TEST_F(H5io, FileFormat) {
   EXPECT_EQ(file_format(file("good.model.h5")), "model");
   EXPECT_EQ(file_format(file("good.rec.h5")), "recording");
-  expect_error([&] { file_format(file("not_hdf5.txt")); }, {file("not_hdf5.txt"), "not an HDF5 file"});
-  const std::string plain = file("plain.h5");
+  expect_error([&] { file_format(file("not_hdf5.txt")); },
+               {file("not_hdf5.txt"), "not an HDF5 file"});
+  const std::string plain = out("plain.h5");
   { h5::File::create(plain); }
   expect_error([&] { file_format(plain); }, {plain, ": /: missing attribute 'divscope_format'"});
 }
 
 // ---- malformed models ------------------------------------------------------------------------
 
-TEST_F(H5io, MissingLayersGroup) { expect_model_error("no_layers.model.h5", {": /layers: missing group"}); }
-TEST_F(H5io, MissingInputsGroup) { expect_model_error("no_inputs.model.h5", {": /inputs: missing group"}); }
+TEST_F(H5io, MissingLayersGroup) {
+  expect_model_error("no_layers.model.h5", {": /layers: missing group"});
+}
+TEST_F(H5io, MissingInputsGroup) {
+  expect_model_error("no_inputs.model.h5", {": /inputs: missing group"});
+}
 
 TEST_F(H5io, MissingRequiredParameter) {
-  expect_model_error("missing_weight.model.h5", {"/layers/0000", "'fc1'", "missing parameter 'weight'"});
+  expect_model_error("missing_weight.model.h5",
+                     {"/layers/0000", "'fc1'", "missing parameter 'weight'"});
 }
 
 TEST_F(H5io, WrongRankOfWeight) {
@@ -232,48 +257,62 @@ TEST_F(H5io, WrongRankOfWeight) {
 }
 
 TEST_F(H5io, WeightDisagreesWithInput) {
-  expect_model_error("weight_mismatch.model.h5", {"/layers/0000", "'fc1'", "[8, 5]", "does not match"});
+  expect_model_error("weight_mismatch.model.h5",
+                     {"/layers/0000", "'fc1'", "[8, 5]", "does not match"});
 }
 
-TEST_F(H5io, UnknownOp) { expect_model_error("unknown_op.model.h5", {"/layers/0001", "'act'", "unknown op 'relux'"}); }
+TEST_F(H5io, UnknownOp) {
+  expect_model_error("unknown_op.model.h5", {"/layers/0001", "'act'", "unknown op 'relux'"});
+}
 
 TEST_F(H5io, UnknownAttribute) {
-  expect_model_error("unknown_attr.model.h5", {"/layers/0001", "'act'", "unknown attribute 'alpha'"});
+  expect_model_error("unknown_attr.model.h5",
+                     {"/layers/0001", "'act'", "unknown attribute 'alpha'"});
 }
 
 TEST_F(H5io, MissingRequiredAttribute) {
-  expect_model_error("missing_attr.model.h5", {"/layers/0001", "'act'", "missing attribute 'negative_slope'"});
+  expect_model_error("missing_attr.model.h5",
+                     {"/layers/0001", "'act'", "missing attribute 'negative_slope'"});
 }
 
-TEST_F(H5io, UnknownInputName) { expect_model_error("unknown_input.model.h5", {"/layers/0001", "'act'", "unknown input 'y'"}); }
+TEST_F(H5io, UnknownInputName) {
+  expect_model_error("unknown_input.model.h5", {"/layers/0001", "'act'", "unknown input 'y'"});
+}
 
 TEST_F(H5io, ForwardReference) {
-  expect_model_error("forward_ref.model.h5", {"/layers/0000", "'fc1'", "input 'act' is a later layer"});
+  expect_model_error("forward_ref.model.h5",
+                     {"/layers/0000", "'fc1'", "input 'act' is a later layer"});
 }
 
-TEST_F(H5io, Cycle) { expect_model_error("cycle.model.h5", {"/layers/0001", "'act'", "input 'act'"}); }
+TEST_F(H5io, Cycle) {
+  expect_model_error("cycle.model.h5", {"/layers/0001", "'act'", "input 'act'"});
+}
 
 TEST_F(H5io, NanInParameter) {
   expect_model_error("nan_param.model.h5", {": /layers/0000/bias: ", "'fc1'", "NaN"});
 }
 
 TEST_F(H5io, WrongParameterDtype) {
-  expect_model_error("int32_weight.model.h5",
-                     {": /layers/0000/weight: ", "'fc1'", "dtype int32, expected float32 or float64"});
+  expect_model_error("int32_weight.model.h5", {": /layers/0000/weight: ", "'fc1'",
+                                               "dtype int32, expected float32 or float64"});
 }
 
 TEST_F(H5io, WrongFormat) {
-  expect_model_error("wrong_format.model.h5", {": /: ", "divscope_format is \"recording\", expected \"model\""});
+  expect_model_error("wrong_format.model.h5",
+                     {": /: ", "divscope_format is \"recording\", expected \"model\""});
 }
 
-TEST_F(H5io, WrongVersion) { expect_model_error("wrong_version.model.h5", {": /: ", "divscope_version 2"}); }
+TEST_F(H5io, WrongVersion) {
+  expect_model_error("wrong_version.model.h5", {": /: ", "divscope_version 2"});
+}
 
 TEST_F(H5io, LayerNumbering) {
   expect_model_error("bad_numbering.model.h5", {": /layers/0003: ", "numbered 0000, 0001"});
 }
 
 TEST_F(H5io, MissingOpAttribute) {
-  expect_model_error("missing_op.model.h5", {": /layers/0001: ", "'act'", "missing attribute 'op'"});
+  expect_model_error("missing_op.model.h5",
+                     {": /layers/0001: ", "'act'", "missing attribute 'op'"});
 }
 
 TEST_F(H5io, OpNotAString) {
@@ -285,7 +324,8 @@ TEST_F(H5io, AttributeOfRank2) {
 }
 
 TEST_F(H5io, GroupInsideLayer) {
-  expect_model_error("group_in_layer.model.h5", {": /layers/0000/extra: ", "'fc1'", "unexpected group"});
+  expect_model_error("group_in_layer.model.h5",
+                     {": /layers/0000/extra: ", "'fc1'", "unexpected group"});
 }
 
 TEST_F(H5io, TruncatedFile) { expect_model_error("truncated.model.h5", {"truncated"}); }
@@ -294,8 +334,9 @@ TEST_F(H5io, MissingFile) { expect_model_error("does_not_exist.h5", {"no such fi
 
 TEST_F(H5io, NothingPrintedOnStderr) {
   ::testing::internal::CaptureStderr();
-  for (const char* name : {"not_hdf5.txt", "truncated.model.h5", "unknown_op.model.h5",
-                           "no_layers.model.h5", "int32_weight.model.h5", "op_not_string.model.h5"}) {
+  for (const char* name :
+       {"not_hdf5.txt", "truncated.model.h5", "unknown_op.model.h5", "no_layers.model.h5",
+        "int32_weight.model.h5", "op_not_string.model.h5"}) {
     EXPECT_THROW(read_model(file(name)), InputError) << name;
   }
   EXPECT_THROW(file_format(file("does_not_exist.h5")), InputError);
@@ -332,13 +373,16 @@ TEST_F(H5io, RecordingReadsBatches) {
   for (int i = 0; i < 8; ++i) EXPECT_EQ(b0[0].data[i], i);
   std::vector<Tensor> b1 = r.read_batch(1);
   EXPECT_EQ(b1[0].shape, (Shape{3, 4}));
-  EXPECT_EQ(b1[0].data[5], 5.0 / 7);   // float64 on disk: exact
+  EXPECT_EQ(b1[0].data[5], 5.0 / 7);  // float64 on disk: exact
   EXPECT_FALSE(r.has_activation(0, "fc1"));
   ASSERT_TRUE(r.has_activation(1, "fc1"));
   EXPECT_FALSE(r.has_activation(1, "fc2"));
   EXPECT_EQ(r.read_activation(1, "fc1", {3, 8}).data, std::vector<double>(24, 1.0));
-  expect_error([&] { r.read_activation(1, "fc1", {3, 9}); },
-               {file("good.rec.h5"), ": /batches/000001/activations/fc1: ", "[3, 8]", "[3, 9]"});
+  expect_error(
+      [&] {
+        r.read_activation(1, "fc1", {3, 9});
+      },
+      {file("good.rec.h5"), ": /batches/000001/activations/fc1: ", "[3, 8]", "[3, 9]"});
   expect_error([&] { r.read_batch(2); }, {file("good.rec.h5"), "out of range"});
 }
 
@@ -348,13 +392,15 @@ TEST_F(H5io, RecordingIntegerIndices) {
   std::vector<Tensor> b = r.read_batch(0);
   EXPECT_EQ(b[0].shape, (Shape{2, 5}));
   EXPECT_EQ(b[0].data, (std::vector<double>{0, 1, 2, 3, 9, 9, 8, 7, 6, 5}));
-  expect_recording_error("float_ids.rec.h5", {": /batches/000000/ids: ", "dtype float64", "integer"},
+  expect_recording_error("float_ids.rec.h5",
+                         {": /batches/000000/ids: ", "dtype float64", "integer"}, "embed.model.h5");
+  expect_recording_error("good.rec.h5", {": /batches/000000/ids: ", "missing dataset"},
                          "embed.model.h5");
-  expect_recording_error("good.rec.h5", {": /batches/000000/ids: ", "missing dataset"}, "embed.model.h5");
 }
 
 TEST_F(H5io, RecordingMissingInput) {
-  expect_recording_error("missing_input.rec.h5", {": /batches/000001/x: ", "missing dataset for model input 'x'"});
+  expect_recording_error("missing_input.rec.h5",
+                         {": /batches/000001/x: ", "missing dataset for model input 'x'"});
 }
 
 TEST_F(H5io, RecordingWrongShape) {
@@ -366,8 +412,8 @@ TEST_F(H5io, RecordingWrongRank) {
 }
 
 TEST_F(H5io, RecordingMismatchedBatchSize) {
-  expect_recording_error("mismatched_n.rec.h5", {": /batches/000000/b: ", "batch size 3 differs from 2"},
-                         "two.model.h5");
+  expect_recording_error("mismatched_n.rec.h5",
+                         {": /batches/000000/b: ", "batch size 3 differs from 2"}, "two.model.h5");
 }
 
 TEST_F(H5io, RecordingWrongDtype) {
@@ -375,8 +421,12 @@ TEST_F(H5io, RecordingWrongDtype) {
   expect_recording_error("string_dtype.rec.h5", {": /batches/000000/x: ", "dtype string"});
 }
 
-TEST_F(H5io, RecordingEmptyBatch) { expect_recording_error("empty_batch.rec.h5", {": /batches/000000/x: ", "N = 0"}); }
-TEST_F(H5io, RecordingNoBatches) { expect_recording_error("no_batches.rec.h5", {": /batches: ", "no batches"}); }
+TEST_F(H5io, RecordingEmptyBatch) {
+  expect_recording_error("empty_batch.rec.h5", {": /batches/000000/x: ", "N = 0"});
+}
+TEST_F(H5io, RecordingNoBatches) {
+  expect_recording_error("no_batches.rec.h5", {": /batches: ", "no batches"});
+}
 
 TEST_F(H5io, RecordingWrongFormat) {
   expect_recording_error("wrong_format.rec.h5", {": /: ", "\"dump\", expected \"recording\""});
@@ -390,15 +440,16 @@ TEST_F(H5io, RecordingBatchName) {
 // ---- dumps -----------------------------------------------------------------------------------
 
 TEST_F(H5io, DumpRoundTrip) {
-  const std::string path = file("run.dump.h5");
+  const std::string path = out("run.dump.h5");
   Tensor a = random_tensor({2, 3}, 3), b = random_tensor({2, 1, 4}, 4);
   {
     DumpWriter w(path, "{\"host\": \"test\"}");
     w.write(0, "fp64", "z.first", a);
-    w.write(0, "fp64", "a/slash", b);   // written after "z.first": order is kept, not sorted
+    w.write(0, "fp64", "a/slash", b);  // written after "z.first": order is kept, not sorted
     w.write(0, "fp16", "z.first", b);
     w.write(7, "fp64", "z.first", a);
-    expect_error([&] { w.write(0, "fp64", "z.first", a); }, {path, "/batches/000000/fp64/z.first", "twice"});
+    expect_error([&] { w.write(0, "fp64", "z.first", a); },
+                 {path, "/batches/000000/fp64/z.first", "twice"});
   }
   EXPECT_EQ(file_format(path), "dump");
   DumpReader r(path);
@@ -411,7 +462,8 @@ TEST_F(H5io, DumpRoundTrip) {
   EXPECT_EQ(r.read(0, "fp64", "a/slash").data, b.data);
   EXPECT_EQ(r.read(0, "fp64", "a/slash").shape, b.shape);
   EXPECT_EQ(r.read(7, "fp64", "z.first").data, a.data);
-  expect_error([&] { r.read(7, "fp16", "z.first"); }, {path, "/batches/000007/fp16", "missing group"});
+  expect_error([&] { r.read(7, "fp16", "z.first"); },
+               {path, "/batches/000007/fp16", "missing group"});
   expect_error([&] { DumpReader bad(file("good.rec.h5")); }, {"\"recording\", expected \"dump\""});
 }
 
@@ -437,7 +489,7 @@ Ran run_cli(const std::string& args, const std::string& err_file) {
 TEST_F(H5io, CliInspectBadFileIsOneLineExit2) {
   ASSERT_TRUE(fs::exists(DIVSCOPE_BINARY)) << DIVSCOPE_BINARY;
   for (const char* name : {"not_hdf5.txt", "unknown_op.model.h5", "truncated.model.h5"}) {
-    Ran r = run_cli("inspect " + file(name), file("stderr.txt"));
+    Ran r = run_cli("inspect " + file(name), out("stderr.txt"));
     EXPECT_EQ(r.code, 2) << name << ": " << r.err;
     EXPECT_NE(r.err.find(file(name)), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("HDF5-DIAG"), std::string::npos) << r.err;

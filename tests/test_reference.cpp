@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -56,6 +57,17 @@ Shape read_shape(std::istringstream& in) {
   return s;
 }
 
+// The oracle's output is cached next to the test binary under a hash of the script (and the
+// interpreter), so that ctest, which runs every test in its own process, pays for torch once
+// per version of the script. A missing cache is written to a private directory and renamed
+// into place whole, so concurrent test processes never read a half-written one.
+std::filesystem::path oracle_cache_root() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::temp_directory_path() / "divscope_torch_oracle"
+            : exe.parent_path() / "torch_oracle";
+}
+
 class Oracle {
  public:
   static const Oracle& get() {
@@ -70,22 +82,21 @@ class Oracle {
  private:
   Oracle() {
     namespace fs = std::filesystem;
-    dir_ = fs::temp_directory_path() / ("divscope_oracle_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    std::string log = (dir_.parent_path() / (dir_.filename().string() + ".log")).string();
-    std::string cmd = DIVSCOPE_PYTHON " " DIVSCOPE_SOURCE_DIR "/tests/torch_oracle.py " +
-                      dir_.string() + " > " + log + " 2>&1";
-    int rc = std::system(cmd.c_str());
-    if (rc != 0) {
-      std::ifstream lf(log);
-      std::stringstream ss;
-      ss << lf.rdbuf();
-      error = "the PyTorch oracle failed (exit status " + std::to_string(rc) + "): " + cmd +
-              "\n(needs Debian's python3-torch for " DIVSCOPE_PYTHON ")\n" + ss.str();
-      fs::remove(log);
+    const std::string script = DIVSCOPE_SOURCE_DIR "/tests/torch_oracle.py";
+    std::ifstream sf(script, std::ios::binary);
+    if (!sf.is_open()) {
+      error = "cannot read " + script;
       return;
     }
-    fs::remove(log);
+    std::stringstream text;
+    text << sf.rdbuf() << DIVSCOPE_PYTHON;
+    uint64_t h = 1469598103934665603ull;   // FNV-1a of script + interpreter
+    for (unsigned char ch : text.str()) h = (h ^ ch) * 1099511628211ull;
+    char key[17];
+    std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(h));
+    fs::path root = oracle_cache_root();
+    dir_ = root / key;
+    if (!fs::exists(dir_ / "cases.txt") && !generate(root, key, script)) return;
     std::ifstream list(dir_ / "cases.txt");
     for (std::string n; list >> n;) names.push_back(n);
     if (names.empty()) error = "the PyTorch oracle wrote no cases to " + dir_.string();
@@ -93,9 +104,33 @@ class Oracle {
       if (!load(n)) return;
     ok = !names.empty();
   }
-  ~Oracle() {
+
+  bool generate(const std::filesystem::path& root, const std::string& key,
+                const std::string& script) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    fs::path tmp = root / (key + ".tmp." + std::to_string(::getpid()));
+    fs::path log = root / (key + ".log." + std::to_string(::getpid()));
+    fs::create_directories(root, ec);
+    std::string cmd = DIVSCOPE_PYTHON " " + script + " " + tmp.string() + " > " +
+                      log.string() + " 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::ifstream lf(log);
+    std::stringstream out;
+    out << lf.rdbuf();
+    fs::remove(log, ec);
+    if (rc != 0) {
+      fs::remove_all(tmp, ec);
+      error = "the PyTorch oracle failed (exit status " + std::to_string(rc) + "): " + cmd +
+              "\n(it needs Debian's python3-torch for " DIVSCOPE_PYTHON ")\n" + out.str();
+      return false;
+    }
+    fs::rename(tmp, dir_, ec);
+    if (ec) fs::remove_all(tmp, ec);   // another test process got there first: use its copy
+    for (const auto& e : fs::directory_iterator(root, ec))   // caches of older scripts
+      if (e.path().filename().string().size() == 16 && e.path() != dir_)
+        fs::remove_all(e.path(), ec);
+    return true;
   }
 
   bool load(const std::string& name) {

@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
     if (cmd == "env") return cmd_env(argc, argv);
     if (cmd == "inspect") return cmd_inspect(argc, argv);
     if (cmd == "run") return cmd_run(argc, argv);
-    std::fprintf(stderr, "divscope: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env; see divscope --help)\n",
+                 cmd.c_str());
     return kExitBadInput;
   } catch (const InputError& e) {
     std::fprintf(stderr, "divscope: %s\n", e.what());

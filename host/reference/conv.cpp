@@ -3,7 +3,10 @@
 // Both are, per sample and group, out[m, pixel] = sum_k A[m, k] * col[k, pixel] (+ bias[m])
 // with the reduction index k = (input channel, kernel row, kernel column), last fastest
 // (DESIGN §5.2). col is built for a chunk of output pixels at a time to bound memory; the
-// chunking does not touch any output's sum order (that runs over k only).
+// chunking does not touch any output's sum order (that runs over k only). Taps that fall in
+// the padding (or, for the transpose, between strides) are zeros in col and still take their
+// step, acc = madd(w, 0, acc): that leaves acc unchanged up to the sign of a zero, which a
+// bitwise-compared kernel (strict) must reproduce or avoid by skipping the same way.
 #include <algorithm>
 #include <vector>
 
@@ -25,12 +28,13 @@ struct ConvGeom {
 ConvGeom geometry(const Layer& L, const Shape& x, const Shape& out, const Shape& w) {
   auto s = L.attr_ints("stride", 2, {}), p = L.attr_ints("padding", 2, {});
   auto d = L.attr_ints("dilation", 2, {});
-  return {x[0],      x[1], x[2], x[3], out[1], out[2], out[3],        w[2], w[3],
-          L.attr_int("groups"), s[0], s[1], p[0], p[1], d[0], d[1]};
+  return {x[0], x[1], x[2], x[3], out[1], out[2], out[3], w[2], w[3], L.attr_int("groups"),
+          s[0], s[1], p[0], p[1], d[0], d[1]};
 }
 
-// Runs, for every sample n and group g, the GEMM out[n, g*Cog + m, pixel] over pixel chunks,
-// with A = a_of_group(g) ([Cog, CK] row-major) and col filled by fill(n, g, p0, pc, col).
+// For every sample n and group g, over chunks of output pixels [p0, p0 + pc):
+//   out[n, g*Cog + m, p0 + j] = bias[g*Cog + m] + sum_k a[g*Cog + m, k] * col[k, j]
+// where a is [Co, CK] row-major and fill(n, g, p0, pc, col) writes col [CK, pc].
 template <class P, class Fill>
 void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& a,
                const std::vector<typename P::T>& bias, Fill fill, TensorOf<P>& out) {

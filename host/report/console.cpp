@@ -31,6 +31,15 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
   }
   out << "divscope: model '" << m.name << "', " << r.batches << " batch(es), " << r.samples
       << " samples, backend " << ctx.backend << "\n";
+  int recorded = 0, worst = -1;
+  for (size_t i = 0; i < r.recorded.size(); ++i)
+    if (r.recorded[i].count) {
+      ++recorded;
+      if (worst < 0 || r.recorded[i].rel_l2() > r.recorded[worst].rel_l2()) worst = static_cast<int>(i);
+    }
+  if (recorded)
+    out << "recorded activations: " << recorded << " layer(s); FP64 reference vs recording: worst rel_l2 "
+        << fmt("%.3e", r.recorded[worst].rel_l2()) << " at '" << m.layers[worst].name << "'\n";
   for (const ModeResult& mr : r.modes) {
     out << "\n== " << mode_name(mr.mode) << " ==";
     if (mr.mode == Mode::strict)

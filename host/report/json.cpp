@@ -63,6 +63,14 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
   j["batches"] = r.batches;
   j["samples"] = r.samples;
   j["tolerance"] = ctx.tolerance;
+  // The reference against the capturing framework's own activations, where recorded.
+  j["recorded"] = nlohmann::json::array();
+  for (size_t i = 0; i < r.recorded.size(); ++i)
+    if (r.recorded[i].count) {
+      nlohmann::json jr = stats_json(r.recorded[i]);
+      jr["name"] = m.layers[i].name;
+      j["recorded"].push_back(jr);
+    }
   j["modes"] = nlohmann::json::array();
   for (const ModeResult& mr : r.modes) {
     nlohmann::json jm;
