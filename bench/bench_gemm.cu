@@ -131,7 +131,9 @@ struct Anchor {
       c64 = DeviceBuffer<double>(M * N, "anchor C");
     } else if (m == Mode::fp16 || m == Mode::bf16) {
       std::vector<uint16_t> ah(a.size()), bh(b.size());
-      auto bits = [m](float x) { return m == Mode::fp16 ? float_to_half_bits(x) : float_to_bf16_bits(x); };
+      auto bits = [m](float x) {
+        return m == Mode::fp16 ? float_to_half_bits(x) : float_to_bf16_bits(x);
+      };
       std::transform(a.begin(), a.end(), ah.begin(), bits);
       std::transform(b.begin(), b.end(), bh.begin(), bits);
       a16 = upload(ah);
@@ -171,7 +173,8 @@ struct Anchor {
 
 Row gemm_case(Ctx& ctx, Mode mode, int64_t n) {
   const int64_t M = n, N = n, K = n;
-  const std::vector<float> a = random_inputs(M * K, mode, kSeed), b = random_inputs(K * N, mode, kSeed + 1);
+  const std::vector<float> a = random_inputs(M * K, mode, kSeed);
+  const std::vector<float> b = random_inputs(K * N, mode, kSeed + 1);
   Anchor anchor(ctx, mode, M, N, K, a, b);
   GemmDesc d;
   d.M = M; d.N = N; d.K = K; d.lda = K; d.ldb = N; d.ldc = N;
@@ -193,7 +196,8 @@ Row gemm_case(Ctx& ctx, Mode mode, int64_t n) {
   ours();
   anchor.run();
   CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<double> got = mode == Mode::fp64 ? download(c64.get(), M * N) : download(c32.get(), M * N);
+  const std::vector<double> got =
+      mode == Mode::fp64 ? download(c64.get(), M * N) : download(c32.get(), M * N);
   Row r{"gemm", mode_name(mode), std::to_string(n) + "^3", 2.0 * M * N * K, 0, 0,
         normwise_err(got, anchor.result()), tolerance(mode)};
   r.ms = time_ms(ctx, ours);
@@ -241,7 +245,8 @@ Row conv_case(Ctx& ctx, Mode mode, const Conv2dDesc& d) {
   ours();
   anchor.run();
   CUDA_CHECK(cudaDeviceSynchronize());
-  const std::vector<double> y = mode == Mode::fp64 ? download(y64.get(), d.Co * P) : download(y32.get(), d.Co * P);
+  const std::vector<double> y =
+      mode == Mode::fp64 ? download(y64.get(), d.Co * P) : download(y32.get(), d.Co * P);
   std::vector<double> got(y.size());  // NCHW -> [Co][N*OH*OW], the anchor's layout
   for (int64_t n = 0; n < d.N; ++n)
     for (int64_t co = 0; co < d.Co; ++co)
@@ -270,7 +275,8 @@ int main() {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
-    std::printf("no CUDA device: %s\n", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+    std::printf("no CUDA device: %s\n",
+                err != cudaSuccess ? cudaGetErrorString(err) : "none found");
     return 0;
   }
   try {
@@ -292,9 +298,12 @@ int main() {
     for (const Conv2dDesc& d : {conv_shape(8, 64, 32, 64), conv_shape(32, 256, 28, 256)})
       for (Mode m : modes) rows.push_back(conv_case(ctx, m, d));
 
-    std::printf("device: %s (sm_%d%d, %d SMs), runtime %d, driver %d; median of %d after L2 flush\n\n",
-                prop.name, prop.major, prop.minor, prop.multiProcessorCount, runtime, driver, kReps);
-    std::printf("| op | mode | shape | ours ms | ours TFLOP/s | cuBLAS TFLOP/s | ours/cuBLAS | max err vs cuBLAS | ok |\n");
+    std::printf("device: %s (sm_%d%d, %d SMs), runtime %d, driver %d; "
+                "median of %d after L2 flush\n\n",
+                prop.name, prop.major, prop.minor, prop.multiProcessorCount, runtime, driver,
+                kReps);
+    std::printf("| op | mode | shape | ours ms | ours TFLOP/s | cuBLAS TFLOP/s | ours/cuBLAS "
+                "| max err vs cuBLAS | ok |\n");
     std::printf("|---|---|---|---:|---:|---:|---:|---:|---|\n");
     bool all_ok = true;
     for (const Row& r : rows) {

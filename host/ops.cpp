@@ -74,8 +74,11 @@ Shape infer_matmul(const Layer&, const std::vector<Shape>& in) {
   return out;
 }
 
+// 0 when the dilated kernel does not fit the padded input (C++ division would round the
+// negative numerator toward zero and invent an output of 1).
 int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+  const int64_t num = in + 2 * p - d * (k - 1) - 1;
+  return num < 0 ? 0 : num / s + 1;
 }
 
 Shape infer_conv2d(const Layer& L, const std::vector<Shape>& in) {
@@ -183,6 +186,7 @@ Shape infer_binary(const Layer&, const std::vector<Shape>& in) { return broadcas
 
 int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
   int64_t num = in + 2 * p - d * (k - 1) - 1;
+  if (num < 0) return 0;
   int64_t out = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
   if (ceil_mode && (out - 1) * s >= in + p) --out;   // last window must start inside
   return out;

@@ -108,7 +108,8 @@ ConvProblem<T> problem(const Conv2dDesc& d, const void* x, const void* w, const 
     throw RuntimeFault("conv2d: " + why + " in layer '" + layer + "'");
   };
   if (d.groups <= 0 || d.C % d.groups || d.Co % d.groups) fail("channels not divisible by groups");
-  if (d.stride_h <= 0 || d.stride_w <= 0 || d.dil_h <= 0 || d.dil_w <= 0) fail("bad stride/dilation");
+  if (d.stride_h <= 0 || d.stride_w <= 0 || d.dil_h <= 0 || d.dil_w <= 0)
+    fail("bad stride/dilation");
   const int64_t cg = d.C / d.groups, cog = d.Co / d.groups, ck = cg * d.kh * d.kw;
   const int64_t ohw = d.OH * d.OW, P = d.N * ohw;
   const int64_t kMax = INT_MAX;

@@ -16,9 +16,9 @@ namespace {
 
 using namespace gemm_detail;
 
-// Blocks per SM asked of ptxas (-Xptxas -v, sm_90): two fit the SIMT kernels (116-128
-// registers) and tf32 (122-128) without spills; fp16/bf16 hold twice the prefetch registers
-// (32-element k tiles) and spill at 128, so they get one block (170-172 registers).
+// Blocks per SM asked of ptxas (-Xptxas -v, sm_90, CUDA 13.0): two fit the SIMT kernels
+// (116-128 registers) and tf32 (126-128) without spills; fp16/bf16 hold twice the prefetch
+// registers (32-element k tiles) and spill at 128, so they get one block (184-190 registers).
 constexpr int kSimtMinBlocks = 2;
 template <class Op>
 constexpr int kTcMinBlocks = std::is_same_v<Op, OpTf32> ? 2 : 1;
@@ -31,10 +31,12 @@ void simt(const char* name, const GemmDesc& d, const void* A, const void* B, con
   const T* bp = static_cast<const T*>(B);
   if (d.b_trans)   // B is [N][K]: element (n, k) at n * ldb + k
     launch_simt<T, kSimtMinBlocks, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                 KContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+                                                 KContig<T>{bp, d.ldb, d.stride_b, d.N}, out,
+                                                 layer);
   else             // B is [K][N]: element (k, n) at k * ldb + n
     launch_simt<T, kSimtMinBlocks, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                   RowContig<T>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+                                                   RowContig<T>{bp, d.ldb, d.stride_b, d.N},
+                                                   out, layer);
 }
 
 template <class Op>
@@ -46,10 +48,12 @@ void tensor_core(const char* name, const GemmDesc& d, const void* A, const void*
   const float* bp = static_cast<const float*>(B);
   if (d.b_trans)
     launch_tc<Op, kTcMinBlocks<Op>, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                KContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+                                                  KContig<float>{bp, d.ldb, d.stride_b, d.N},
+                                                  out, layer);
   else
     launch_tc<Op, kTcMinBlocks<Op>, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                  RowContig<float>{bp, d.ldb, d.stride_b, d.N}, out, layer);
+                                                    RowContig<float>{bp, d.ldb, d.stride_b, d.N},
+                                                    out, layer);
 }
 
 }  // namespace

@@ -317,7 +317,8 @@ struct OpTf32 {
     return r;
   }
   __device__ static void store4(uint32_t* row, int k, const Vec<float>& v) {
-    *reinterpret_cast<uint4*>(row + k) = make_uint4(cvt(v.v[0]), cvt(v.v[1]), cvt(v.v[2]), cvt(v.v[3]));
+    *reinterpret_cast<uint4*>(row + k) =
+        make_uint4(cvt(v.v[0]), cvt(v.v[1]), cvt(v.v[2]), cvt(v.v[3]));
   }
   __device__ static void store1(uint32_t* row, int k, float x) { row[k] = cvt(x); }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -498,7 +499,8 @@ void launch_simt(const char* name, int64_t batch, int64_t M, int64_t N, int64_t 
   int64_t tiles_n = 0;
   const int tiles = tile_count(M, N, C::kBM, C::kBN, &tiles_n, layer);
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridZ) {
-    const dim3 grid(tiles, 1, static_cast<unsigned>(batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ));
+    const int64_t nz = batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ;
+    const dim3 grid(tiles, 1, static_cast<unsigned>(nz));
     simt_gemm_kernel<T, kMinBlocks, AF, BF, BSrc, Out>
         <<<grid, C::kThreads>>>(M, N, K, static_cast<int>(tiles_n), z0, a, b, out);
     check_launch(name, layer);
@@ -516,7 +518,8 @@ void launch_tc(const char* name, int64_t batch, int64_t M, int64_t N, int64_t K,
   int64_t tiles_n = 0;
   const int tiles = tile_count(M, N, C::kBM, C::kBN, &tiles_n, layer);
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGridZ) {
-    const dim3 grid(tiles, 1, static_cast<unsigned>(batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ));
+    const int64_t nz = batch - z0 < kMaxGridZ ? batch - z0 : kMaxGridZ;
+    const dim3 grid(tiles, 1, static_cast<unsigned>(nz));
     tc_gemm_kernel<Op, kMinBlocks, AF, BF, BSrc, Out>
         <<<grid, C::kThreads>>>(M, N, K, static_cast<int>(tiles_n), z0, a, b, out);
     check_launch(name, layer);

@@ -50,9 +50,9 @@ const Planted kPlanted[] = {
 
 json expect_layer(const char* name) { return *name ? json(name) : json(); }
 
-}  // namespace
+[[maybe_unused]] void PrintTo(const Planted& p, std::ostream* os) { *os << p.example; }
 
-void PrintTo(const Planted& p, std::ostream* os) { *os << p.example; }
+}  // namespace
 
 class PlantedExample : public ::testing::TestWithParam<Planted> {};
 

@@ -18,6 +18,7 @@ void unary(const TensorOf<P>& x, TensorOf<P>& out, F f) {
 template <class P>
 void relu(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
   using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, strict_relu);
   unary<P>(*in[0], out, [](Acc x) { return x < Acc(0) ? Acc(0) : x; });
 }
 
@@ -26,6 +27,8 @@ template <class P>
 void leaky_relu(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   using Acc = typename P::Acc;
   Acc slope = Acc(L.attr_float("negative_slope"));
+  if constexpr (kStrictFormulas<P>)
+    return unary<P>(*in[0], out, [slope](Acc x) { return strict_leaky_relu(x, slope); });
   unary<P>(*in[0], out, [slope](Acc x) { return x > Acc(0) ? x : x * slope; });
 }
 
@@ -33,6 +36,7 @@ void leaky_relu(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
 template <class P>
 typename P::Acc sigmoid_of(typename P::Acc x) {
   using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return strict_sigmoid(x);
   return Acc(1) / (Acc(1) + P::exp(-x));
 }
 
@@ -45,6 +49,7 @@ void sigmoid(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
 template <class P>
 void silu(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
   using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, strict_silu);
   unary<P>(*in[0], out, [](Acc x) { return x * sigmoid_of<P>(x); });
 }
 
@@ -60,7 +65,10 @@ void gelu(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   using Acc = typename P::Acc;
   const Acc half(0.5), one(1), inv_sqrt2(0.70710678118654752440),
       sqrt_2_over_pi(0.79788456080286535588), c(0.044715);
-  if (L.attr_str("approximate", "none") == "tanh")
+  const bool tanh_form = L.attr_str("approximate", "none") == "tanh";
+  if constexpr (kStrictFormulas<P>)
+    return unary<P>(*in[0], out, tanh_form ? strict_gelu_tanh : strict_gelu_erf);
+  if (tanh_form)
     unary<P>(*in[0], out, [&](Acc x) {
       return half * x * (one + P::tanh(sqrt_2_over_pi * (x + c * x * x * x)));
     });

@@ -2,6 +2,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "errors.h"
@@ -10,6 +11,11 @@
 #include "tensor.h"
 
 namespace divscope {
+
+// The strict policy's per-element formulas are the shared __host__ __device__ functions of
+// strict_math.h (DESIGN §5.2), so the CPU strict path and the strict kernels cannot drift.
+template <class P>
+constexpr bool kStrictFormulas = std::is_same_v<P, StrictPolicy>;
 
 template <class P>
 using TensorOf = BasicTensor<typename P::T>;

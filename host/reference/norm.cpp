@@ -25,6 +25,21 @@ Stats<P> mean_std(const typename P::T* x, int64_t n, double eps) {
   return {mean, P::sqrt(var + Acc(eps))};
 }
 
+// y = (x - mean) / denom, then * w and + b where the layer has them. strict: the shared
+// strict_norm_elem, fma((x - mean) / denom, w, b) with w = 1, b = 0 standing in for absent ones.
+template <class P>
+typename P::Acc affine(typename P::Acc x, typename P::Acc mean, typename P::Acc denom,
+                       typename P::Acc w, typename P::Acc b, bool has_w, bool has_b) {
+  if constexpr (kStrictFormulas<P>) {
+    return strict_norm_elem(x, mean, denom, w, b);
+  } else {
+    typename P::Acc y = (x - mean) / denom;
+    if (has_w) y = y * w;
+    if (has_b) y = y + b;
+    return y;
+  }
+}
+
 // batchnorm2d: y[n, c, h, w] = (x - running_mean[c]) / sqrt(running_var[c] + eps) * w[c] + b[c]
 template <class P>
 void batchnorm2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
@@ -39,8 +54,8 @@ void batchnorm2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
       Acc denom = P::sqrt(Acc(var[c]) + eps);
       int64_t base = (n * C + c) * S;
       for (int64_t i = 0; i < S; ++i)
-        out.data[base + i] =
-            P::store((Acc(x.data[base + i]) - Acc(mean[c])) / denom * Acc(w[c]) + Acc(b[c]));
+        out.data[base + i] = P::store(affine<P>(Acc(x.data[base + i]), Acc(mean[c]), denom,
+                                                Acc(w[c]), Acc(b[c]), true, true));
     }
 }
 
@@ -57,10 +72,9 @@ void layernorm(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     const auto* xr = x.ptr() + r * D;
     Stats<P> st = mean_std<P>(xr, D, eps);
     for (int64_t i = 0; i < D; ++i) {
-      Acc y = (Acc(xr[i]) - st.mean) / st.stddev;
-      if (!w.empty()) y = y * Acc(w[i]);
-      if (!b.empty()) y = y + Acc(b[i]);
-      out.data[r * D + i] = P::store(y);
+      out.data[r * D + i] = P::store(affine<P>(Acc(xr[i]), st.mean, st.stddev,
+                                               w.empty() ? Acc(1) : Acc(w[i]),
+                                               b.empty() ? Acc(0) : Acc(b[i]), !w.empty(), !b.empty()));
     }
   }
 }
@@ -79,8 +93,13 @@ void rmsnorm(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     Acc ms = P::sum(D, [&](int64_t i) { return Acc(xr[i]) * Acc(xr[i]); }) / Acc(D);
     Acc denom = P::sqrt(ms + eps);
     for (int64_t i = 0; i < D; ++i) {
-      Acc y = Acc(xr[i]) / denom;
-      if (!w.empty()) y = y * Acc(w[i]);
+      Acc y;
+      if constexpr (kStrictFormulas<P>) {
+        y = strict_rms_elem(Acc(xr[i]), denom, w.empty() ? Acc(1) : Acc(w[i]));
+      } else {
+        y = Acc(xr[i]) / denom;
+        if (!w.empty()) y = y * Acc(w[i]);
+      }
       out.data[r * D + i] = P::store(y);
     }
   }
@@ -103,10 +122,9 @@ void groupnorm(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
       for (int64_t c = g * cg; c < (g + 1) * cg; ++c)
         for (int64_t i = 0; i < S; ++i) {
           int64_t at = (n * C + c) * S + i;
-          Acc y = (Acc(x.data[at]) - st.mean) / st.stddev;
-          if (!w.empty()) y = y * Acc(w[c]);
-          if (!b.empty()) y = y + Acc(b[c]);
-          out.data[at] = P::store(y);
+          out.data[at] = P::store(affine<P>(Acc(x.data[at]), st.mean, st.stddev,
+                                            w.empty() ? Acc(1) : Acc(w[c]),
+                                            b.empty() ? Acc(0) : Acc(b[c]), !w.empty(), !b.empty()));
         }
     }
 }
