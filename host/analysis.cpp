@@ -7,6 +7,8 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "reference/modes.h"
+#include "reference/reference.h"
 #include "runner.h"
 
 namespace divscope {
@@ -38,12 +40,39 @@ double abs_max(const Tensor& t) {
 struct ModeRun {
   Mode mode;
   ValueStore<float> chained;
+  // strict on a device backend: the CPU strict path's own chain, the bitwise reference.
+  std::unique_ptr<ValueStore<float>> cpu_strict;
   std::vector<int> sample_first;          // per sample: first divergent layer
   std::vector<double> sample_rel;
   ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
 };
 
 bool bitwise_equal_strict(Mode m) { return m == Mode::strict; }
+
+int64_t count_bitwise_differences(const TensorF& a, const TensorF& b) {
+  if (a.shape != b.shape) return std::max(a.size(), b.size());
+  int64_t n = 0;
+  for (int64_t i = 0; i < a.size(); ++i) n += f32_bits(a.data[i]) != f32_bits(b.data[i]);
+  return n;
+}
+
+// The device FP64 reference must agree with the CPU FP64 reference (DESIGN §1): checked on the
+// first batch; a disagreement is a fault of the tool or the machine, not a divergence.
+void cross_check_reference(const Layer& l, const std::vector<const Tensor*>& in,
+                           const Tensor& device_out, const std::string& backend) {
+  Tensor cpu;
+  reference_forward(l, in, cpu);
+  double e = 0, n = 0;
+  for (int64_t i = 0; i < cpu.size(); ++i) {
+    const double d = device_out.data[i] - cpu.data[i];
+    e += d * d;
+    n += cpu.data[i] * cpu.data[i];
+  }
+  const double rel = n > 0 ? std::sqrt(e / n) : std::sqrt(e);
+  if (!(rel <= 1e-12))
+    throw RuntimeFault(l.where() + ": the " + backend + " FP64 reference disagrees with the CPU "
+                       "FP64 reference on batch 0 (rel_l2 " + std::to_string(rel) + " > 1e-12)");
+}
 
 }  // namespace
 
@@ -96,6 +125,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         CompareOptions co{m, 0, 0, -1};   // the rounding error of the recorded input itself
         mr.inputs[i].merge(compare_tensors(fin.back().ptr(), inputs[i].ptr(), inputs[i].shape, co), b);
       }
+      if (m == Mode::strict && backend.name() != "cpu") {
+        run->cpu_strict = std::make_unique<ValueStore<float>>(model, live);
+        run->cpu_strict->set_inputs(fin);
+      }
       run->chained.set_inputs(std::move(fin));
       run->sample_first.assign(n, -1);
       run->sample_rel.assign(n, 0);
@@ -108,6 +141,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       const std::vector<const Tensor*> ref_in = ref.inputs_of(l);
       Tensor ref_out;
       backend.reference(l, ref_in, ref_out);
+      if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       if (dump) dump->write(b, "fp64", l.name, ref_out);
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
         Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
@@ -149,6 +183,13 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         backend.forward(run.mode, l, iso_ptrs, iso_out);
         lr.isolated.merge(compare_tensors(iso_out.ptr(), ref_out.ptr(), ref_out.shape, co), b);
 
+        if (run.cpu_strict) {
+          TensorF cpu_out;
+          mode_forward(Mode::strict, l, run.cpu_strict->inputs_of(l), cpu_out);
+          lr.strict_bitwise_mismatch += count_bitwise_differences(chained_out, cpu_out);
+          run.cpu_strict->put(l.index, std::move(cpu_out));
+          run.cpu_strict->release_after(l.index);
+        }
         if (dump) dump->write(b, mode_name(run.mode), l.name, to_double(chained_out));
         run.chained.put(l.index, std::move(chained_out));
         run.chained.release_after(l.index);
@@ -171,6 +212,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       // candidate is that path itself, so only a CUDA backend can break it.
       if (bitwise_equal_strict(mr.mode) && backend.name() == "cpu") {
         lr.diverged = lr.isolated_failed = false;
+      } else if (bitwise_equal_strict(mr.mode)) {
+        lr.diverged = lr.strict_bitwise_mismatch > 0;
+        lr.isolated_failed = false;
       } else {
         lr.diverged = breaks(lr.chained, lr.tolerance);
         lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
@@ -184,7 +228,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       const double out_err = lr.chained.rel_l2();
       lr.amplification = in_err > 0 && std::isfinite(out_err) ? out_err / in_err : -1;
     }
-    if (bitwise_equal_strict(mr.mode) && backend.name() == "cpu") mr.samples.clear();
+    if (bitwise_equal_strict(mr.mode)) mr.samples.clear();   // judged per layer, bitwise
     std::stable_sort(mr.samples.begin(), mr.samples.end(),
                      [](const SampleDivergence& a, const SampleDivergence& b) {
                        if (a.layer != b.layer) return a.layer < b.layer;

@@ -18,6 +18,7 @@ struct LayerResult {
   bool diverged = false;          // chained stats break the policy
   bool isolated_failed = false;   // isolated stats break the policy (own error)
   double amplification = -1;      // chained rel_l2 over that of its inputs; < 0: undefined
+  int64_t strict_bitwise_mismatch = 0;   // strict on a device: elements != the CPU strict path
 };
 
 struct SampleDivergence {

@@ -304,6 +304,13 @@ std::vector<LayerStats> compare_segments(Mode storage, const C* cand, const doub
   return out;
 }
 
+// The kernels library does not link host/tensor.cpp (it comes before it on the link line).
+int64_t elements(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {
   idx.assign(shape.size(), 0);
   for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
@@ -315,7 +322,7 @@ void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {
 template <class C>
 LayerStats compare_whole(Mode storage, const C* cand, const double* ref, const Shape& shape,
                          const CompareOptions& opt, const std::string& layer) {
-  LayerStats s = compare_segments(storage, cand, ref, 1, numel(shape), opt, layer)[0];
+  LayerStats s = compare_segments(storage, cand, ref, 1, elements(shape), opt, layer)[0];
   const int64_t at = s.max_abs_index.empty() ? 0 : s.max_abs_index[0];
   unravel(at, shape, s.max_abs_index);
   return s;
@@ -326,7 +333,7 @@ std::vector<LayerStats> compare_samples(Mode storage, const C* cand, const doubl
                                         const Shape& shape, const CompareOptions& opt,
                                         const std::string& layer) {
   if (shape.empty()) return {};
-  const int64_t segs = shape[0], per = numel(shape) / std::max<int64_t>(shape[0], 1);
+  const int64_t segs = shape[0], per = elements(shape) / std::max<int64_t>(shape[0], 1);
   std::vector<LayerStats> out = compare_segments(storage, cand, ref, segs, per, opt, layer);
   const Shape sample_shape(shape.begin() + 1, shape.end());
   for (int64_t s = 0; s < segs; ++s) {

@@ -2,63 +2,142 @@
 #include "reference/gemm.h"
 
 #include <algorithm>
+#include <exception>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "reference/gemm_kernels.h"
 #include "reference/internal.h"
 
 namespace divscope {
 namespace {
 
-// Blocking (Goto-style). A KC x NC panel of B is packed once per (k block, n block) and an
-// MC x KC block of A once per (k block, n block, m block); the micro-kernel keeps an MR x NR
-// tile of accumulators in registers for KC steps and parks it in the accumulator buffer
-// between k blocks. Sizes fit this machine's 48 KiB L1 / 1 MiB L2 with SSE2 registers
-// (4 x 4 doubles = 8 xmm accumulators); they change speed only, never results.
-constexpr int64_t kMR = 4, kNR = 4;
-constexpr int64_t kKC = 256, kMC = 128, kNC = 1024;
+// Blocking (Goto-style): per thread, for each NC-column panel and each k block a KC x NC panel
+// of B is packed once (L3), then an MC x KC block of A (L2); the micro-kernel (gemm_kernels.h)
+// keeps an MR x NR tile in registers for KC steps against one NR-column B sliver (L1) and parks
+// it in C between k blocks. K blocks run ascending inside every panel, so each output's sum is
+// the plain k = 0..K-1 sequence whatever the sizes: they change speed only, never results.
+// Sizes measured on AMD EPYC (Zen 5, 48 KiB L1d / 1 MiB L2 per core), bench_gemm_cpu.
+template <class T>
+struct GemmBlocking;
+template <>
+struct GemmBlocking<double> {
+  static constexpr int64_t kKC = 256, kMC = 192, kNC = 2048;
+};
+template <>
+struct GemmBlocking<float> {
+  static constexpr int64_t kKC = 512, kMC = 192, kNC = 2048;
+};
 
-// Packs rows [m0, m0 + mc) x k [k0, k0 + kc) of A as MR-row slivers: sliver s holds
-// a(m0 + s*MR + r, k0 + k) at [s][k][r]; rows past M are zero (their results are discarded).
-template <class P>
-void pack_a(const MatView<typename P::T>& a, int64_t M, int64_t m0, int64_t mc, int64_t k0,
-            int64_t kc, typename P::T* dst) {
-  for (int64_t s = 0; s < mc; s += kMR)
-    for (int64_t k = 0; k < kc; ++k)
-      for (int64_t r = 0; r < kMR; ++r) {
-        int64_t m = m0 + s + r;
-        *dst++ = m < M ? P::operand(a(m, k0 + k)) : typename P::T(0);
-      }
-}
-
-// Packs k [k0, k0 + kc) x columns [n0, n0 + nc) of B as NR-column slivers, zero past N.
-template <class P>
-void pack_b(const MatView<typename P::T>& b, int64_t N, int64_t k0, int64_t kc, int64_t n0,
-            int64_t nc, typename P::T* dst) {
-  for (int64_t s = 0; s < nc; s += kNR)
-    for (int64_t k = 0; k < kc; ++k)
-      for (int64_t j = 0; j < kNR; ++j) {
-        int64_t n = n0 + s + j;
-        *dst++ = n < N ? P::operand(b(k0 + k, n)) : typename P::T(0);
-      }
-}
-
-// acc[r][j] (an MR x NR tile at `acc`, row stride ldacc, `rows` x `cols` valid) continues
-// its sums over kc more k: acc = madd(a_k, b_k, acc) for k ascending.
-template <class P>
-void micro_kernel(int64_t kc, const typename P::T* ap, const typename P::T* bp,
-                  typename P::Acc* acc, int64_t ldacc, int64_t rows, int64_t cols) {
-  using Acc = typename P::Acc;
-  Acc t[kMR][kNR] = {};
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) t[r][j] = acc[r * ldacc + j];
-  for (int64_t k = 0; k < kc; ++k, ap += kMR, bp += kNR)
-    for (int64_t r = 0; r < kMR; ++r)
-      for (int64_t j = 0; j < kNR; ++j) t[r][j] = P::madd(ap[r], bp[j], t[r][j]);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) acc[r * ldacc + j] = t[r][j];
-}
+// Each thread gets at least this many multiply-adds (~0.1 ms), or the spawn is not worth it.
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 21;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Packs rows [m0, m0 + mc) x k [k0, k0 + kc) of A as MR-row slivers: sliver s holds
+// operand(a(m0 + s*MR + r, k0 + k)) at [s][k][r]; rows past mc are zero (results discarded).
+template <class P>
+void pack_a(const MatView<typename P::T>& a, int64_t m0, int64_t mc, int64_t k0, int64_t kc,
+            typename P::T* dst) {
+  using T = typename P::T;
+  constexpr int64_t MR = GemmTile<T>::kMR;
+  for (int64_t s = 0; s < mc; s += MR) {
+    int64_t rows = std::min(MR, mc - s);
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* src = a.p + (m0 + s) * a.rs + (k0 + k) * a.cs;
+      for (int64_t r = 0; r < rows; ++r) *dst++ = P::operand(src[r * a.rs]);
+      for (int64_t r = rows; r < MR; ++r) *dst++ = T(0);
+    }
+  }
+}
+
+// Packs k [k0, k0 + kc) x columns [n0, n0 + nc) of B as NR-column slivers, zero past nc.
+template <class P>
+void pack_b(const MatView<typename P::T>& b, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+            typename P::T* dst) {
+  using T = typename P::T;
+  constexpr int64_t NR = GemmTile<T>::kNR;
+  for (int64_t s = 0; s < nc; s += NR) {
+    int64_t cols = std::min(NR, nc - s);
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* src = b.p + (k0 + k) * b.rs + (n0 + s) * b.cs;
+      for (int64_t j = 0; j < cols; ++j) *dst++ = P::operand(src[j * b.cs]);
+      for (int64_t j = cols; j < NR; ++j) *dst++ = T(0);
+    }
+  }
+}
+
+// The scalar kernel (CPUs without AVX2/FMA, and the test hook): the contract of
+// gemm_tile_avx2 with P::madd as the step.
+template <class P>
+void tile_scalar(int64_t kc, const typename P::T* ap, const typename P::T* bp,
+                 typename P::T* c, int64_t ldc, bool first) {
+  using T = typename P::T;
+  constexpr int64_t MR = GemmTile<T>::kMR, NR = GemmTile<T>::kNR;
+  T t[MR][NR];
+  for (int64_t r = 0; r < MR; ++r)
+    for (int64_t j = 0; j < NR; ++j) t[r][j] = first ? T(0) : c[r * ldc + j];
+  for (int64_t k = 0; k < kc; ++k, ap += MR, bp += NR)
+    for (int64_t r = 0; r < MR; ++r)
+      for (int64_t j = 0; j < NR; ++j) t[r][j] = P::madd(ap[r], bp[j], t[r][j]);
+  for (int64_t r = 0; r < MR; ++r)
+    for (int64_t j = 0; j < NR; ++j) c[r * ldc + j] = t[r][j];
+}
+
+// Outputs [m_lo, m_hi) x [n_lo, n_hi) of gemm(): dot products accumulated in c, then bias and
+// store in place. One call per thread; threads own disjoint outputs.
+template <class P>
+void gemm_part(int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, int64_t K,
+               const MatView<typename P::T>& a, const MatView<typename P::T>& b,
+               const MatView<typename P::T>& bias, typename P::T* c, int64_t ldc, bool simd) {
+  using T = typename P::T;
+  using Acc = typename P::Acc;
+  constexpr int64_t MR = GemmTile<T>::kMR, NR = GemmTile<T>::kNR;
+  constexpr int64_t KC = GemmBlocking<T>::kKC, MC = GemmBlocking<T>::kMC,
+                    NC = GemmBlocking<T>::kNC;
+  void (*tile)(int64_t, const T*, const T*, T*, int64_t, bool) = tile_scalar<P>;
+  if (simd) tile = gemm_tile_avx2;
+  std::vector<T> ap(static_cast<size_t>(round_up(std::min(m_hi - m_lo, MC), MR) * KC));
+  std::vector<T> bp(static_cast<size_t>(round_up(std::min(n_hi - n_lo, NC), NR) * KC));
+  T edge[MR * NR];
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += NC) {
+    int64_t nc = std::min(NC, n_hi - n0);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      int64_t kc = std::min(KC, K - k0);
+      bool first = k0 == 0;
+      pack_b<P>(b, k0, kc, n0, nc, bp.data());
+      for (int64_t m0 = m_lo; m0 < m_hi; m0 += MC) {
+        int64_t mc = std::min(MC, m_hi - m0);
+        pack_a<P>(a, m0, mc, k0, kc, ap.data());
+        for (int64_t j = 0; j < nc; j += NR)
+          for (int64_t r = 0; r < mc; r += MR) {
+            int64_t rows = std::min(MR, mc - r), cols = std::min(NR, nc - j);
+            const T* at = ap.data() + r * kc;
+            const T* bt = bp.data() + j * kc;
+            T* ct = c + (m0 + r) * ldc + n0 + j;
+            if (rows == MR && cols == NR) {
+              tile(kc, at, bt, ct, ldc, first);
+              continue;
+            }
+            // A ragged edge: run the full tile on a copy, keep the valid part.
+            for (int64_t i = 0; i < rows && !first; ++i)
+              std::copy(ct + i * ldc, ct + i * ldc + cols, edge + i * NR);
+            tile(kc, at, bt, edge, NR, first);
+            for (int64_t i = 0; i < rows; ++i)
+              std::copy(edge + i * NR, edge + i * NR + cols, ct + i * ldc);
+          }
+      }
+    }
+  }
+  for (int64_t m = m_lo; m < m_hi; ++m)
+    for (int64_t n = n_lo; n < n_hi; ++n) {
+      T* o = c + m * ldc + n;
+      Acc v = K > 0 ? Acc(*o) : Acc(0);
+      if (bias.p) v = P::add(v, Acc(bias(m, n)));
+      *o = P::store(v);
+    }
+}
 
 }  // namespace
 
@@ -66,33 +145,38 @@ template <class P>
 void gemm(int64_t M, int64_t N, int64_t K, MatView<typename P::T> a, MatView<typename P::T> b,
           MatView<typename P::T> bias, typename P::T* c, int64_t ldc) {
   using T = typename P::T;
-  using Acc = typename P::Acc;
+  static_assert(std::is_same_v<T, typename P::Acc>, "the tile is parked in C between k blocks");
   if (M <= 0 || N <= 0) return;
-  std::vector<Acc> acc(static_cast<size_t>(M * N), Acc(0));   // one accumulator per output
-  std::vector<T> ap(static_cast<size_t>(round_up(std::min(M, kMC), kMR) * kKC));
-  std::vector<T> bp(static_cast<size_t>(round_up(std::min(N, kNC), kNR) * kKC));
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    int64_t kc = std::min(kKC, K - k0);
-    for (int64_t n0 = 0; n0 < N; n0 += kNC) {
-      int64_t nc = std::min(kNC, N - n0);
-      pack_b<P>(b, N, k0, kc, n0, round_up(nc, kNR), bp.data());
-      for (int64_t m0 = 0; m0 < M; m0 += kMC) {
-        int64_t mc = std::min(kMC, M - m0);
-        pack_a<P>(a, M, m0, round_up(mc, kMR), k0, kc, ap.data());
-        for (int64_t j = 0; j < nc; j += kNR)
-          for (int64_t r = 0; r < mc; r += kMR)
-            micro_kernel<P>(kc, ap.data() + r * kc, bp.data() + j * kc,
-                            acc.data() + (m0 + r) * N + n0 + j, N, std::min(kMR, mc - r),
-                            std::min(kNR, nc - j));
-      }
-    }
+  bool simd = gemm_simd();
+  // Threads split the larger of M and N into whole tiles; each owns its outputs outright.
+  bool split_n = N >= M;
+  int64_t extent = split_n ? N : M, unit = split_n ? GemmTile<T>::kNR : GemmTile<T>::kMR;
+  int64_t units = (extent + unit - 1) / unit;
+  int64_t threads = std::min<int64_t>({gemm_max_threads(), units,
+                                       std::max<int64_t>(1, M * N * K / kMinWorkPerThread)});
+  if (threads <= 1) {
+    gemm_part<P>(0, M, 0, N, K, a, b, bias, c, ldc, simd);
+    return;
   }
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      Acc v = acc[m * N + n];
-      if (bias.p) v = P::add(v, Acc(bias(m, n)));
-      c[m * ldc + n] = P::store(v);
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+  auto run = [&](int64_t t) {
+    int64_t lo = std::min(units * t / threads * unit, extent);
+    int64_t hi = std::min(units * (t + 1) / threads * unit, extent);
+    try {
+      if (split_n)
+        gemm_part<P>(0, M, lo, hi, K, a, b, bias, c, ldc, simd);
+      else
+        gemm_part<P>(lo, hi, 0, N, K, a, b, bias, c, ldc, simd);
+    } catch (...) {
+      errors[static_cast<size_t>(t)] = std::current_exception();
     }
+  };
+  for (int64_t t = 1; t < threads; ++t) workers.emplace_back(run, t);
+  run(0);
+  for (std::thread& w : workers) w.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 namespace {

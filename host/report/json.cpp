@@ -97,6 +97,7 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jl["op"] = m.layers[i].op;
       jl["diverged"] = lr.diverged;
       jl["isolated_diverged"] = lr.isolated_failed;
+      if (mr.mode == Mode::strict) jl["strict_bitwise_mismatch"] = lr.strict_bitwise_mismatch;
       jl["amplification"] = lr.amplification >= 0 ? num(lr.amplification) : nlohmann::json();
       jl["tolerance"] = {{"atol", lr.tolerance.atol},
                          {"rtol", lr.tolerance.rtol},

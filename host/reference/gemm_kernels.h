@@ -1,0 +1,50 @@
+// Register-tile micro-kernels of the CPU GEMM core (gemm.cpp), chosen at run time.
+//
+// A kernel continues an MR x NR tile of dot products over kc more k, k ascending:
+//   c[r * ldc + j] = madd(ap[k * MR + r], bp[k * NR + j], c[r * ldc + j])   k = 0, 1, ..., kc-1
+// starting from 0 instead of c when `first`. ap / bp are the packed slivers of gemm.cpp.
+// Each SIMD lane is a different output (the lanes run across j; a row r is a broadcast), so
+// the vector code does per output exactly the scalar sequence of steps:
+//   - float (every float policy): a step is one fused multiply-add (_mm256_fmadd_ps), the same
+//     rounding as fmaf. For strict that is its definition (DESIGN §5.2), so strict is bitwise
+//     identical on the SIMD and the scalar path. fp32/tf32/fp16/bf16 allow FMA (DESIGN §5);
+//     their scalar fallback does a * b + acc instead.
+//   - double (the FP64 reference): fused steps too when the CPU has FMA, a * b + acc in the
+//     scalar fallback. The two differ by rounding only (~1e-16 relative), far below any mode.
+// The tile is parked in c between k blocks as the same float/double, so blocking never changes
+// an output's value.
+#pragma once
+#include <cstdint>
+
+namespace divscope {
+
+// Register tile per element type: 12 of the 16 ymm registers hold accumulators (6 rows x 2
+// vectors), 2 hold the B row and 1 the broadcast A element.
+template <class T>
+struct GemmTile;
+template <>
+struct GemmTile<double> {
+  static constexpr int64_t kMR = 6, kNR = 8;
+};
+template <>
+struct GemmTile<float> {
+  static constexpr int64_t kMR = 6, kNR = 16;
+};
+
+// AVX2 + FMA kernels (gemm_kernels_avx2.cpp); call only when gemm_simd() is true.
+void gemm_tile_avx2(int64_t kc, const double* ap, const double* bp, double* c, int64_t ldc,
+                    bool first);
+void gemm_tile_avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                    bool first);
+
+// True when the CPU has AVX2 and FMA and the scalar path is not forced.
+bool gemm_simd();
+// Test hook: force the scalar kernels (process-wide; affects calls that start afterwards).
+void gemm_force_scalar(bool on);
+
+// Most threads one gemm call may use (each thread owns whole outputs, so the count never
+// changes a result). 0 restores the default, std::thread::hardware_concurrency().
+void gemm_set_max_threads(int n);
+int gemm_max_threads();
+
+}  // namespace divscope
