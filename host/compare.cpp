@@ -7,18 +7,19 @@
 namespace divscope {
 namespace {
 
+// Bucket edges are powers of two: ilogb gives the exponent exactly (floor(log2(x)) can round up
+// just below a power of two), and the device compare uses the same.
 int err_bucket(double e) {
   if (e == 0) return 0;
-  int b = static_cast<int>(std::floor(std::log2(e))) + 49;
-  return std::clamp(b, 1, kErrBuckets - 1);
+  if (std::isinf(e)) return kErrBuckets - 1;
+  return std::clamp(std::ilogb(e) + 49, 1, kErrBuckets - 1);
 }
 
 int ulp_bucket(double u) {
   if (u == 0) return 0;
   if (u < 1) return 1;
-  if (std::isinf(u)) return kUlpBuckets - 1;   // finite pair, subnormal ULP: floor(log2) would be UB
-  int b = static_cast<int>(std::floor(std::log2(u))) + 1;
-  return std::clamp(b, 1, kUlpBuckets - 1);
+  if (std::isinf(u)) return kUlpBuckets - 1;   // finite pair, subnormal ULP of a zero reference
+  return std::clamp(std::ilogb(u) + 1, 1, kUlpBuckets - 1);
 }
 
 void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {

@@ -56,15 +56,9 @@ std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& e
   if (want != "auto" && want != "cuda")
     throw InputError("run: --backend must be auto, cuda or cpu, got '" + want + "'");
   DeviceInfo d = query_device();
-  if (want == "cuda") {
-    if (!d.available) throw RuntimeFault("--backend cuda: no CUDA device: " + d.reason);
-    throw RuntimeFault("--backend cuda: the CUDA backend is not built yet; use --backend cpu");
-  }
-  if (!d.available)
-    err << "divscope: no CUDA device (" << d.reason << "); emulating every mode on the CPU\n";
-  else
-    err << "divscope: CUDA device '" << d.name << "' found, but the CUDA backend is not built "
-           "yet; emulating every mode on the CPU\n";
+  if (d.available) return make_cuda_backend();
+  if (want == "cuda") throw RuntimeFault("--backend cuda: no CUDA device: " + d.reason);
+  err << "divscope: no CUDA device (" << d.reason << "); emulating every mode on the CPU\n";
   return make_cpu_backend();
 }
 

@@ -13,9 +13,8 @@
 //      histograms come from one pass. Non-finite pairs map to -1, below the lowest level: ignored.
 // Determinism: no floating-point atomics; CUB's reductions use a fixed tree for a given size and
 // device, so the same inputs give the same bits; histogram counts are integers.
-// Differences from the CPU: sums are added in another order (last bits); bucket exponents use
-// ilogb (exact) where the CPU uses floor(log2(x)) (which can round up just below a power of two);
-// an infinite ULP distance (finite values, subnormal ULP) goes to the last bucket.
+// Differences from the CPU: sums are added in another order (last bits). Bucket exponents use
+// ilogb on both sides; an infinite distance goes to the last bucket on both.
 #include <cub/device/device_histogram.cuh>
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_segmented_reduce.cuh>
@@ -100,7 +99,7 @@ struct ElemStats {
   Mode storage;
   double atol, rtol;
 
-  __device__ Partial operator()(int64_t i) const {
+  __host__ __device__ Partial operator()(int64_t i) const {
     Partial p = identity();
     const double c = static_cast<double>(cand[i]), r = ref[i];
     const bool cf = isfinite(c), rf = isfinite(r);
@@ -144,11 +143,12 @@ struct ElemStats {
   }
 };
 
-__device__ int err_bucket(double e) {
+__host__ __device__ int err_bucket(double e) {
   if (e == 0) return 0;
+  if (isinf(e)) return kErrBuckets - 1;   // |c - r| overflowed: ilogb(inf) + 49 would overflow
   return min(max(ilogb(e) + 49, 1), kErrBuckets - 1);
 }
-__device__ int ulp_bucket(double u) {
+__host__ __device__ int ulp_bucket(double u) {
   if (u == 0) return 0;
   if (u < 1) return 1;
   if (isinf(u)) return kUlpBuckets - 1;
@@ -163,7 +163,7 @@ struct BucketOf {
   const double* ref;
   int64_t per;
   Mode storage;
-  __device__ int operator()(int64_t j) const {
+  __host__ __device__ int operator()(int64_t j) const {
     const int64_t i = j >> 1;
     const double c = static_cast<double>(cand[i]), r = ref[i];
     if (!isfinite(c) || !isfinite(r)) return -1;
@@ -175,7 +175,7 @@ struct BucketOf {
 
 struct FiniteAbs {
   const double* ref;
-  __device__ double operator()(int64_t i) const {
+  __host__ __device__ double operator()(int64_t i) const {
     const double r = ref[i];
     return isfinite(r) ? fabs(r) : 0.0;
   }

@@ -10,6 +10,15 @@ namespace divscope {
 template <class P>
 void softmax_line(const typename P::T* x, typename P::T* y, int64_t n, int64_t stride, bool log) {
   using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) {   // the shared row formulas of strict_math.h
+    const float m = strict_row_max(x, n, stride);
+    const float s = strict_softmax_sum(x, n, stride, m);
+    const float ls = log ? strict_log(s) : 0.0f;
+    for (int64_t i = 0; i < n; ++i)
+      y[i * stride] = log ? strict_log_softmax_elem(x[i * stride], m, ls)
+                          : strict_softmax_elem(strict_softmax_exp(x[i * stride], m), s);
+    return;
+  }
   Acc m = Acc(x[0]);
   for (int64_t i = 1; i < n; ++i) {
     Acc v = Acc(x[i * stride]);
