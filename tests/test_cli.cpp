@@ -226,3 +226,16 @@ INSTANTIATE_TEST_SUITE_P(Cli, ExampleEndToEnd,
                          ::testing::Values("mlp", "cnn", "resnet", "transformer", "dcgan", "ops",
                                            "planted_fp16_overflow", "planted_tf32_cancellation",
                                            "planted_layernorm_offset"));
+
+// Exit code 3 is a runtime failure: asking for the CUDA backend where there is no device.
+TEST(Cli, CudaBackendWithoutDeviceIsRuntimeFailure) {
+  CliResult env = run_cli("env");
+  if (json::parse(env.out)["cuda"]["available"].get<bool>())
+    GTEST_SKIP() << "a CUDA device is present; this test covers machines without one";
+  CliResult r = run_cli(run_args("mlp", "--backend cuda --quiet"));
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("no CUDA device"), std::string::npos) << r.err;
+  CliResult a = run_cli(run_args("mlp", "--backend auto --quiet --modes fp32"));
+  EXPECT_EQ(a.code, 0) << a.err;
+  EXPECT_NE(a.err.find("emulating every mode on the CPU"), std::string::npos) << a.err;
+}
