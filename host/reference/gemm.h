@@ -16,8 +16,9 @@ struct MatView {
 //   dot(m, n): acc = 0; for k = 0, 1, ..., K-1: acc = P::madd(P::operand(a(m, k)),
 //                                                             P::operand(b(k, n)), acc)
 // and the bias add is skipped when bias.p is null (a broadcast bias has rs or cs 0).
-// Cache blocking (k blocks outermost, B panel packed) never changes the order of any
-// output's sum: each output owns one accumulator that sees k strictly ascending.
+// Cache blocking, the SIMD kernels (gemm_kernels.h: each lane does exactly P::madd) and the
+// threads (each owns whole outputs) never change any output's value: its one accumulator,
+// parked in c between k blocks, sees k strictly ascending. c must not overlap a, b or bias.
 template <class P>
 void gemm(int64_t M, int64_t N, int64_t K, MatView<typename P::T> a, MatView<typename P::T> b,
           MatView<typename P::T> bias, typename P::T* c, int64_t ldc);

@@ -1,18 +1,15 @@
 // Register-tile micro-kernels of the CPU GEMM core (gemm.cpp), chosen at run time.
 //
 // A kernel continues an MR x NR tile of dot products over kc more k, k ascending:
-//   c[r * ldc + j] = madd(ap[k * MR + r], bp[k * NR + j], c[r * ldc + j])   k = 0, 1, ..., kc-1
+//   c[r * ldc + j] = step(ap[k * MR + r], bp[k * NR + j], c[r * ldc + j])   k = 0, 1, ..., kc-1
 // starting from 0 instead of c when `first`. ap / bp are the packed slivers of gemm.cpp.
-// Each SIMD lane is a different output (the lanes run across j; a row r is a broadcast), so
-// the vector code does per output exactly the scalar sequence of steps:
-//   - float (every float policy): a step is one fused multiply-add (_mm256_fmadd_ps), the same
-//     rounding as fmaf. For strict that is its definition (DESIGN §5.2), so strict is bitwise
-//     identical on the SIMD and the scalar path. fp32/tf32/fp16/bf16 allow FMA (DESIGN §5);
-//     their scalar fallback does a * b + acc instead.
-//   - double (the FP64 reference): fused steps too when the CPU has FMA, a * b + acc in the
-//     scalar fallback. The two differ by rounding only (~1e-16 relative), far below any mode.
-// The tile is parked in c between k blocks as the same float/double, so blocking never changes
-// an output's value.
+// Each SIMD lane is a different output (the lanes run across j; a row r is a broadcast), so the
+// vector code does, per output, exactly the scalar sequence of the policy's P::madd steps:
+//   gemm_tile_avx2      a * b + acc, two roundings: Fp64Policy and fp32/tf32/fp16/bf16
+//   gemm_tile_avx2_fma  fmaf(a, b, acc) per lane: StrictPolicy (DESIGN §5.2)
+// The tile is parked in C between k blocks as the same float/double. So every policy's result
+// is bitwise the same on the SIMD and the scalar path, on any CPU, at any blocking or thread
+// count. (Fused fp64 steps would be ~1e-16 different and cost the same here: see the .cpp.)
 #pragma once
 #include <cstdint>
 
@@ -36,6 +33,8 @@ void gemm_tile_avx2(int64_t kc, const double* ap, const double* bp, double* c, i
                     bool first);
 void gemm_tile_avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                     bool first);
+void gemm_tile_avx2_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                        bool first);
 
 // True when the CPU has AVX2 and FMA and the scalar path is not forced.
 bool gemm_simd();

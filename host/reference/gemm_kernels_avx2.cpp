@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -28,64 +29,82 @@ void gemm_set_max_threads(int n) { g_max_threads.store(n < 0 ? 0 : n); }
 int gemm_max_threads() {
   int n = g_max_threads.load(std::memory_order_relaxed);
   if (n > 0) return n;
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : static_cast<int>(hw);
+  // Asked once: glibc answers by opening /sys/devices/system/cpu/online on every call, which
+  // cost 15% of a whole analysis when it was asked per gemm call.
+  static const int hw = std::max(1u, std::thread::hardware_concurrency());
+  return hw;
 }
 
-// 6 x 8 doubles: rows r broadcast from ap, columns as two 4-lane vectors from bp.
+namespace {
+
+// One policy step on 4/8 lanes: fused (strict: fmaf per lane) or a product rounded, then a
+// sum rounded (a * b + acc with -ffp-contract=off). On Zen the unfused step costs no
+// throughput: the multiply issues on the FMA pipes, the add on the separate FADD pipes.
+template <bool kFused>
+__attribute__((target("avx2,fma"))) inline __m256d step(__m256d a, __m256d b, __m256d acc) {
+  return kFused ? _mm256_fmadd_pd(a, b, acc) : _mm256_add_pd(_mm256_mul_pd(a, b), acc);
+}
+template <bool kFused>
+__attribute__((target("avx2,fma"))) inline __m256 step(__m256 a, __m256 b, __m256 acc) {
+  return kFused ? _mm256_fmadd_ps(a, b, acc) : _mm256_add_ps(_mm256_mul_ps(a, b), acc);
+}
+
+__attribute__((target("avx2,fma"))) inline __m256d load(const double* p) { return _mm256_loadu_pd(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline void store(double* p, __m256d v) { _mm256_storeu_pd(p, v); }
+__attribute__((target("avx2,fma"))) inline void store(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+__attribute__((target("avx2,fma"))) inline __m256d broadcast(const double* p) {
+  return _mm256_broadcast_sd(p);
+}
+__attribute__((target("avx2,fma"))) inline __m256 broadcast(const float* p) {
+  return _mm256_broadcast_ss(p);
+}
+
+// MR x NR tile = MR rows x 2 vectors of W lanes: row r is a broadcast of ap[r], the columns
+// are the two vectors of the B row, so every lane is one output.
+template <bool kFused, class T, class V>
+__attribute__((target("avx2,fma"))) inline void tile(int64_t kc, const T* ap, const T* bp, T* c,
+                                                     int64_t ldc, bool first) {
+  constexpr int kMR = static_cast<int>(GemmTile<T>::kMR), kW = 32 / sizeof(T);
+  static_assert(kMR == 6 && GemmTile<T>::kNR == 2 * kW, "tile shape");
+  V acc[kMR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    acc[r][0] = first ? V{} : load(c + r * ldc);
+    acc[r][1] = first ? V{} : load(c + r * ldc + kW);
+  }
+  for (int64_t k = 0; k < kc; ++k, ap += kMR, bp += 2 * kW) {
+    V b0 = load(bp), b1 = load(bp + kW);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      V a = broadcast(ap + r);
+      acc[r][0] = step<kFused>(a, b0, acc[r][0]);
+      acc[r][1] = step<kFused>(a, b1, acc[r][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    store(c + r * ldc, acc[r][0]);
+    store(c + r * ldc + kW, acc[r][1]);
+  }
+}
+
+}  // namespace
+
 __attribute__((target("avx2,fma"))) void gemm_tile_avx2(int64_t kc, const double* ap,
                                                         const double* bp, double* c,
                                                         int64_t ldc, bool first) {
-  constexpr int kMR = 6;
-  static_assert(GemmTile<double>::kMR == kMR && GemmTile<double>::kNR == 8, "tile shape");
-  __m256d acc[kMR][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    acc[r][0] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(c + r * ldc);
-    acc[r][1] = first ? _mm256_setzero_pd() : _mm256_loadu_pd(c + r * ldc + 4);
-  }
-  for (int64_t k = 0; k < kc; ++k, ap += kMR, bp += 8) {
-    __m256d b0 = _mm256_loadu_pd(bp), b1 = _mm256_loadu_pd(bp + 4);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
-      __m256d a = _mm256_broadcast_sd(ap + r);
-      acc[r][0] = _mm256_fmadd_pd(a, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_pd(a, b1, acc[r][1]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    _mm256_storeu_pd(c + r * ldc, acc[r][0]);
-    _mm256_storeu_pd(c + r * ldc + 4, acc[r][1]);
-  }
+  tile<false, double, __m256d>(kc, ap, bp, c, ldc, first);
 }
-
-// 6 x 16 floats: the same shape with 8-lane vectors; one _mm256_fmadd_ps lane = one fmaf.
 __attribute__((target("avx2,fma"))) void gemm_tile_avx2(int64_t kc, const float* ap,
                                                         const float* bp, float* c, int64_t ldc,
                                                         bool first) {
-  constexpr int kMR = 6;
-  static_assert(GemmTile<float>::kMR == kMR && GemmTile<float>::kNR == 16, "tile shape");
-  __m256 acc[kMR][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    acc[r][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * ldc);
-    acc[r][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * ldc + 8);
-  }
-  for (int64_t k = 0; k < kc; ++k, ap += kMR, bp += 16) {
-    __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
-      __m256 a = _mm256_broadcast_ss(ap + r);
-      acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-    _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
-  }
+  tile<false, float, __m256>(kc, ap, bp, c, ldc, first);
+}
+__attribute__((target("avx2,fma"))) void gemm_tile_avx2_fma(int64_t kc, const float* ap,
+                                                            const float* bp, float* c,
+                                                            int64_t ldc, bool first) {
+  tile<true, float, __m256>(kc, ap, bp, c, ldc, first);
 }
 
 }  // namespace divscope
