@@ -142,32 +142,36 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       Tensor ref_out;
       backend.reference(l, ref_in, ref_out);
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
+      const double floor = 1e-6 * abs_max(ref_out);
+      const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
       if (dump) dump->write(b, "fp64", l.name, ref_out);
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
         Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
-        CompareOptions co{Mode::fp64, 0, 0, -1};
-        res.recorded[l.index].merge(compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co), b);
+        CompareOptions co{Mode::fp64, 0, 0, floor, false};
+        LayerStats theirs_stats = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co);
+        copy_health(theirs_stats, health);
+        res.recorded[l.index].merge(theirs_stats, b);
       }
-      const double floor = 1e-6 * abs_max(ref_out);
 
       for (size_t mi = 0; mi < runs.size(); ++mi) {
         ModeRun& run = *runs[mi];
         LayerResult& lr = res.modes[mi].layers[l.index];
-        CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor};
+        CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
 
         TensorF chained_out;
         backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
-        std::vector<LayerStats> per = compare_per_sample(chained_out.ptr(), ref_out.ptr(),
-                                                         ref_out.shape, co);
-        LayerStats batch_stats;
-        for (int64_t s = 0; s < n; ++s) {
-          if (run.sample_first[s] < 0 && breaks(per[s], lr.tolerance)) {
+        SampleErrors se;
+        LayerStats chained = compare_tensors(chained_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se);
+        copy_health(chained, health);
+        lr.chained.merge(chained, b);
+        const int64_t per_sample = n ? ref_out.size() / n : 0;
+        for (int64_t s = 0; s < n; ++s)
+          if (run.sample_first[s] < 0 &&
+              breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance)) {
             run.sample_first[s] = l.index;
-            run.sample_rel[s] = per[s].rel_l2();
+            run.sample_rel[s] = se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s])
+                                               : (se.err2[s] > 0 ? HUGE_VAL : 0.0);
           }
-          batch_stats.merge(per[s], b);
-        }
-        lr.chained.merge(batch_stats, b);
 
         // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
         std::vector<TensorF> iso_in;
@@ -181,7 +185,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
         TensorF iso_out;
         backend.forward(run.mode, l, iso_ptrs, iso_out);
-        lr.isolated.merge(compare_tensors(iso_out.ptr(), ref_out.ptr(), ref_out.shape, co), b);
+        LayerStats isolated = compare_tensors(iso_out.ptr(), ref_out.ptr(), ref_out.shape, co);
+        copy_health(isolated, health);
+        lr.isolated.merge(isolated, b);
 
         if (run.cpu_strict) {
           TensorF cpu_out;

@@ -7,19 +7,34 @@
 namespace divscope {
 namespace {
 
-// Bucket edges are powers of two: ilogb gives the exponent exactly (floor(log2(x)) can round up
-// just below a power of two), and the device compare uses the same.
+// floor(log2(x)) for finite x > 0, exactly: the exponent field, or the library for subnormals.
+inline int exponent_of(double x) {
+  const int biased = static_cast<int>((f64_bits(x) >> 52) & 0x7ff);
+  return biased ? biased - 1023 : std::ilogb(x);
+}
+
+// Bucket edges are powers of two: the exponent is exact (floor(log2(x)) can round up just
+// below a power of two), and the device compare uses the same (ilogb).
 int err_bucket(double e) {
   if (e == 0) return 0;
   if (std::isinf(e)) return kErrBuckets - 1;
-  return std::clamp(std::ilogb(e) + 49, 1, kErrBuckets - 1);
+  return std::clamp(exponent_of(e) + 49, 1, kErrBuckets - 1);
 }
 
 int ulp_bucket(double u) {
   if (u == 0) return 0;
   if (u < 1) return 1;
   if (std::isinf(u)) return kUlpBuckets - 1;   // finite pair, subnormal ULP of a zero reference
-  return std::clamp(std::ilogb(u) + 1, 1, kUlpBuckets - 1);
+  return std::clamp(exponent_of(u) + 1, 1, kUlpBuckets - 1);
+}
+
+// ulp_distance(storage, c, r) for finite c != r with e = |c - r|: ulp_of is a power of two, so
+// multiplying by its exact inverse gives the same bits as dividing, without the divide.
+inline double ulp_units(Mode storage, double e, double r) {
+  const double ulp = ulp_of(storage, r);
+  const int k = static_cast<int>((f64_bits(ulp) >> 52) & 0x7ff) - 1023;   // ulp = 2^k if normal
+  if (k > -1022 && k < 1023) return e * bits_f64(static_cast<uint64_t>(1023 - k) << 52);
+  return e / ulp;
 }
 
 void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {
@@ -30,67 +45,120 @@ void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {
   }
 }
 
-template <class C>
-LayerStats compare_range(const C* cand, const double* ref, int64_t n, const CompareOptions& opt,
-                         int64_t* max_at) {
-  LayerStats s;
-  s.count = n;
-  double amax = 0;
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isfinite(ref[i])) amax = std::max(amax, std::fabs(ref[i]));
-  const double floor = opt.rel_floor >= 0 ? opt.rel_floor : 1e-6 * amax;
+void add_health(LayerStats& s, double r) {
+  s.ref_nan += std::isnan(r);
+  s.ref_inf += std::isinf(r);
+  if (!std::isfinite(r)) return;
+  const double a = std::fabs(r);
+  ++s.ref_finite;
+  s.ref_min = std::min(s.ref_min, r);
+  s.ref_max = std::max(s.ref_max, r);
+  s.ref_sum += r;
+  s.ref_sumsq += r * r;
+  s.ref_zero += r == 0;
+  s.over_fp16 += a > kFp16Max;
+  s.over_bf16 += a > kBf16Max;
+  s.under_fp16 += a != 0 && a < kFp16MinNormal;
+  s.under_bf16 += a != 0 && a < kBf16MinNormal;
+}
+
+void start_health(LayerStats& s) {
   s.ref_min = std::numeric_limits<double>::infinity();
   s.ref_max = -std::numeric_limits<double>::infinity();
+}
+
+void finish_health(LayerStats& s) {
+  if (s.ref_finite == 0) s.ref_min = s.ref_max = 0;
+}
+
+// One pass over n pairs; `per` > 0 gathers per-sample errors for samples of `per` elements.
+// The storage mode is a template argument so that the ULP of every element is a few bit
+// operations with constants (this loop is most of the analysis' time on small models).
+template <class C, Mode kStorage>
+LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const CompareOptions& opt,
+                        int64_t* max_at, SampleErrors* samples, int64_t per) {
+  LayerStats s;
+  s.count = n;
+  double floor = opt.rel_floor;
+  if (floor < 0) {
+    double amax = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (std::isfinite(ref[i])) amax = std::max(amax, std::fabs(ref[i]));
+    floor = 1e-6 * amax;
+  }
+  if (opt.health) start_health(s);
   *max_at = 0;
+  int64_t sample = 0, next_sample = per > 0 ? per : n + 1;
   for (int64_t i = 0; i < n; ++i) {
-    const double c = static_cast<double>(cand[i]), r = ref[i];
-    const bool cf = std::isfinite(c), rf = std::isfinite(r);
-    s.nan += std::isnan(c);
-    s.inf += std::isinf(c);
-    s.ref_nan += std::isnan(r);
-    s.ref_inf += std::isinf(r);
-    if (rf) {
-      const double a = std::fabs(r);
-      ++s.ref_finite;
-      s.ref_min = std::min(s.ref_min, r);
-      s.ref_max = std::max(s.ref_max, r);
-      s.ref_sum += r;
-      s.ref_sumsq += r * r;
-      s.ref_zero += r == 0;
-      s.over_fp16 += a > kFp16Max;
-      s.over_bf16 += a > kBf16Max;
-      s.under_fp16 += a != 0 && a < kFp16MinNormal;
-      s.under_bf16 += a != 0 && a < kBf16MinNormal;
+    if (i == next_sample) {
+      ++sample;
+      next_sample += per;
     }
-    if (!cf || !rf) {
+    const double c = static_cast<double>(cand[i]), r = ref[i];
+    if (opt.health) add_health(s, r);
+    if (!std::isfinite(c) || !std::isfinite(r)) {
       // Non-finite: equal only when both are NaN or both the same infinity.
       const bool same = (std::isnan(c) && std::isnan(r)) || (c == r);
+      const bool fresh = !std::isfinite(c) && std::isfinite(r);
+      s.nan += std::isnan(c);
+      s.inf += std::isinf(c);
+      if (!opt.health) {
+        s.ref_nan += std::isnan(r);
+        s.ref_inf += std::isinf(r);
+      }
       s.mismatch += !same;
-      s.nonfinite_new += !cf && rf;
+      s.nonfinite_new += fresh;
+      if (samples) {
+        samples->mismatch[sample] += !same;
+        samples->nonfinite_new[sample] += fresh;
+      }
       continue;
     }
-    const double e = std::fabs(c - r);
-    s.mismatch += e > opt.atol + opt.rtol * std::fabs(r);
+    const double e = std::fabs(c - r), a = std::fabs(r);
+    const bool miss = e > opt.atol + opt.rtol * a;
+    s.mismatch += miss;
     if (e > s.max_abs) {
       s.max_abs = e;
       *max_at = i;
     }
-    s.max_rel = std::max(s.max_rel, e / std::max(std::fabs(r), floor));
-    if (e > 0)
-      s.min_rtol = std::max(s.min_rtol, r == 0 ? std::numeric_limits<double>::infinity()
-                                               : e / std::fabs(r));
     s.sum_abs += e;
     s.sum_err2 += e * e;
     s.sum_ref2 += r * r;
     s.sum_cand2 += c * c;
     s.sum_dot += c * r;
-    const double u = ulp_distance(opt.storage, c, r);
-    s.max_ulp = std::max(s.max_ulp, u);
     ++s.err_hist[err_bucket(e)];
+    if (samples) {
+      samples->mismatch[sample] += miss;
+      samples->err2[sample] += e * e;
+      samples->ref2[sample] += r * r;
+    }
+    if (e == 0) {
+      ++s.ulp_hist[0];
+      continue;
+    }
+    // Divide only where the running maximum can grow (the margin covers the rounding of the
+    // product; same result, far fewer divides).
+    const double d = std::max(a, floor);
+    if (e >= s.max_rel * d * 0.999999) s.max_rel = std::max(s.max_rel, e / d);
+    if (a == 0) s.min_rtol = std::numeric_limits<double>::infinity();
+    else if (e >= s.min_rtol * a * 0.999999) s.min_rtol = std::max(s.min_rtol, e / a);
+    const double u = ulp_units(kStorage, e, r);
+    s.max_ulp = std::max(s.max_ulp, u);
     ++s.ulp_hist[ulp_bucket(u)];
   }
-  if (s.ref_finite == 0) s.ref_min = s.ref_max = 0;
+  if (opt.health) finish_health(s);
   return s;
+}
+
+template <class C>
+LayerStats compare_range(const C* cand, const double* ref, int64_t n, const CompareOptions& opt,
+                         int64_t* max_at, SampleErrors* samples, int64_t per) {
+  switch (opt.storage) {
+    case Mode::fp16: return compare_pass<C, Mode::fp16>(cand, ref, n, opt, max_at, samples, per);
+    case Mode::bf16: return compare_pass<C, Mode::bf16>(cand, ref, n, opt, max_at, samples, per);
+    case Mode::fp64: return compare_pass<C, Mode::fp64>(cand, ref, n, opt, max_at, samples, per);
+    default: return compare_pass<C, Mode::fp32>(cand, ref, n, opt, max_at, samples, per);
+  }
 }
 
 }  // namespace
@@ -184,11 +252,42 @@ void LayerStats::merge(const LayerStats& o, int64_t batch) {
 
 template <class C>
 LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
-                           const CompareOptions& opt) {
-  int64_t at = 0;
-  LayerStats s = compare_range(cand, ref, numel(shape), opt, &at);
+                           const CompareOptions& opt, SampleErrors* samples) {
+  int64_t at = 0, per = 0;
+  if (samples && !shape.empty()) {
+    const size_t ns = static_cast<size_t>(shape[0]);
+    per = shape[0] > 0 ? numel(shape) / shape[0] : 0;
+    samples->mismatch.assign(ns, 0);
+    samples->nonfinite_new.assign(ns, 0);
+    samples->err2.assign(ns, 0.0);
+    samples->ref2.assign(ns, 0.0);
+  }
+  LayerStats s = compare_range(cand, ref, numel(shape), opt, &at, per ? samples : nullptr, per);
   unravel(at, shape, s.max_abs_index);
   return s;
+}
+
+LayerStats reference_health(const double* ref, int64_t n) {
+  LayerStats s;
+  start_health(s);
+  for (int64_t i = 0; i < n; ++i) add_health(s, ref[i]);
+  finish_health(s);
+  return s;
+}
+
+void copy_health(LayerStats& to, const LayerStats& h) {
+  to.ref_nan = h.ref_nan;
+  to.ref_inf = h.ref_inf;
+  to.ref_min = h.ref_min;
+  to.ref_max = h.ref_max;
+  to.ref_sum = h.ref_sum;
+  to.ref_sumsq = h.ref_sumsq;
+  to.ref_finite = h.ref_finite;
+  to.ref_zero = h.ref_zero;
+  to.over_fp16 = h.over_fp16;
+  to.over_bf16 = h.over_bf16;
+  to.under_fp16 = h.under_fp16;
+  to.under_bf16 = h.under_bf16;
 }
 
 template <class C>
@@ -200,15 +299,15 @@ std::vector<LayerStats> compare_per_sample(const C* cand, const double* ref, con
   Shape sample_shape(shape.begin() + 1, shape.end());
   for (int64_t s = 0; s < shape[0]; ++s) {
     int64_t at = 0;
-    out.push_back(compare_range(cand + s * per, ref + s * per, per, opt, &at));
+    out.push_back(compare_range(cand + s * per, ref + s * per, per, opt, &at, nullptr, 0));
     unravel(at, sample_shape, out.back().max_abs_index);
     out.back().max_abs_index.insert(out.back().max_abs_index.begin(), s);
   }
   return out;
 }
 
-template LayerStats compare_tensors<float>(const float*, const double*, const Shape&, const CompareOptions&);
-template LayerStats compare_tensors<double>(const double*, const double*, const Shape&, const CompareOptions&);
+template LayerStats compare_tensors<float>(const float*, const double*, const Shape&, const CompareOptions&, SampleErrors*);
+template LayerStats compare_tensors<double>(const double*, const double*, const Shape&, const CompareOptions&, SampleErrors*);
 template std::vector<LayerStats> compare_per_sample<float>(const float*, const double*, const Shape&, const CompareOptions&);
 template std::vector<LayerStats> compare_per_sample<double>(const double*, const double*, const Shape&, const CompareOptions&);
 

@@ -17,6 +17,14 @@ struct CompareOptions {
   Mode storage = Mode::fp32;      // whose ULPs to count
   double atol = 0, rtol = 0;      // mismatch = #{|c-r| > atol + rtol*|r|}
   double rel_floor = -1;          // max_rel denominator floor; < 0: 1e-6 * max|r|
+  bool health = true;             // also fill the reference's activation health
+};
+
+// What the per-sample verdict needs, gathered in the same pass as the whole tensor's stats
+// (full LayerStats per sample would cost more than the comparison itself on small samples).
+struct SampleErrors {
+  std::vector<int64_t> mismatch, nonfinite_new;
+  std::vector<double> err2, ref2;   // per-sample rel_l2 = sqrt(err2 / ref2)
 };
 
 struct LayerStats {
@@ -54,9 +62,15 @@ struct LayerStats {
 };
 
 // Candidate (float or double storage) against the reference, both of shape `shape` (full).
+// With `samples`, per-sample (dim 0) errors are gathered in the same pass.
 template <class C>
 LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
-                           const CompareOptions& opt);
+                           const CompareOptions& opt, SampleErrors* samples = nullptr);
+
+// The reference's activation health alone (the health fields of LayerStats), computed once per
+// layer and shared by every mode's comparisons (copy_health).
+LayerStats reference_health(const double* ref, int64_t n);
+void copy_health(LayerStats& to, const LayerStats& from);
 
 // Per sample (dim 0) stats of the same comparison.
 template <class C>

@@ -77,10 +77,14 @@ Tolerance TolerancePolicy::for_layer(Mode m, const std::string& layer) const {
   return t;
 }
 
+bool breaks(int64_t mismatch, int64_t nonfinite_new, int64_t count, const Tolerance& t) {
+  if (nonfinite_new > 0) return true;
+  if (count == 0) return false;
+  return static_cast<double>(mismatch) / static_cast<double>(count) > t.max_mismatch;
+}
+
 bool breaks(const LayerStats& s, const Tolerance& t) {
-  if (s.nonfinite_new > 0) return true;
-  if (s.count == 0) return false;
-  return static_cast<double>(s.mismatch) / static_cast<double>(s.count) > t.max_mismatch;
+  return breaks(s.mismatch, s.nonfinite_new, s.count, t);
 }
 
 }  // namespace divscope

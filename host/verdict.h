@@ -48,5 +48,6 @@ bool glob_match(const std::string& pattern, const std::string& text);
 
 // Does one comparison break the policy? (mismatch fraction or new NaN/Inf.)
 bool breaks(const LayerStats& s, const Tolerance& t);
+bool breaks(int64_t mismatch, int64_t nonfinite_new, int64_t count, const Tolerance& t);
 
 }  // namespace divscope

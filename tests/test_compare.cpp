@@ -129,3 +129,41 @@ TEST(Compare, PerSampleMergesToWhole) {
   EXPECT_DOUBLE_EQ(merged.rel_l2(), whole.rel_l2());
   EXPECT_DOUBLE_EQ(merged.ref_std(), whole.ref_std());
 }
+
+TEST(Compare, SampleErrorsGatheredInTheSamePassMatchPerSampleStats) {
+  std::vector<double> r = {1, 2, 3, 4, 5, 6, 0, 0, 1};
+  std::vector<float> c = {1, 2.25f, 3, 4, 5, 7, 0, std::numeric_limits<float>::infinity(), 1};
+  CompareOptions o;
+  o.atol = 0.1;
+  o.rel_floor = 1e-6;
+  SampleErrors se;
+  LayerStats whole = compare_tensors(c.data(), r.data(), {3, 3}, o, &se);
+  auto per = compare_per_sample(c.data(), r.data(), {3, 3}, o);
+  ASSERT_EQ(se.mismatch.size(), 3u);
+  int64_t total = 0;
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(se.mismatch[s], per[s].mismatch) << s;
+    EXPECT_EQ(se.nonfinite_new[s], per[s].nonfinite_new) << s;
+    EXPECT_DOUBLE_EQ(se.err2[s], per[s].sum_err2) << s;
+    EXPECT_DOUBLE_EQ(se.ref2[s], per[s].sum_ref2) << s;
+    total += se.mismatch[s];
+  }
+  EXPECT_EQ(total, whole.mismatch);
+  EXPECT_EQ(se.nonfinite_new[2], 1);
+}
+
+TEST(Compare, HealthComputedOnceEqualsHealthInThePass) {
+  std::vector<double> r = {70000.0, -1e-6, 0.0, 3.0, std::numeric_limits<double>::quiet_NaN()};
+  std::vector<float> c = {1, 2, 3, 4, 5};
+  LayerStats with = stats(c, r, {5});
+  CompareOptions o;
+  o.health = false;
+  LayerStats without = compare_tensors(c.data(), r.data(), {5}, o);
+  copy_health(without, reference_health(r.data(), 5));
+  EXPECT_EQ(without.ref_finite, with.ref_finite);
+  EXPECT_EQ(without.ref_nan, 1);
+  EXPECT_EQ(without.over_fp16, with.over_fp16);
+  EXPECT_EQ(without.under_fp16, with.under_fp16);
+  EXPECT_DOUBLE_EQ(without.ref_min, with.ref_min);
+  EXPECT_DOUBLE_EQ(without.ref_std(), with.ref_std());
+}
