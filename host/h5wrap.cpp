@@ -134,7 +134,12 @@ File File::open(const std::string& path) {
     throw InputError(path + ": not an HDF5 file");
   }
   if (is < 0) throw InputError(path + ": cannot read file" + with_reason());
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  // Evict an object's metadata from the cache when it is closed: a replay opens every batch
+  // once, and without this the metadata cache grows with the number of batches read.
+  PlistId fapl(H5Pcreate(H5P_FILE_ACCESS));
+  if (fapl.get() < 0 || H5Pset_evict_on_close(fapl.get(), 1) < 0)
+    throw InputError(path + ": cannot set up HDF5 file access" + with_reason());
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   if (id < 0)
     throw InputError(path + ": cannot open HDF5 file, truncated or corrupt" + with_reason());
   return File(path, id);
