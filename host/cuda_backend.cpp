@@ -7,6 +7,8 @@
 #include "errors.h"
 
 #ifdef DIVSCOPE_HAVE_CUDA
+#include <cmath>
+
 #include "kernels/kernels.h"
 #include "ops.h"
 #endif
@@ -66,7 +68,12 @@ DevMem param(Mode m, const Layer& L, const char* key) {
 bool has_kernel(const std::string& op) {
   static const char* const ops[] = {"linear", "matmul", "conv2d", "batchnorm2d", "layernorm",
                                     "relu", "gelu", "softmax", "log_softmax", "add", "maxpool2d",
-                                    "flatten"};
+                                    "flatten",
+                                    // second op set (launch_layer_ops2)
+                                    "conv_transpose2d", "groupnorm", "rmsnorm", "leaky_relu",
+                                    "silu", "sigmoid", "tanh", "mul", "avgpool2d",
+                                    "global_avgpool2d", "upsample_nearest2d", "reshape", "permute",
+                                    "embedding", "scaled_dot_product_attention"};
   for (const char* o : ops)
     if (op == o) return true;
   return false;
@@ -137,6 +144,109 @@ void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const
   }
 }
 
+// ---- second op set ---------------------------------------------------------------------------
+// conv_transpose2d, groupnorm, rmsnorm, leaky_relu, silu, sigmoid, tanh, mul, avgpool2d,
+// global_avgpool2d, upsample_nearest2d, reshape, permute, embedding, scaled_dot_product_attention.
+// Returns false for an op that is not one of these. xs/os: full input and output shapes.
+template <class T>
+bool launch_layer_ops2(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
+                       const Shape& os, const std::vector<const void*>& din, void* y) {
+  const std::string& name = L.name;
+  const void* x = din.at(0);
+  const Shape& xs = in_shapes[0];
+  const int64_t xn = numel(xs);
+  const std::string& op = L.op;
+  if (op == "conv_transpose2d") {
+    const Tensor& w = *L.param("weight");
+    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
+    const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+    const auto dil = L.attr_ints("dilation", 2, {});
+    ConvTranspose2dDesc d;
+    d.N = xs[0];
+    d.C = xs[1];
+    d.H = xs[2];
+    d.W = xs[3];
+    d.Co = os[1];
+    d.kh = w.shape[2];
+    d.kw = w.shape[3];
+    d.OH = os[2];
+    d.OW = os[3];
+    d.stride_h = st[0];
+    d.stride_w = st[1];
+    d.pad_h = pad[0];
+    d.pad_w = pad[1];
+    d.dil_h = dil[0];
+    d.dil_w = dil[1];
+    d.groups = L.attr_int("groups");
+    conv_transpose2d(m, d, x, dw.get(), db.get(), y, name);
+  } else if (op == "groupnorm") {
+    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
+    const int64_t N = xs[0], C = xs[1];
+    const int64_t S = N * C == 0 ? 0 : xn / (N * C);
+    groupnorm(m, N, C, S, L.attr_int("num_groups"), L.attr_float("eps"), x, w.get(), b.get(), y,
+              name);
+  } else if (op == "rmsnorm") {
+    DevMem w = param<T>(m, L, "weight");
+    const int64_t D = numel(L.attr_ints("normalized_shape"));
+    rmsnorm(m, D == 0 ? 0 : xn / D, D, L.attr_float("eps"), x, w.get(), y, name);
+  } else if (op == "leaky_relu") {
+    activation(m, Activation::leaky_relu, L.attr_float("negative_slope"), x, y, xn, name);
+  } else if (op == "silu") {
+    activation(m, Activation::silu, 0.0, x, y, xn, name);
+  } else if (op == "sigmoid") {
+    activation(m, Activation::sigmoid, 0.0, x, y, xn, name);
+  } else if (op == "tanh") {
+    activation(m, Activation::tanh, 0.0, x, y, xn, name);
+  } else if (op == "mul") {
+    mul(m, xs, in_shapes[1], x, din.at(1), y, name);
+  } else if (op == "avgpool2d") {
+    const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
+    const auto pad = L.attr_ints("padding", 2, {});
+    Pool2dDesc d;
+    d.N = xs[0];
+    d.C = xs[1];
+    d.H = xs[2];
+    d.W = xs[3];
+    d.OH = os[2];
+    d.OW = os[3];
+    d.kh = k[0];
+    d.kw = k[1];
+    d.stride_h = st[0];
+    d.stride_w = st[1];
+    d.pad_h = pad[0];
+    d.pad_w = pad[1];
+    avgpool2d(m, d, L.attr_int("count_include_pad", 1) != 0, x, y, name);
+  } else if (op == "global_avgpool2d") {
+    global_avgpool2d(m, xs[0] * xs[1], xs[2] * xs[3], x, y, name);
+  } else if (op == "upsample_nearest2d") {
+    const auto f = L.attr_ints("scale_factor", 2, {});
+    upsample_nearest2d(m, xs[0] * xs[1], xs[2], xs[3], f[0], f[1], x, y, name);
+  } else if (op == "reshape") {
+    reshape_copy(m, xn, x, y, name);
+  } else if (op == "permute") {
+    std::vector<int64_t> dims = L.attr_ints("dims");
+    for (int64_t& d : dims)
+      if (d < 0) d += static_cast<int64_t>(xs.size());
+    permute(m, xs, dims, x, y, name);
+  } else if (op == "embedding") {
+    const Tensor& w = *L.param("weight");
+    DevMem dw = param<T>(m, L, "weight");
+    embedding(m, xn, w.shape[0], w.shape[1], x, dw.get(), y, name);
+  } else if (op == "scaled_dot_product_attention") {
+    const Shape &ks = in_shapes[1], &vs = in_shapes[2];
+    const size_t r = xs.size();
+    const int64_t Tq = xs[r - 2], D = xs[r - 1], Tk = ks[r - 2], Dv = vs[r - 1];
+    int64_t heads = 1;
+    for (size_t i = 0; i + 2 < r; ++i) heads *= xs[i];
+    const double scale = L.attr_float("scale", 1.0 / std::sqrt(static_cast<double>(D)));
+    scaled_dot_product_attention(m, heads, Tq, Tk, D, Dv, L.attr_int("is_causal", 0) != 0, scale,
+                                 x, din.at(1), din.at(2), y, name);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // One layer on the device (T = double for fp64, float otherwise).
 template <class T>
 void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
@@ -144,6 +254,7 @@ void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
   if (!has_kernel(L.op))
     throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
   const Shape os = checked_out_shape(L, in_shapes);
+  if (launch_layer_ops2<T>(m, L, in_shapes, os, din, y)) return;
   const std::string& name = L.name;
   const void* x = din.at(0);
   const Shape& xs = in_shapes[0];

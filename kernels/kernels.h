@@ -109,6 +109,85 @@ struct Pool2dDesc {
 // is already folded into OH/OW). Exact in every mode (a max does not round).
 void maxpool2d(Mode mode, const Pool2dDesc& d, const void* x, void* y, const std::string& layer);
 
+// ================================================================================================
+// Second op set (kernels/conv_transpose.cu, norm2.cu, elementwise2.cu, pool2.cu, shape.cu,
+// embedding.cu, attention.cu). Same conventions as the section above. log_softmax is softmax()
+// with log = true.
+// ================================================================================================
+
+// ---- conv_transpose2d as implicit GEMM (kernels/conv_transpose.cu) ----
+// PyTorch conv_transpose2d, NCHW, weight [C, Co/groups, kh, kw], optional bias [Co]. Gather form:
+// out[n][g*Cog + m][oy][ox] = sum over k = (c, ky, kx), kx fastest, of
+// w[g*Cg + c][m][ky][kx] * x[n][g*Cg + c][iy][ix] with oy = iy*sh - ph + ky*dh (likewise ox), the
+// term zero where no integer iy in [0, H) (ix in [0, W)) exists -- and still one madd step, as
+// the CPU reference's col buffer (host/reference/conv.cpp), so strict is bitwise equal to it.
+// output_padding is folded into OH/OW.
+struct ConvTranspose2dDesc {
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t Co = 0, kh = 0, kw = 0, OH = 0, OW = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+void conv_transpose2d(Mode mode, const ConvTranspose2dDesc& d, const void* x, const void* w,
+                      const void* bias, void* y, const std::string& layer);
+
+// ---- groupnorm, rmsnorm (kernels/norm2.cu) ----
+// groupnorm: x [N, C, S] (S = product of the trailing dims); each (sample, group) block of
+// C/groups channels x S positions is normalized as layernorm's row, then fma'd with the per-channel
+// weight, bias [C] (either may be null).
+void groupnorm(Mode mode, int64_t N, int64_t C, int64_t S, int64_t groups, double eps,
+               const void* x, const void* weight, const void* bias, void* y,
+               const std::string& layer);
+// rmsnorm over each of `rows` contiguous rows of D elements: y = x / sqrt(sum(x^2) / D + eps) * w
+// (weight [D] may be null).
+void rmsnorm(Mode mode, int64_t rows, int64_t D, double eps, const void* x, const void* weight,
+             void* y, const std::string& layer);
+
+// ---- activations and mul (kernels/elementwise2.cu) ----
+// `slope` is leaky_relu's negative_slope (ignored by the others).
+enum class Activation { leaky_relu, silu, sigmoid, tanh };
+void activation(Mode mode, Activation op, double slope, const void* x, void* y, int64_t n,
+                const std::string& layer);
+// y = a * b with add()'s broadcasting rules.
+void mul(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
+         const void* a, const void* b, void* y, const std::string& layer);
+
+// ---- average pools and upsampling (kernels/pool2.cu) ----
+// PyTorch avgpool2d on Pool2dDesc (dilation must be 1; ceil_mode folded into OH/OW): the window
+// clipped to x is summed in row-major order (strict: the §5.1 lanes and tree over that order)
+// and divided by its size, or with count_include_pad by the window clipped to [-pad, H + pad).
+void avgpool2d(Mode mode, const Pool2dDesc& d, bool count_include_pad, const void* x, void* y,
+               const std::string& layer);
+// x [planes, S] -> y [planes]: the mean of each plane, summed in the §5.1 order.
+void global_avgpool2d(Mode mode, int64_t planes, int64_t S, const void* x, void* y,
+                      const std::string& layer);
+// x [planes, H, W] -> y [planes, H*fy, W*fx], y[oy][ox] = x[oy / fy][ox / fx]. Exact.
+void upsample_nearest2d(Mode mode, int64_t planes, int64_t H, int64_t W, int64_t fy, int64_t fx,
+                        const void* x, void* y, const std::string& layer);
+
+// ---- shape ops (kernels/shape.cu) ----
+// reshape (and flatten): a device copy of n elements. Exact.
+void reshape_copy(Mode mode, int64_t n, const void* x, void* y, const std::string& layer);
+// y[i_0, ..., i_{r-1}] = x[j] with j[dims[d]] = i_d (dims non-negative, a permutation; rank at
+// most kMaxBroadcastRank). Exact.
+void permute(Mode mode, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& dims,
+             const void* x, void* y, const std::string& layer);
+
+// ---- embedding (kernels/embedding.cu) ----
+// y[i][d] = weight[idx[i]][d] for n indices (held as values of the mode's element type) and a
+// [V, D] table. An index that is not an integer in [0, V) throws InputError naming the layer,
+// the index and its flat position (the first such position).
+void embedding(Mode mode, int64_t n, int64_t V, int64_t D, const void* idx, const void* weight,
+               void* y, const std::string& layer);
+
+// ---- scaled_dot_product_attention (kernels/attention.cu) ----
+// Per head h < heads: s = q k^T (gemm), s = store(s * scale) with -inf above the diagonal when
+// causal (query i sees keys j <= i), p = softmax rows of s, y = p v (gemm) -- the CPU reference's
+// steps (host/reference/attention.cpp), each result stored in the mode's format.
+// q [heads, Tq, D], k [heads, Tk, D], v [heads, Tk, Dv], y [heads, Tq, Dv].
+void scaled_dot_product_attention(Mode mode, int64_t heads, int64_t Tq, int64_t Tk, int64_t D,
+                                  int64_t Dv, bool causal, double scale, const void* q,
+                                  const void* k, const void* v, void* y, const std::string& layer);
+
 // ---- statistics (kernels/compare.cu) ----
 // LayerStats of a device candidate against the device FP64 reference, by the definitions of
 // host/compare.cpp (DESIGN §6). `storage` is the format whose ULPs are counted (it replaces

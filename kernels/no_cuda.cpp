@@ -53,6 +53,50 @@ void softmax(Mode, int64_t, int64_t, int64_t, bool, const void*, void*, const st
 void maxpool2d(Mode, const Pool2dDesc&, const void*, void*, const std::string&) {
   no_cuda("maxpool2d");
 }
+// ---- second op set (conv_transpose.cu, norm2.cu, elementwise2.cu, pool2.cu, shape.cu,
+// embedding.cu, attention.cu) ----
+void conv_transpose2d(Mode, const ConvTranspose2dDesc&, const void*, const void*, const void*,
+                      void*, const std::string&) {
+  no_cuda("conv_transpose2d");
+}
+void groupnorm(Mode, int64_t, int64_t, int64_t, int64_t, double, const void*, const void*,
+               const void*, void*, const std::string&) {
+  no_cuda("groupnorm");
+}
+void rmsnorm(Mode, int64_t, int64_t, double, const void*, const void*, void*, const std::string&) {
+  no_cuda("rmsnorm");
+}
+void activation(Mode, Activation, double, const void*, void*, int64_t, const std::string&) {
+  no_cuda("activation");
+}
+void mul(Mode, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*, const void*,
+         void*, const std::string&) {
+  no_cuda("mul");
+}
+void avgpool2d(Mode, const Pool2dDesc&, bool, const void*, void*, const std::string&) {
+  no_cuda("avgpool2d");
+}
+void global_avgpool2d(Mode, int64_t, int64_t, const void*, void*, const std::string&) {
+  no_cuda("global_avgpool2d");
+}
+void upsample_nearest2d(Mode, int64_t, int64_t, int64_t, int64_t, int64_t, const void*, void*,
+                        const std::string&) {
+  no_cuda("upsample_nearest2d");
+}
+void reshape_copy(Mode, int64_t, const void*, void*, const std::string&) { no_cuda("reshape_copy"); }
+void permute(Mode, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*, void*,
+             const std::string&) {
+  no_cuda("permute");
+}
+void embedding(Mode, int64_t, int64_t, int64_t, const void*, const void*, void*,
+               const std::string&) {
+  no_cuda("embedding");
+}
+void scaled_dot_product_attention(Mode, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double,
+                                  const void*, const void*, const void*, void*,
+                                  const std::string&) {
+  no_cuda("scaled_dot_product_attention");
+}
 LayerStats compare_device(Mode, const float*, const double*, const Shape&, const CompareOptions&,
                           const std::string&) {
   no_cuda("compare_device");

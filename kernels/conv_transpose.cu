@@ -1,0 +1,218 @@
+// conv_transpose2d as a gather implicit GEMM (kernels/kernels.h), on the tile kernels of
+// gemm_common.cuh, in the form of host/reference/conv.cpp:
+// per group g: out[m][p] = sum_k A[m][k] * col[k][p] (+ bias[m]) with m < Co/groups, p over the
+// output pixels of all images, k = (c, ky, kx), kx fastest, and
+//   A[g][m][(c, ky, kx)] = w[g*Cg + c][m][ky][kx]         (regroup_kernel, once per call)
+//   col[(c, ky, kx)][p]  = x[n][g*Cg + c][iy][ix]  where oy + ph - ky*dh = iy*sh with iy in
+//                          [0, H) (likewise ox, ix), else 0.
+// col is never materialised: the B fetcher gathers it into the shared-memory tile. Its zeros
+// (taps between strides or outside x) still take their madd step, exactly as the CPU's col
+// buffer does, so the strict sum -- fma for k ascending from 0, then the bias (§5.2) -- is the
+// CPU's to the sign of a zero.
+#include <climits>
+
+#include "kernels/gemm_common.cuh"
+#include "kernels/kernels.h"
+
+namespace divscope {
+namespace {
+
+using namespace gemm_detail;
+
+// One block per SM asked of ptxas, as conv.cu: the gather's per-pixel state needs the registers.
+constexpr int kMinBlocks = 1;
+constexpr int kBlock = 256;
+constexpr long long kMaxBlocks = 8192;   // grid-stride cap of regroup_kernel, see elementwise.cu
+
+// Index math is 32-bit (the launcher checks the ranges); element offsets are 64-bit.
+template <class T>
+struct ConvTSrc {
+  const T* x;
+  int64_t img_stride, group_stride;  // C*H*W, Cg*H*W
+  int H, W, OW, OHW, P;              // P = N*OH*OW
+  int khw, kw, sh, sw, ph, pw, dh, dw;
+};
+
+// Each thread owns V consecutive output pixels for the whole k loop (RowContigMap): their
+// (image, oy + ph, ox + pw) are decoded once; a k value costs the tap decode and, per pixel, two
+// divisibility tests.
+template <class T, int ROWS, int BK, int THREADS>
+struct ConvTFetch : RowContigMap<T, ROWS, BK, THREADS> {
+  using Map = RowContigMap<T, ROWS, BK, THREADS>;
+  using Map::kChunks;
+  using Map::V;
+  const T* base[V];    // image n, channel g*Cg
+  int ty0[V], tx0[V];  // oy + ph, ox + pw; INT_MIN/2 past the end (never a valid source)
+  int kfirst, H, W, HW, khw, kw, sh, sw, dh, dw;
+
+  __device__ void init(const ConvTSrc<T>& s, int64_t z, int64_t row0, int tid) {
+    kfirst = Map::k_of(tid, 0);
+    H = s.H; W = s.W; HW = s.H * s.W; khw = s.khw; kw = s.kw;
+    sh = s.sh; sw = s.sw; dh = s.dh; dw = s.dw;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int64_t p = row0 + Map::row_of(tid, 0) + j;
+      base[j] = s.x;
+      ty0[j] = tx0[j] = INT_MIN / 2;
+      if (p < s.P) {
+        const int pi = static_cast<int>(p), n = pi / s.OHW, pix = pi - n * s.OHW;
+        const int oy = pix / s.OW, ox = pix - oy * s.OW;
+        base[j] = s.x + n * s.img_stride + z * s.group_stride;
+        ty0[j] = oy + s.ph;
+        tx0[j] = ox + s.pw;
+      }
+    }
+  }
+  __device__ void fetch(int64_t k0, int64_t K, Vec<T> (&r)[kChunks]) const {
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const int k = static_cast<int>(k0) + kfirst + i * Map::kKStep;
+      if (k < K) {
+        const int c = k / khw, rs = k - c * khw, kr = rs / kw, ks = rs - kr * kw;
+        const int dy = kr * dh, dx = ks * dw, plane = c * HW;
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const int ty = ty0[j] - dy, tx = tx0[j] - dx;   // = iy*sh, ix*sw when a source exists
+          const int iy = ty / sh, ix = tx / sw;
+          const bool inside = ty >= 0 && tx >= 0 && iy * sh == ty && ix * sw == tx && iy < H &&
+                              ix < W;
+          r[i].v[j] = inside ? base[j][plane + iy * W + ix] : T(0);
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) r[i].v[j] = T(0);
+      }
+    }
+  }
+};
+
+// out[n][g*Cog + m][pixel] for GEMM row m (output channel in the group), column p.
+template <class T>
+struct ConvTOut {
+  T* y;
+  const T* bias;
+  int64_t Co, Cog;
+  int OHW;
+  __device__ bool has_bias() const { return bias != nullptr; }
+  __device__ T bias_at(int64_t z, int64_t m, int64_t) const { return bias[z * Cog + m]; }
+  __device__ void store(int64_t z, int64_t m, int64_t p, T v) const {
+    const int pi = static_cast<int>(p), n = pi / OHW, pix = pi - n * OHW;
+    y[(n * Co + z * Cog + m) * OHW + pix] = v;
+  }
+};
+
+// A[(g*Cog + m)*CK + c*khw + t] = w[((g*Cg + c)*Cog + m)*khw + t].
+template <class T>
+__global__ void regroup_kernel(const T* __restrict__ w, T* __restrict__ a, int64_t n, int64_t cg,
+                               int64_t cog, int64_t khw) {
+  const int64_t ck = cg * khw;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t gm = e / ck, r = e - gm * ck, g = gm / cog, m = gm - g * cog;
+    const int64_t c = r / khw, t = r - c * khw;
+    a[e] = w[((g * cg + c) * cog + m) * khw + t];
+  }
+}
+
+template <class T>
+struct ConvTProblem {
+  int64_t groups, Cog, P, CK;
+  ConvTSrc<T> b;
+  ConvTOut<T> out;
+};
+
+template <class T>
+ConvTProblem<T> problem(const ConvTranspose2dDesc& d, const void* x, const void* bias, void* y,
+                        const std::string& layer) {
+  auto fail = [&](const std::string& why) {
+    throw RuntimeFault("conv_transpose2d: " + why + " in layer '" + layer + "'");
+  };
+  if (d.groups <= 0 || d.C % d.groups || d.Co % d.groups) fail("channels not divisible by groups");
+  if (d.stride_h <= 0 || d.stride_w <= 0 || d.dil_h <= 0 || d.dil_w <= 0 || d.pad_h < 0 ||
+      d.pad_w < 0)
+    fail("bad stride/dilation/padding");
+  const int64_t cg = d.C / d.groups, cog = d.Co / d.groups, ck = cg * d.kh * d.kw;
+  const int64_t ohw = d.OH * d.OW, P = d.N * ohw;
+  const int64_t kMax = INT_MAX;
+  if (P > kMax || ck > kMax || cg * d.H * d.W > kMax || d.H > kMax / 4 || d.W > kMax / 4 ||
+      d.OH > kMax / 4 || d.OW > kMax / 4 || d.kh * d.dil_h > kMax / 4 ||
+      d.kw * d.dil_w > kMax / 4 || d.pad_h > kMax / 4 || d.pad_w > kMax / 4 ||
+      (d.H + 1) * d.stride_h > kMax / 4 || (d.W + 1) * d.stride_w > kMax / 4)
+    fail("sizes beyond 32-bit index range");
+  ConvTProblem<T> p;
+  p.groups = d.groups;
+  p.Cog = cog;
+  p.P = P;
+  p.CK = ck;
+  p.b = ConvTSrc<T>{static_cast<const T*>(x),
+                    d.C * d.H * d.W,
+                    cg * d.H * d.W,
+                    static_cast<int>(d.H),
+                    static_cast<int>(d.W),
+                    static_cast<int>(d.OW),
+                    static_cast<int>(ohw),
+                    static_cast<int>(P),
+                    static_cast<int>(d.kh * d.kw),
+                    static_cast<int>(d.kw),
+                    static_cast<int>(d.stride_h),
+                    static_cast<int>(d.stride_w),
+                    static_cast<int>(d.pad_h),
+                    static_cast<int>(d.pad_w),
+                    static_cast<int>(d.dil_h),
+                    static_cast<int>(d.dil_w)};
+  p.out = ConvTOut<T>{static_cast<T*>(y), static_cast<const T*>(bias), d.Co, cog,
+                      static_cast<int>(ohw)};
+  return p;
+}
+
+// The regrouped weight, a [groups][Cog][CK] k-contiguous A operand.
+template <class T>
+DeviceBuffer<T> regroup(const ConvTranspose2dDesc& d, const void* w, const std::string& layer) {
+  const int64_t cg = d.C / d.groups, cog = d.Co / d.groups, khw = d.kh * d.kw;
+  const int64_t n = d.groups * cog * cg * khw;
+  DeviceBuffer<T> a(static_cast<size_t>(n), layer + " regrouped weight");
+  if (n == 0) return a;
+  const int blocks = static_cast<int>(std::min<long long>(ceil_div(n, kBlock), kMaxBlocks));
+  regroup_kernel<T><<<blocks, kBlock>>>(static_cast<const T*>(w), a.get(), n, cg, cog, khw);
+  check_launch("conv_transpose_regroup_kernel", layer);
+  return a;
+}
+
+template <class T>
+void simt(const char* name, const ConvTranspose2dDesc& d, const void* x, const void* w,
+          const void* bias, void* y, const std::string& layer) {
+  const ConvTProblem<T> p = problem<T>(d, x, bias, y, layer);
+  const DeviceBuffer<T> a = regroup<T>(d, w, layer);
+  const KContig<T> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
+  launch_simt<T, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
+}
+
+template <class Op>
+void tensor_core(const char* name, const ConvTranspose2dDesc& d, const void* x, const void* w,
+                 const void* bias, void* y, const std::string& layer) {
+  const ConvTProblem<float> p = problem<float>(d, x, bias, y, layer);
+  const DeviceBuffer<float> a = regroup<float>(d, w, layer);
+  const KContig<float> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
+  launch_tc<Op, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
+}
+
+}  // namespace
+
+void conv_transpose2d(Mode mode, const ConvTranspose2dDesc& d, const void* x, const void* w,
+                      const void* bias, void* y, const std::string& layer) {
+  if (d.N < 0 || d.C < 0 || d.H < 0 || d.W < 0 || d.Co < 0 || d.kh < 0 || d.kw < 0 || d.OH < 0 ||
+      d.OW < 0)
+    throw RuntimeFault("conv_transpose2d: negative size in layer '" + layer + "'");
+  if (d.N == 0 || d.Co == 0 || d.OH == 0 || d.OW == 0) return;
+  switch (mode) {
+    case Mode::fp64: return simt<double>("conv_transpose2d_simt_f64", d, x, w, bias, y, layer);
+    case Mode::fp32: return simt<float>("conv_transpose2d_simt_f32", d, x, w, bias, y, layer);
+    case Mode::strict: return simt<float>("conv_transpose2d_simt_strict", d, x, w, bias, y, layer);
+    case Mode::tf32: return tensor_core<OpTf32>("conv_transpose2d_tc_tf32", d, x, w, bias, y, layer);
+    case Mode::fp16: return tensor_core<OpF16>("conv_transpose2d_tc_fp16", d, x, w, bias, y, layer);
+    case Mode::bf16: return tensor_core<OpBf16>("conv_transpose2d_tc_bf16", d, x, w, bias, y, layer);
+  }
+  throw RuntimeFault("conv_transpose2d: unknown mode in layer '" + layer + "'");
+}
+
+}  // namespace divscope
