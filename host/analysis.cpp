@@ -161,7 +161,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         TensorF chained_out;
         backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
         SampleErrors se;
-        LayerStats chained = compare_tensors(chained_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se);
+        LayerStats chained = backend.compare(chained_out, ref_out, co, &se, l.name);
         copy_health(chained, health);
         lr.chained.merge(chained, b);
         const int64_t per_sample = n ? ref_out.size() / n : 0;
@@ -185,7 +185,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
         TensorF iso_out;
         backend.forward(run.mode, l, iso_ptrs, iso_out);
-        LayerStats isolated = compare_tensors(iso_out.ptr(), ref_out.ptr(), ref_out.shape, co);
+        LayerStats isolated = backend.compare(iso_out, ref_out, co, nullptr, l.name);
         copy_health(isolated, health);
         lr.isolated.merge(isolated, b);
 

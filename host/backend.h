@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "model.h"
 #include "precision.h"
 #include "tensor.h"
@@ -20,6 +21,10 @@ class Backend {
   // One layer in mode `m`: inputs and output hold values representable in the mode's storage.
   virtual void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
                        TensorF& out) = 0;
+  // LayerStats of a candidate against the reference (DESIGN §6), with per-sample errors when
+  // `samples` is given. The CPU compare by default; the CUDA backend computes them on the device.
+  virtual LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
+                             SampleErrors* samples, const std::string& layer);
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
