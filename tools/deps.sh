@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs what divscope needs from Debian 12 (the CUDA 13 toolkit is expected at /usr/local/cuda).
 set -euo pipefail
+# Usage: deps.sh [--test]   (--test adds what the test suite needs: PyTorch as the FP64 oracle)
 pkgs=(cmake g++ make libhdf5-dev libcxxopts-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
-      libopenblas-dev python3-torch python3-h5py python3-numpy hdf5-tools)
+      libopenblas-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(python3-torch python3-h5py python3-numpy hdf5-tools)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
