@@ -82,6 +82,10 @@ fi
 step memcheck "$san" --tool memcheck --error-exitcode 1 "$tests" --gtest_filter="$san_filter" --gtest_brief=1
 step racecheck "$san" --tool racecheck --error-exitcode 1 "$tests" --gtest_filter="$san_filter" --gtest_brief=1
 
+# End to end: every shipped example on the CUDA and the CPU backend, verdicts compared.
+step e2e python3 "$repo/bench/gpu_e2e.py" "$build/divscope"
+e2e_table="$log_dir/e2e.log"
+
 bench_out="$log_dir/bench.md"
 : >"$bench_out"
 for b in bench_gemm bench_compare; do
@@ -108,6 +112,10 @@ done
   echo "| step | command | result | time, summary |"
   echo "|---|---|---|---|"
   cat "$out.rows"
+  echo
+  echo "### end to end (bench/gpu_e2e.py)"
+  echo
+  cat "$e2e_table"
   cat "$bench_out"
   echo
   echo "Logs: \`$log_dir\`"
