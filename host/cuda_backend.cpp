@@ -144,6 +144,56 @@ void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const
   }
 }
 
+// conv2d and conv_transpose2d: x [N, C, H, W], out [N, Co, OH, OW], the weight's spatial dims
+// (2, 3) and the stride/padding/dilation/groups attributes; Co is the caller's (conv2d: the
+// weight's dim 0, conv_transpose2d: the output's channels). Desc: Conv2dDesc or
+// ConvTranspose2dDesc (the same fields).
+template <class Desc>
+Desc conv_desc(const Layer& L, const Shape& xs, const Shape& os, int64_t Co) {
+  const Tensor& w = *L.param("weight");
+  const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+  const auto dil = L.attr_ints("dilation", 2, {});
+  Desc d;
+  d.N = xs[0];
+  d.C = xs[1];
+  d.H = xs[2];
+  d.W = xs[3];
+  d.Co = Co;
+  d.kh = w.shape[2];
+  d.kw = w.shape[3];
+  d.OH = os[2];
+  d.OW = os[3];
+  d.stride_h = st[0];
+  d.stride_w = st[1];
+  d.pad_h = pad[0];
+  d.pad_w = pad[1];
+  d.dil_h = dil[0];
+  d.dil_w = dil[1];
+  d.groups = L.attr_int("groups");
+  return d;
+}
+
+// maxpool2d and avgpool2d: x [N, C, H, W], out [N, C, OH, OW], kernel_size/stride/padding
+// (dilation stays 1; maxpool2d sets its own).
+Pool2dDesc pool_desc(const Layer& L, const Shape& xs, const Shape& os) {
+  const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
+  const auto pad = L.attr_ints("padding", 2, {});
+  Pool2dDesc d;
+  d.N = xs[0];
+  d.C = xs[1];
+  d.H = xs[2];
+  d.W = xs[3];
+  d.OH = os[2];
+  d.OW = os[3];
+  d.kh = k[0];
+  d.kw = k[1];
+  d.stride_h = st[0];
+  d.stride_w = st[1];
+  d.pad_h = pad[0];
+  d.pad_w = pad[1];
+  return d;
+}
+
 // ---- second op set ---------------------------------------------------------------------------
 // conv_transpose2d, groupnorm, rmsnorm, leaky_relu, silu, sigmoid, tanh, mul, avgpool2d,
 // global_avgpool2d, upsample_nearest2d, reshape, permute, embedding, scaled_dot_product_attention.
@@ -157,27 +207,8 @@ bool launch_layer_ops2(Mode m, const Layer& L, const std::vector<Shape>& in_shap
   const int64_t xn = numel(xs);
   const std::string& op = L.op;
   if (op == "conv_transpose2d") {
-    const Tensor& w = *L.param("weight");
     DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
-    const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
-    const auto dil = L.attr_ints("dilation", 2, {});
-    ConvTranspose2dDesc d;
-    d.N = xs[0];
-    d.C = xs[1];
-    d.H = xs[2];
-    d.W = xs[3];
-    d.Co = os[1];
-    d.kh = w.shape[2];
-    d.kw = w.shape[3];
-    d.OH = os[2];
-    d.OW = os[3];
-    d.stride_h = st[0];
-    d.stride_w = st[1];
-    d.pad_h = pad[0];
-    d.pad_w = pad[1];
-    d.dil_h = dil[0];
-    d.dil_w = dil[1];
-    d.groups = L.attr_int("groups");
+    const auto d = conv_desc<ConvTranspose2dDesc>(L, xs, os, os[1]);
     conv_transpose2d(m, d, x, dw.get(), db.get(), y, name);
   } else if (op == "groupnorm") {
     DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
@@ -200,22 +231,7 @@ bool launch_layer_ops2(Mode m, const Layer& L, const std::vector<Shape>& in_shap
   } else if (op == "mul") {
     mul(m, xs, in_shapes[1], x, din.at(1), y, name);
   } else if (op == "avgpool2d") {
-    const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
-    const auto pad = L.attr_ints("padding", 2, {});
-    Pool2dDesc d;
-    d.N = xs[0];
-    d.C = xs[1];
-    d.H = xs[2];
-    d.W = xs[3];
-    d.OH = os[2];
-    d.OW = os[3];
-    d.kh = k[0];
-    d.kw = k[1];
-    d.stride_h = st[0];
-    d.stride_w = st[1];
-    d.pad_h = pad[0];
-    d.pad_w = pad[1];
-    avgpool2d(m, d, L.attr_int("count_include_pad", 1) != 0, x, y, name);
+    avgpool2d(m, pool_desc(L, xs, os), L.attr_int("count_include_pad", 1) != 0, x, y, name);
   } else if (op == "global_avgpool2d") {
     global_avgpool2d(m, xs[0] * xs[1], xs[2] * xs[3], x, y, name);
   } else if (op == "upsample_nearest2d") {
@@ -277,27 +293,8 @@ void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
   } else if (L.op == "matmul") {
     run_matmul(m, xs, in_shapes[1], os, x, din.at(1), y, sizeof(T), name);
   } else if (L.op == "conv2d") {
-    const Tensor& w = *L.param("weight");
     DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
-    const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
-    const auto dil = L.attr_ints("dilation", 2, {});
-    Conv2dDesc d;
-    d.N = xs[0];
-    d.C = xs[1];
-    d.H = xs[2];
-    d.W = xs[3];
-    d.Co = w.shape[0];
-    d.kh = w.shape[2];
-    d.kw = w.shape[3];
-    d.OH = os[2];
-    d.OW = os[3];
-    d.stride_h = st[0];
-    d.stride_w = st[1];
-    d.pad_h = pad[0];
-    d.pad_w = pad[1];
-    d.dil_h = dil[0];
-    d.dil_w = dil[1];
-    d.groups = L.attr_int("groups");
+    const auto d = conv_desc<Conv2dDesc>(L, xs, os, L.param("weight")->shape[0]);
     conv2d(m, d, x, dw.get(), db.get(), y, name);
   } else if (L.op == "batchnorm2d") {
     DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
@@ -325,21 +322,8 @@ void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
   } else if (L.op == "add") {
     add(m, xs, in_shapes[1], x, din.at(1), y, name);
   } else if (L.op == "maxpool2d") {
-    const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
-    const auto pad = L.attr_ints("padding", 2, {}), dil = L.attr_ints("dilation", 2, {1, 1});
-    Pool2dDesc d;
-    d.N = xs[0];
-    d.C = xs[1];
-    d.H = xs[2];
-    d.W = xs[3];
-    d.OH = os[2];
-    d.OW = os[3];
-    d.kh = k[0];
-    d.kw = k[1];
-    d.stride_h = st[0];
-    d.stride_w = st[1];
-    d.pad_h = pad[0];
-    d.pad_w = pad[1];
+    Pool2dDesc d = pool_desc(L, xs, os);
+    const auto dil = L.attr_ints("dilation", 2, {1, 1});
     d.dil_h = dil[0];
     d.dil_w = dil[1];
     maxpool2d(m, d, x, y, name);

@@ -7,26 +7,19 @@
 // shared-memory tile. The mode semantics are the GEMM's: strict walks k ascending with fma.
 #include <climits>
 
+#include "kernels/conv_common.cuh"
 #include "kernels/gemm_common.cuh"
 #include "kernels/kernels.h"
 
 namespace divscope {
 namespace {
 
+using namespace conv_detail;
 using namespace gemm_detail;
 
 // One block per SM asked of ptxas: the gather's per-pixel state spills at 128 registers
 // (-Xptxas -v, sm_90); with 1 no kernel here spills.
 constexpr int kMinBlocks = 1;
-
-// Index math is 32-bit (the launcher checks the ranges); element offsets are 64-bit.
-template <class T>
-struct ConvSrc {
-  const T* x;
-  int64_t img_stride, group_stride;  // C*H*W, Cg*H*W
-  int H, W, OW, OHW, P;              // P = N*OH*OW
-  int khw, kw, sh, sw, ph, pw, dh, dw;
-};
 
 // Each thread owns V consecutive output pixels for the whole k loop (RowContigMap), so their
 // (image, oy, ox) decomposition is done once; a k value costs two divisions per chunk.
@@ -48,9 +41,8 @@ struct ConvFetch : RowContigMap<T, ROWS, BK, THREADS> {
       base[j] = s.x;
       iy0[j] = ix0[j] = INT_MIN / 2;
       if (p < s.P) {
-        const int pi = static_cast<int>(p), n = pi / s.OHW, pix = pi - n * s.OHW;
-        const int oy = pix / s.OW, ox = pix - oy * s.OW;
-        base[j] = s.x + n * s.img_stride + z * s.group_stride;
+        int oy, ox;
+        base[j] = pixel_origin(s, z, p, oy, ox);
         iy0[j] = oy * s.sh - s.ph;
         ix0[j] = ox * s.sw - s.pw;
       }
@@ -75,21 +67,6 @@ struct ConvFetch : RowContigMap<T, ROWS, BK, THREADS> {
         for (int j = 0; j < V; ++j) r[i].v[j] = T(0);
       }
     }
-  }
-};
-
-// out[n][g*Cog + m][pixel] for GEMM row m (output channel in the group), column p.
-template <class T>
-struct ConvOut {
-  T* y;
-  const T* bias;
-  int64_t Co, Cog;
-  int OHW;
-  __device__ bool has_bias() const { return bias != nullptr; }
-  __device__ T bias_at(int64_t z, int64_t m, int64_t) const { return bias[z * Cog + m]; }
-  __device__ void store(int64_t z, int64_t m, int64_t p, T v) const {
-    const int pi = static_cast<int>(p), n = pi / OHW, pix = pi - n * OHW;
-    y[(n * Co + z * Cog + m) * OHW + pix] = v;
   }
 };
 
@@ -124,24 +101,8 @@ ConvProblem<T> problem(const Conv2dDesc& d, const void* x, const void* w, const 
   p.P = P;
   p.CK = ck;
   p.a = KContig<T>{static_cast<const T*>(w), ck, cog * ck, cog};
-  p.b = ConvSrc<T>{static_cast<const T*>(x),
-                   d.C * d.H * d.W,
-                   cg * d.H * d.W,
-                   static_cast<int>(d.H),
-                   static_cast<int>(d.W),
-                   static_cast<int>(d.OW),
-                   static_cast<int>(ohw),
-                   static_cast<int>(P),
-                   static_cast<int>(d.kh * d.kw),
-                   static_cast<int>(d.kw),
-                   static_cast<int>(d.stride_h),
-                   static_cast<int>(d.stride_w),
-                   static_cast<int>(d.pad_h),
-                   static_cast<int>(d.pad_w),
-                   static_cast<int>(d.dil_h),
-                   static_cast<int>(d.dil_w)};
-  p.out = ConvOut<T>{static_cast<T*>(y), static_cast<const T*>(bias), d.Co, cog,
-                     static_cast<int>(ohw)};
+  p.b = conv_src<T>(d, x, cg, ohw, P);
+  p.out = conv_out<T>(d, bias, y, cog, ohw);
   return p;
 }
 
@@ -163,10 +124,7 @@ void tensor_core(const char* name, const Conv2dDesc& d, const void* x, const voi
 
 void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const void* bias,
             void* y, const std::string& layer) {
-  if (d.N < 0 || d.C < 0 || d.H < 0 || d.W < 0 || d.Co < 0 || d.kh < 0 || d.kw < 0 || d.OH < 0 ||
-      d.OW < 0)
-    throw RuntimeFault("conv2d: negative size in layer '" + layer + "'");
-  if (d.N == 0 || d.Co == 0 || d.OH == 0 || d.OW == 0) return;
+  if (conv_output_empty("conv2d", d, layer)) return;
   switch (mode) {
     case Mode::fp64: return simt<double>("conv2d_simt_f64", d, x, w, bias, y, layer);
     case Mode::fp32: return simt<float>("conv2d_simt_f32", d, x, w, bias, y, layer);

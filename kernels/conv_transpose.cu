@@ -11,27 +11,20 @@
 // CPU's to the sign of a zero.
 #include <climits>
 
+#include "kernels/conv_common.cuh"
 #include "kernels/gemm_common.cuh"
 #include "kernels/kernels.h"
 
 namespace divscope {
 namespace {
 
+using namespace conv_detail;
 using namespace gemm_detail;
 
 // One block per SM asked of ptxas, as conv.cu: the gather's per-pixel state needs the registers.
 constexpr int kMinBlocks = 1;
 constexpr int kBlock = 256;
 constexpr long long kMaxBlocks = 8192;   // grid-stride cap of regroup_kernel, see elementwise.cu
-
-// Index math is 32-bit (the launcher checks the ranges); element offsets are 64-bit.
-template <class T>
-struct ConvTSrc {
-  const T* x;
-  int64_t img_stride, group_stride;  // C*H*W, Cg*H*W
-  int H, W, OW, OHW, P;              // P = N*OH*OW
-  int khw, kw, sh, sw, ph, pw, dh, dw;
-};
 
 // Each thread owns V consecutive output pixels for the whole k loop (RowContigMap): their
 // (image, oy + ph, ox + pw) are decoded once; a k value costs the tap decode and, per pixel, two
@@ -45,7 +38,7 @@ struct ConvTFetch : RowContigMap<T, ROWS, BK, THREADS> {
   int ty0[V], tx0[V];  // oy + ph, ox + pw; INT_MIN/2 past the end (never a valid source)
   int kfirst, H, W, HW, khw, kw, sh, sw, dh, dw;
 
-  __device__ void init(const ConvTSrc<T>& s, int64_t z, int64_t row0, int tid) {
+  __device__ void init(const ConvSrc<T>& s, int64_t z, int64_t row0, int tid) {
     kfirst = Map::k_of(tid, 0);
     H = s.H; W = s.W; HW = s.H * s.W; khw = s.khw; kw = s.kw;
     sh = s.sh; sw = s.sw; dh = s.dh; dw = s.dw;
@@ -55,9 +48,8 @@ struct ConvTFetch : RowContigMap<T, ROWS, BK, THREADS> {
       base[j] = s.x;
       ty0[j] = tx0[j] = INT_MIN / 2;
       if (p < s.P) {
-        const int pi = static_cast<int>(p), n = pi / s.OHW, pix = pi - n * s.OHW;
-        const int oy = pix / s.OW, ox = pix - oy * s.OW;
-        base[j] = s.x + n * s.img_stride + z * s.group_stride;
+        int oy, ox;
+        base[j] = pixel_origin(s, z, p, oy, ox);
         ty0[j] = oy + s.ph;
         tx0[j] = ox + s.pw;
       }
@@ -86,21 +78,6 @@ struct ConvTFetch : RowContigMap<T, ROWS, BK, THREADS> {
   }
 };
 
-// out[n][g*Cog + m][pixel] for GEMM row m (output channel in the group), column p.
-template <class T>
-struct ConvTOut {
-  T* y;
-  const T* bias;
-  int64_t Co, Cog;
-  int OHW;
-  __device__ bool has_bias() const { return bias != nullptr; }
-  __device__ T bias_at(int64_t z, int64_t m, int64_t) const { return bias[z * Cog + m]; }
-  __device__ void store(int64_t z, int64_t m, int64_t p, T v) const {
-    const int pi = static_cast<int>(p), n = pi / OHW, pix = pi - n * OHW;
-    y[(n * Co + z * Cog + m) * OHW + pix] = v;
-  }
-};
-
 // A[(g*Cog + m)*CK + c*khw + t] = w[((g*Cg + c)*Cog + m)*khw + t].
 template <class T>
 __global__ void regroup_kernel(const T* __restrict__ w, T* __restrict__ a, int64_t n, int64_t cg,
@@ -117,8 +94,8 @@ __global__ void regroup_kernel(const T* __restrict__ w, T* __restrict__ a, int64
 template <class T>
 struct ConvTProblem {
   int64_t groups, Cog, P, CK;
-  ConvTSrc<T> b;
-  ConvTOut<T> out;
+  ConvSrc<T> b;
+  ConvOut<T> out;
 };
 
 template <class T>
@@ -144,24 +121,8 @@ ConvTProblem<T> problem(const ConvTranspose2dDesc& d, const void* x, const void*
   p.Cog = cog;
   p.P = P;
   p.CK = ck;
-  p.b = ConvTSrc<T>{static_cast<const T*>(x),
-                    d.C * d.H * d.W,
-                    cg * d.H * d.W,
-                    static_cast<int>(d.H),
-                    static_cast<int>(d.W),
-                    static_cast<int>(d.OW),
-                    static_cast<int>(ohw),
-                    static_cast<int>(P),
-                    static_cast<int>(d.kh * d.kw),
-                    static_cast<int>(d.kw),
-                    static_cast<int>(d.stride_h),
-                    static_cast<int>(d.stride_w),
-                    static_cast<int>(d.pad_h),
-                    static_cast<int>(d.pad_w),
-                    static_cast<int>(d.dil_h),
-                    static_cast<int>(d.dil_w)};
-  p.out = ConvTOut<T>{static_cast<T*>(y), static_cast<const T*>(bias), d.Co, cog,
-                      static_cast<int>(ohw)};
+  p.b = conv_src<T>(d, x, cg, ohw, P);
+  p.out = conv_out<T>(d, bias, y, cog, ohw);
   return p;
 }
 
@@ -200,10 +161,7 @@ void tensor_core(const char* name, const ConvTranspose2dDesc& d, const void* x, 
 
 void conv_transpose2d(Mode mode, const ConvTranspose2dDesc& d, const void* x, const void* w,
                       const void* bias, void* y, const std::string& layer) {
-  if (d.N < 0 || d.C < 0 || d.H < 0 || d.W < 0 || d.Co < 0 || d.kh < 0 || d.kw < 0 || d.OH < 0 ||
-      d.OW < 0)
-    throw RuntimeFault("conv_transpose2d: negative size in layer '" + layer + "'");
-  if (d.N == 0 || d.Co == 0 || d.OH == 0 || d.OW == 0) return;
+  if (conv_output_empty("conv_transpose2d", d, layer)) return;
   switch (mode) {
     case Mode::fp64: return simt<double>("conv_transpose2d_simt_f64", d, x, w, bias, y, layer);
     case Mode::fp32: return simt<float>("conv_transpose2d_simt_f32", d, x, w, bias, y, layer);

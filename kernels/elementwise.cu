@@ -5,11 +5,14 @@
 #include <algorithm>
 
 #include "host/strict_math.h"
+#include "kernels/broadcast.cuh"
 #include "kernels/device.cuh"
 #include "kernels/kernels.h"
 
 namespace divscope {
 namespace {
+
+using namespace broadcast_detail;
 
 constexpr int kBlock = 256;
 // Grid cap for the grid-stride loops: 132 SMs x 2048 threads / 256 = ~1056 resident blocks on an
@@ -74,13 +77,6 @@ void launch_unary(const void* x, void* y, int64_t n, F f, const std::string& lay
 }
 
 // ---- add with broadcasting ---------------------------------------------------------------------
-struct Broadcast {
-  int rank = 0;
-  int64_t out[kMaxBroadcastRank] = {};   // output shape
-  int64_t sa[kMaxBroadcastRank] = {};    // element strides of a, 0 along a broadcast dim
-  int64_t sb[kMaxBroadcastRank] = {};
-};
-
 template <class T>
 struct AddOp {
   Mode m;
@@ -90,22 +86,6 @@ struct AddOp {
     return T(round_storage(m, float(a) + float(b)));
   }
 };
-
-template <class T>
-__global__ void add_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
-                           int64_t n, Broadcast bc, AddOp<T> op) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t ia = 0, ib = 0, rem = i;
-    for (int d = bc.rank - 1; d >= 0; --d) {
-      const int64_t idx = rem % bc.out[d];
-      rem /= bc.out[d];
-      ia += idx * bc.sa[d];
-      ib += idx * bc.sb[d];
-    }
-    y[i] = op(a[ia], b[ib]);
-  }
-}
 
 }  // namespace
 
@@ -134,35 +114,17 @@ void unary(Mode mode, UnaryOp op, const void* x, void* y, int64_t n, const std::
 
 void add(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
          const void* a, const void* b, void* y, const std::string& layer) {
-  const int rank = static_cast<int>(a_shape.size());
-  if (rank != static_cast<int>(b_shape.size()) || rank > kMaxBroadcastRank)
-    throw RuntimeFault("add: ranks " + std::to_string(a_shape.size()) + " and " +
-                       std::to_string(b_shape.size()) + " not supported (layer '" + layer + "')");
-  Broadcast bc;
-  bc.rank = rank;
-  int64_t n = 1, stride_a = 1, stride_b = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    if (a_shape[d] != b_shape[d] && a_shape[d] != 1 && b_shape[d] != 1)
-      throw RuntimeFault("add: shapes do not broadcast (layer '" + layer + "')");
-    bc.out[d] = std::max(a_shape[d], b_shape[d]);
-    bc.sa[d] = a_shape[d] == 1 ? 0 : stride_a;
-    bc.sb[d] = b_shape[d] == 1 ? 0 : stride_b;
-    stride_a *= a_shape[d];
-    stride_b *= b_shape[d];
-    n *= bc.out[d];
-  }
-  if (a_shape == b_shape) {   // no broadcast: one flat dimension, no index arithmetic
-    bc.rank = 1;
-    bc.out[0] = n;
-    bc.sa[0] = bc.sb[0] = 1;
-  }
+  int64_t n = 0;
+  const Broadcast bc = make_broadcast("add", a_shape, b_shape, n, layer);
   if (n == 0) return;
   if (mode == Mode::fp64)
-    add_kernel<<<grid_for(n), kBlock>>>(static_cast<const double*>(a), static_cast<const double*>(b),
-                                        static_cast<double*>(y), n, bc, AddOp<double>{mode});
+    broadcast_kernel<<<grid_for(n), kBlock>>>(static_cast<const double*>(a),
+                                              static_cast<const double*>(b),
+                                              static_cast<double*>(y), n, bc, AddOp<double>{mode});
   else
-    add_kernel<<<grid_for(n), kBlock>>>(static_cast<const float*>(a), static_cast<const float*>(b),
-                                        static_cast<float*>(y), n, bc, AddOp<float>{mode});
+    broadcast_kernel<<<grid_for(n), kBlock>>>(static_cast<const float*>(a),
+                                              static_cast<const float*>(b),
+                                              static_cast<float*>(y), n, bc, AddOp<float>{mode});
   check_launch("add_kernel", layer);
 }
 

@@ -7,11 +7,14 @@
 #include <algorithm>
 
 #include "host/strict_math.h"
+#include "kernels/broadcast.cuh"
 #include "kernels/device.cuh"
 #include "kernels/kernels.h"
 
 namespace divscope {
 namespace {
+
+using namespace broadcast_detail;
 
 constexpr int kBlock = 256;
 constexpr long long kMaxBlocks = 8192;   // grid-stride cap, see elementwise.cu
@@ -95,14 +98,7 @@ void plain_activation(Mode m, Activation op, double slope, const void* x, void* 
   throw RuntimeFault("activation: unknown op (layer '" + layer + "')");
 }
 
-// ---- mul with broadcasting (add()'s rules) -----------------------------------------------------
-struct Broadcast {
-  int rank = 0;
-  int64_t out[kMaxBroadcastRank] = {};   // output shape
-  int64_t sa[kMaxBroadcastRank] = {};    // element strides of a, 0 along a broadcast dim
-  int64_t sb[kMaxBroadcastRank] = {};
-};
-
+// ---- mul with broadcasting (add()'s rules, kernels/broadcast.cuh) -----------------------------
 template <class T>
 struct MulOp {
   Mode m;
@@ -112,22 +108,6 @@ struct MulOp {
     return T(round_storage(m, float(a) * float(b)));
   }
 };
-
-template <class T>
-__global__ void mul_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
-                           int64_t n, Broadcast bc, MulOp<T> op) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t ia = 0, ib = 0, rem = i;
-    for (int d = bc.rank - 1; d >= 0; --d) {
-      const int64_t idx = rem % bc.out[d];
-      rem /= bc.out[d];
-      ia += idx * bc.sa[d];
-      ib += idx * bc.sb[d];
-    }
-    y[i] = op(a[ia], b[ib]);
-  }
-}
 
 }  // namespace
 
@@ -149,35 +129,17 @@ void activation(Mode mode, Activation op, double slope, const void* x, void* y, 
 
 void mul(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
          const void* a, const void* b, void* y, const std::string& layer) {
-  const int rank = static_cast<int>(a_shape.size());
-  if (rank != static_cast<int>(b_shape.size()) || rank > kMaxBroadcastRank)
-    throw RuntimeFault("mul: ranks " + std::to_string(a_shape.size()) + " and " +
-                       std::to_string(b_shape.size()) + " not supported (layer '" + layer + "')");
-  Broadcast bc;
-  bc.rank = rank;
-  int64_t n = 1, stride_a = 1, stride_b = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    if (a_shape[d] != b_shape[d] && a_shape[d] != 1 && b_shape[d] != 1)
-      throw RuntimeFault("mul: shapes do not broadcast (layer '" + layer + "')");
-    bc.out[d] = std::max(a_shape[d], b_shape[d]);
-    bc.sa[d] = a_shape[d] == 1 ? 0 : stride_a;
-    bc.sb[d] = b_shape[d] == 1 ? 0 : stride_b;
-    stride_a *= a_shape[d];
-    stride_b *= b_shape[d];
-    n *= bc.out[d];
-  }
-  if (a_shape == b_shape) {   // no broadcast: one flat dimension, no index arithmetic
-    bc.rank = 1;
-    bc.out[0] = n;
-    bc.sa[0] = bc.sb[0] = 1;
-  }
+  int64_t n = 0;
+  const Broadcast bc = make_broadcast("mul", a_shape, b_shape, n, layer);
   if (n == 0) return;
   if (mode == Mode::fp64)
-    mul_kernel<<<grid_for(n), kBlock>>>(static_cast<const double*>(a), static_cast<const double*>(b),
-                                        static_cast<double*>(y), n, bc, MulOp<double>{mode});
+    broadcast_kernel<<<grid_for(n), kBlock>>>(static_cast<const double*>(a),
+                                              static_cast<const double*>(b),
+                                              static_cast<double*>(y), n, bc, MulOp<double>{mode});
   else
-    mul_kernel<<<grid_for(n), kBlock>>>(static_cast<const float*>(a), static_cast<const float*>(b),
-                                        static_cast<float*>(y), n, bc, MulOp<float>{mode});
+    broadcast_kernel<<<grid_for(n), kBlock>>>(static_cast<const float*>(a),
+                                              static_cast<const float*>(b),
+                                              static_cast<float*>(y), n, bc, MulOp<float>{mode});
   check_launch("mul_kernel", layer);
 }
 

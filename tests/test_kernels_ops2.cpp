@@ -11,13 +11,12 @@
 // strict is bitwise equal to the CPU strict path in both regimes (DESIGN §5.1), and every mode is
 // bitwise equal to itself across two launches and through the Backend interface. Bad embedding
 // indices are an InputError naming the layer. Without a device every test skips with the reason.
-// The harness mirrors test_kernels.cpp's (same seeds, tolerances and checks).
+// The harness is test_kernels.cpp's, in kernel_test_util.h (same seeds, tolerances and checks).
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
-#include <functional>
 #include <random>
+#include <string>
 #include <tuple>
 
 #include "backend.h"
@@ -31,57 +30,7 @@
 namespace divscope {
 namespace {
 
-enum class Regime { integers, real };
-
-struct Gen {
-  Regime regime;
-  std::mt19937_64 rng;
-  // A non-zero value: an integer in [-3, 3] \ {0}, or uniform in [lo, hi] away from 0.
-  double next(double lo = -2, double hi = 2) {
-    if (regime == Regime::integers) {
-      int v = static_cast<int>(std::uniform_int_distribution<int>(-3, 2)(rng));
-      return v >= 0 ? v + 1 : v;
-    }
-    double v = std::uniform_real_distribution<double>(lo, hi)(rng);
-    return std::fabs(v) < 1e-3 ? 0.5 : v;
-  }
-  Tensor tensor(const Shape& s, double lo = -2, double hi = 2) {
-    Tensor t(s);
-    for (double& v : t.data) v = next(lo, hi);
-    return t;
-  }
-};
-
-struct Built {
-  Layer layer;
-  std::vector<Shape> in_shapes;   // full shapes, batch first
-};
-
-struct OpCase {
-  const char* name;
-  bool exact_on_integers;
-  std::function<Built(Gen&)> build;
-  // Inputs; empty: g.tensor(shape) for each input.
-  std::function<std::vector<Tensor>(Gen&, const Built&)> inputs = {};
-};
-
-using Ints = std::vector<int64_t>;
-
-Built make(const std::string& op, std::vector<Shape> in_shapes,
-           std::map<std::string, AttrValue> attrs = {}, std::map<std::string, Tensor> params = {}) {
-  Built b;
-  b.layer.name = "test_" + op;
-  b.layer.op = op;
-  b.layer.path = "/layers/0000";
-  b.layer.attrs = std::move(attrs);
-  b.layer.params = std::move(params);
-  for (size_t i = 0; i < in_shapes.size(); ++i)
-    b.layer.refs.push_back(ValueRef{true, static_cast<int>(i)});   // graph inputs (embedding)
-  b.in_shapes = std::move(in_shapes);
-  Shape out = find_op(op)->infer(b.layer, b.in_shapes);
-  b.layer.out_shape.assign(out.begin() + 1, out.end());
-  return b;
-}
+using namespace kernel_test;
 
 Built conv_t(Gen& g, Shape x, Ints stride, Ints pad, Ints opad, Ints dil, int64_t groups,
              Shape w, bool bias) {
@@ -190,146 +139,11 @@ const std::vector<OpCase>& cases() {
   return all;
 }
 
-const Mode kModes[] = {Mode::fp64, Mode::fp32, Mode::tf32, Mode::fp16, Mode::bf16, Mode::strict};
-
-// Mode tolerance of DESIGN §7 for GPU vs CPU of the same mode (as test_kernels.cpp).
-struct Tol {
-  double atol, rtol;
-};
-Tol tolerance(Mode m) {
-  switch (m) {
-    case Mode::fp64: return {1e-12, 1e-11};
-    case Mode::fp32: return {1e-5, 1e-4};
-    case Mode::tf32: return {1e-3, 1e-2};
-    case Mode::fp16: return {1e-2, 1e-2};
-    case Mode::bf16: return {1e-2, 4e-2};
-    case Mode::strict: return {0, 0};
-  }
-  return {0, 0};
-}
-
-uint64_t seed_of(const std::string& s) {   // FNV-1a: a fixed seed per test, printed on failure
-  uint64_t h = 1469598103934665603ull;
-  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  return h;
-}
-
-template <class T>
-BasicTensor<T> in_mode(Mode m, const Tensor& t) {
-  BasicTensor<T> x(t.shape);
-  for (size_t i = 0; i < t.data.size(); ++i)
-    x.data[i] = m == Mode::fp64 ? T(t.data[i]) : T(round_storage(m, static_cast<float>(t.data[i])));
-  return x;
-}
-
-// One launch through the backend's launch step, output poisoned first.
-template <class T>
-std::vector<T> gpu_run(Mode m, const Built& b, const std::vector<std::vector<T>>& inputs, size_t out_n) {
-  std::vector<TestDevMem> din;
-  std::vector<const void*> ptrs;
-  for (const auto& v : inputs) {
-    din.push_back(to_device(v));
-    ptrs.push_back(din.back().get());
-  }
-  TestDevMem dout(std::max<size_t>(out_n, 1) * sizeof(T));
-  device_fill_nan(dout.get(), out_n, sizeof(T) == 8);
-  cuda_launch_layer(m, b.layer, b.in_shapes, ptrs, dout.get());
-  device_synchronize(b.layer.name);
-  return from_device<T>(dout, out_n);
-}
-
-// The CPU path of the mode and the GPU, same inputs; returns {cpu, gpu, gpu again, backend}.
-template <class T>
-std::vector<std::vector<T>> run_both(Mode m, const Built& b, const std::vector<Tensor>& in64) {
-  std::vector<BasicTensor<T>> in;
-  for (const Tensor& t : in64) in.push_back(in_mode<T>(m, t));
-  std::vector<const BasicTensor<T>*> ptrs;
-  std::vector<std::vector<T>> raw;
-  for (const auto& t : in) {
-    ptrs.push_back(&t);
-    raw.push_back(t.data);
-  }
-  BasicTensor<T> cpu;
-  if constexpr (sizeof(T) == 8)
-    reference_forward(b.layer, ptrs, cpu);
-  else
-    mode_forward(m, b.layer, ptrs, cpu);
-  const size_t n = cpu.data.size();
-  std::vector<std::vector<T>> r{cpu.data, gpu_run<T>(m, b, raw, n), gpu_run<T>(m, b, raw, n)};
-  BasicTensor<T> via_backend;
-  auto backend = make_cuda_backend();
-  if constexpr (sizeof(T) == 8)
-    backend->reference(b.layer, ptrs, via_backend);
-  else
-    backend->forward(m, b.layer, ptrs, via_backend);
-  EXPECT_EQ(via_backend.shape, cpu.shape);
-  r.push_back(via_backend.data);
-  return r;
-}
-
-template <class T>
-void check(Mode m, const OpCase& c, Regime regime, const std::vector<std::vector<T>>& r) {
-  const auto &cpu = r[0], &gpu = r[1];
-  ASSERT_EQ(cpu.size(), gpu.size());
-  double norm2 = 0, scale = 1;
-  for (T v : cpu) {
-    norm2 += double(v) * double(v);
-    if (std::isfinite(double(v))) scale = std::max(scale, std::fabs(double(v)));
-  }
-  ASSERT_GT(norm2, 0) << "all-zero reference output: the test would pass anything";
-  const int64_t again = first_bit_difference(gpu, r[2]);
-  EXPECT_EQ(again, -1) << "second launch differs at " << again;
-  const int64_t backend = first_bit_difference(gpu, r[3]);
-  EXPECT_EQ(backend, -1) << "Backend::forward differs from the launch at " << backend;
-  if (m == Mode::strict) {
-    const int64_t at = first_bit_difference(cpu, gpu);
-    EXPECT_EQ(at, -1) << "strict GPU != CPU bitwise at " << at << ": cpu "
-                      << (at >= 0 ? double(cpu[at]) : 0) << " gpu " << (at >= 0 ? double(gpu[at]) : 0);
-    return;
-  }
-  const bool exact = regime == Regime::integers && c.exact_on_integers;
-  const Tol tol = tolerance(m);
-  int64_t bad = 0, first = -1;
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    const double a = cpu[i], g = gpu[i];
-    const bool ok = exact ? (a == g || (std::isnan(a) && std::isnan(g)))
-                          : (std::isnan(a) ? std::isnan(g)
-                                           : std::fabs(a - g) <= tol.atol * scale + tol.rtol * std::fabs(a));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  EXPECT_EQ(bad, 0) << bad << " of " << cpu.size() << " elements differ ("
-                    << (exact ? "exact" : "tolerance") << "); first at " << first << ": cpu "
-                    << (first >= 0 ? double(cpu[first]) : 0) << " gpu "
-                    << (first >= 0 ? double(gpu[first]) : 0);
-}
-
-std::string mode_title(Mode m) {
-  std::string s = mode_name(m);
-  s[0] = static_cast<char>(std::toupper(s[0]));
-  return s;
-}
-
 class KernelOp2 : public ::testing::TestWithParam<std::tuple<int, Mode>> {
  protected:
   void run(Regime regime) {
     DIVSCOPE_REQUIRE_GPU();
-    const OpCase& c = cases()[std::get<0>(GetParam())];
-    const Mode m = std::get<1>(GetParam());
-    const std::string id = std::string(c.name) + "/" + mode_name(m) +
-                           (regime == Regime::integers ? "/integers" : "/real");
-    const uint64_t seed = seed_of(id);
-    SCOPED_TRACE("case " + id + ", seed " + std::to_string(seed));
-    Gen g{regime, std::mt19937_64(seed)};
-    const Built b = c.build(g);
-    std::vector<Tensor> in;
-    if (c.inputs)
-      in = c.inputs(g, b);
-    else
-      for (const Shape& s : b.in_shapes) in.push_back(g.tensor(s, -2, 2));
-    if (m == Mode::fp64)
-      check(m, c, regime, run_both<double>(m, b, in));
-    else
-      check(m, c, regime, run_both<float>(m, b, in));
+    run_case(cases()[std::get<0>(GetParam())], std::get<1>(GetParam()), regime);
   }
 };
 
