@@ -1,7 +1,8 @@
-// The CUDA backend (DESIGN §1, §2): the FP64 reference and every mode on our own kernels. Each
-// call copies the layer's inputs and parameters to the device, runs the op's kernel(s) and copies
-// the output back; nothing is cached between calls (correct first, fast later). Ops without a
-// kernel are an InputError that points at the CPU backend.
+// The CUDA backend (DESIGN §1, §2): the FP64 reference, every mode and the statistics on our own
+// kernels. Each call copies the layer's inputs and parameters to the device, runs the op's
+// kernel(s) and copies the output back; nothing is cached between calls (correct first, fast
+// later: device-resident activations are the next step). Ops without a kernel are an InputError
+// that points at the CPU backend.
 #include "backend.h"
 #include "cuda_backend.h"
 #include "errors.h"
@@ -363,6 +364,30 @@ class CudaBackend : public Backend {
     if (m == Mode::fp64)
       throw RuntimeFault("cuda backend: fp64 is the reference, not a float mode (" + l.where() + ")");
     run_layer<float>(m, l, in, out);
+  }
+  // DESIGN §6 on the device (kernels/compare.cu: one fused CUB pass, histograms, segmented
+  // per-sample reduction); same definitions as the CPU compare.
+  LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
+                     SampleErrors* samples, const std::string& layer) override {
+    DevMem c = upload(cand.data, layer + " (candidate)");
+    DevMem r = upload(ref.data, layer + " (reference)");
+    const auto* cp = static_cast<const float*>(c.get());
+    const auto* rp = static_cast<const double*>(r.get());
+    LayerStats whole = compare_device(opt.storage, cp, rp, ref.shape, opt, layer);
+    if (samples && !ref.shape.empty()) {
+      std::vector<LayerStats> per = compare_device_per_sample(opt.storage, cp, rp, ref.shape, opt, layer);
+      samples->mismatch.clear();
+      samples->nonfinite_new.clear();
+      samples->err2.clear();
+      samples->ref2.clear();
+      for (const LayerStats& s : per) {
+        samples->mismatch.push_back(s.mismatch);
+        samples->nonfinite_new.push_back(s.nonfinite_new);
+        samples->err2.push_back(s.sum_err2);
+        samples->ref2.push_back(s.sum_ref2);
+      }
+    }
+    return whole;
   }
 };
 
