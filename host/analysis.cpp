@@ -42,8 +42,7 @@ struct ModeRun {
   ValueStore<float> chained;
   // strict on a device backend: the CPU strict path's own chain, the bitwise reference.
   std::unique_ptr<ValueStore<float>> cpu_strict;
-  std::vector<int> sample_first;          // per sample: first divergent layer
-  std::vector<double> sample_rel;
+  std::vector<SampleDivergence> sample_first;   // per sample; layer -1 until it diverges
   ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
 };
 
@@ -130,8 +129,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         run->cpu_strict->set_inputs(fin);
       }
       run->chained.set_inputs(std::move(fin));
-      run->sample_first.assign(n, -1);
-      run->sample_rel.assign(n, 0);
+      run->sample_first.assign(n, SampleDivergence());
       runs.push_back(std::move(run));
     }
     ValueStore<double> ref(model, live);
@@ -165,13 +163,14 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         copy_health(chained, health);
         lr.chained.merge(chained, b);
         const int64_t per_sample = n ? ref_out.size() / n : 0;
-        for (int64_t s = 0; s < n; ++s)
-          if (run.sample_first[s] < 0 &&
-              breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance)) {
-            run.sample_first[s] = l.index;
-            run.sample_rel[s] = se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s])
-                                               : (se.err2[s] > 0 ? HUGE_VAL : 0.0);
-          }
+        for (int64_t s = 0; s < n; ++s) {
+          SampleDivergence& sd = run.sample_first[s];
+          if (sd.layer >= 0 || !breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance))
+            continue;
+          sd = {b, s, l.index,
+                se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0),
+                se.max_abs[s], se.mismatch[s], per_sample, se.nonfinite_new[s] > 0};
+        }
 
         // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
         std::vector<TensorF> iso_in;
@@ -205,8 +204,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     }
     for (size_t mi = 0; mi < runs.size(); ++mi)
       for (int64_t s = 0; s < n; ++s)
-        if (runs[mi]->sample_first[s] >= 0)
-          res.modes[mi].samples.push_back({b, s, runs[mi]->sample_first[s], runs[mi]->sample_rel[s]});
+        if (runs[mi]->sample_first[s].layer >= 0) res.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
     if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
   }
 

@@ -23,8 +23,11 @@ struct LayerResult {
 
 struct SampleDivergence {
   int64_t batch = 0, sample = 0;
-  int layer = -1;                 // first divergent layer of this sample
-  double rel_l2 = 0;              // its chained rel_l2 at that layer
+  int layer = -1;                 // first divergent layer of this sample; its chained stats there:
+  double rel_l2 = 0;
+  double max_abs = 0;
+  int64_t mismatch = 0, count = 0;
+  bool nonfinite = false;         // NaN/Inf the reference lacks
 };
 
 struct ModeResult {

@@ -131,6 +131,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
       samples->mismatch[sample] += miss;
       samples->err2[sample] += e * e;
       samples->ref2[sample] += r * r;
+      samples->max_abs[sample] = std::max(samples->max_abs[sample], e);
     }
     if (e == 0) {
       ++s.ulp_hist[0];
@@ -261,6 +262,7 @@ LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
     samples->nonfinite_new.assign(ns, 0);
     samples->err2.assign(ns, 0.0);
     samples->ref2.assign(ns, 0.0);
+    samples->max_abs.assign(ns, 0.0);
   }
   LayerStats s = compare_range(cand, ref, numel(shape), opt, &at, per ? samples : nullptr, per);
   unravel(at, shape, s.max_abs_index);

@@ -25,6 +25,7 @@ struct CompareOptions {
 struct SampleErrors {
   std::vector<int64_t> mismatch, nonfinite_new;
   std::vector<double> err2, ref2;   // per-sample rel_l2 = sqrt(err2 / ref2)
+  std::vector<double> max_abs;      // over finite pairs
 };
 
 struct LayerStats {

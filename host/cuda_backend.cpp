@@ -380,11 +380,13 @@ class CudaBackend : public Backend {
       samples->nonfinite_new.clear();
       samples->err2.clear();
       samples->ref2.clear();
+      samples->max_abs.clear();
       for (const LayerStats& s : per) {
         samples->mismatch.push_back(s.mismatch);
         samples->nonfinite_new.push_back(s.nonfinite_new);
         samples->err2.push_back(s.sum_err2);
         samples->ref2.push_back(s.sum_ref2);
+        samples->max_abs.push_back(s.max_abs);
       }
     }
     return whole;

@@ -77,7 +77,11 @@ TEST_P(PlantedExample, FirstDivergentAndCulpritAreThePlantedLayer) {
     }
     if (*layer) {
       ASSERT_FALSE(m["samples"].empty());
-      EXPECT_EQ(m["samples"][0]["first_divergent_layer"], layer);
+      const json& s0 = m["samples"][0];
+      EXPECT_EQ(s0["first_divergent_layer"], layer);
+      for (const char* k : {"batch", "sample", "rel_l2", "max_abs", "mismatch", "count", "new_nonfinite"})
+        EXPECT_TRUE(s0.contains(k)) << k;
+      EXPECT_TRUE(s0["new_nonfinite"].get<bool>() || s0["mismatch"].get<int64_t>() > 0);
     }
   }
   EXPECT_EQ(code, any ? 1 : 0);

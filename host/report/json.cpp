@@ -111,7 +111,11 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jm["samples"].push_back({{"batch", s.batch},
                                {"sample", s.sample},
                                {"first_divergent_layer", m.layers[s.layer].name},
-                               {"rel_l2", num(s.rel_l2)}});
+                               {"rel_l2", num(s.rel_l2)},
+                               {"max_abs", num(s.max_abs)},
+                               {"mismatch", s.mismatch},
+                               {"count", s.count},
+                               {"new_nonfinite", s.nonfinite}});
     j["modes"].push_back(jm);
   }
   j["passed"] = r.passed();
