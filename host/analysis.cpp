@@ -9,6 +9,7 @@
 #include "h5io.h"
 #include "reference/modes.h"
 #include "reference/reference.h"
+#include "parallel.h"
 #include "runner.h"
 
 namespace divscope {
@@ -103,6 +104,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     res.modes.push_back(std::move(mr));
   }
   res.recorded.resize(nl);
+  // The CPU backend is stateless and runs the modes' tasks on every core; a device backend is
+  // driven from one thread.
+  std::unique_ptr<TaskPool> pool;
+  if (backend.name() == "cpu" && opt.threads != 1) pool = std::make_unique<TaskPool>(opt.threads);
   std::unique_ptr<DumpWriter> dump;
   if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
 
@@ -151,18 +156,16 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         res.recorded[l.index].merge(theirs_stats, b);
       }
 
-      for (size_t mi = 0; mi < runs.size(); ++mi) {
-        ModeRun& run = *runs[mi];
-        LayerResult& lr = res.modes[mi].layers[l.index];
-        CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
-
+      // Every mode's chained and isolated run of this layer are independent tasks (each writes
+      // only its own mode's state and its own half of the LayerResult).
+      const int64_t per_sample = n ? ref_out.size() / n : 0;
+      auto chained_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
         TensorF chained_out;
         backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
         SampleErrors se;
         LayerStats chained = backend.compare(chained_out, ref_out, co, &se, l.name);
         copy_health(chained, health);
         lr.chained.merge(chained, b);
-        const int64_t per_sample = n ? ref_out.size() / n : 0;
         for (int64_t s = 0; s < n; ++s) {
           SampleDivergence& sd = run.sample_first[s];
           if (sd.layer >= 0 || !breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance))
@@ -171,8 +174,16 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
                 se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0),
                 se.max_abs[s], se.mismatch[s], per_sample, se.nonfinite_new[s] > 0};
         }
-
-        // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
+        if (run.cpu_strict) {
+          TensorF cpu_out;
+          mode_forward(Mode::strict, l, run.cpu_strict->inputs_of(l), cpu_out);
+          lr.strict_bitwise_mismatch += count_bitwise_differences(chained_out, cpu_out);
+          run.cpu_strict->put(l.index, std::move(cpu_out));
+        }
+        run.chained.put(l.index, std::move(chained_out));
+      };
+      // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
+      auto isolated_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
         std::vector<TensorF> iso_in;
         std::vector<const TensorF*> iso_ptrs;
         iso_in.reserve(l.refs.size());
@@ -187,17 +198,21 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         LayerStats isolated = backend.compare(iso_out, ref_out, co, nullptr, l.name);
         copy_health(isolated, health);
         lr.isolated.merge(isolated, b);
+      };
+      auto task = [&](size_t t) {
+        ModeRun& run = *runs[t / 2];
+        LayerResult& lr = res.modes[t / 2].layers[l.index];
+        const CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
+        if (t % 2 == 0) chained_task(run, lr, co);
+        else isolated_task(run, lr, co);
+      };
+      if (pool) pool->run(2 * runs.size(), task);
+      else for (size_t t = 0; t < 2 * runs.size(); ++t) task(t);
 
-        if (run.cpu_strict) {
-          TensorF cpu_out;
-          mode_forward(Mode::strict, l, run.cpu_strict->inputs_of(l), cpu_out);
-          lr.strict_bitwise_mismatch += count_bitwise_differences(chained_out, cpu_out);
-          run.cpu_strict->put(l.index, std::move(cpu_out));
-          run.cpu_strict->release_after(l.index);
-        }
-        if (dump) dump->write(b, mode_name(run.mode), l.name, to_double(chained_out));
-        run.chained.put(l.index, std::move(chained_out));
-        run.chained.release_after(l.index);
+      for (auto& run : runs) {
+        if (dump) dump->write(b, mode_name(run->mode), l.name, to_double(run->chained.layer(l.index)));
+        run->chained.release_after(l.index);
+        if (run->cpu_strict) run->cpu_strict->release_after(l.index);
       }
       ref.put(l.index, std::move(ref_out));
       ref.release_after(l.index);

@@ -44,6 +44,7 @@ struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
   int64_t batch_begin = 0, batch_end = -1;   // [begin, end), end < 0: all
+  unsigned threads = 0;                        // CPU backend: 0 = every core, 1 = serial
   std::string dump_path;                       // optional HDF5 dump of chained outputs
   std::string dump_environment;                // JSON text for the dump's root attribute
   // Called after each batch (for progress): batches done, batches total.

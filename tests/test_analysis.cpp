@@ -1,0 +1,63 @@
+// The analysis driver: the same answer whatever the thread count, and streaming over batches
+// gives the same statistics as the batches one by one merged.
+#include <gtest/gtest.h>
+
+#include "analysis.h"
+#include "h5io.h"
+#include "report/report.h"
+
+using namespace divscope;
+
+namespace {
+
+nlohmann::json analyze_json(const std::string& example, unsigned threads) {
+  const std::string dir = std::string(DIVSCOPE_SOURCE_DIR) + "/data/";
+  Model m = read_model(dir + example + ".model.h5");
+  AnalysisOptions opt;
+  opt.modes = {Mode::fp32, Mode::tf32, Mode::fp16, Mode::bf16, Mode::strict};
+  opt.threads = threads;
+  auto backend = make_cpu_backend();
+  AnalysisResult r = analyze(m, dir + example + ".recording.h5", *backend, opt);
+  ReportContext ctx;
+  ctx.model = &m;
+  ctx.backend = "cpu";
+  return report_json(r, ctx);
+}
+
+}  // namespace
+
+TEST(Analysis, ThreadCountDoesNotChangeAnyNumber) {
+  for (const char* ex : {"cnn", "transformer", "planted_fp16_overflow"}) {
+    SCOPED_TRACE(ex);
+    const nlohmann::json one = analyze_json(ex, 1), two = analyze_json(ex, 2), four = analyze_json(ex, 4);
+    EXPECT_EQ(one.dump(), two.dump());
+    EXPECT_EQ(one.dump(), four.dump());
+  }
+}
+
+TEST(Analysis, BatchesMergeLikeOneBigComparison) {
+  const std::string dir = std::string(DIVSCOPE_SOURCE_DIR) + "/data/";
+  Model m = read_model(dir + "mlp.model.h5");
+  auto backend = make_cpu_backend();
+  AnalysisOptions all;
+  all.modes = {Mode::fp16};
+  AnalysisResult r = analyze(m, dir + "mlp.recording.h5", *backend, all);
+  int64_t count = 0, mismatch = 0;
+  double err2 = 0, max_abs = 0;
+  for (int64_t b = 0; b < r.batches; ++b) {
+    AnalysisOptions one = all;
+    one.batch_begin = b;
+    one.batch_end = b + 1;
+    AnalysisResult rb = analyze(m, dir + "mlp.recording.h5", *backend, one);
+    const LayerStats& s = rb.modes[0].layers.back().chained;
+    count += s.count;
+    mismatch += s.mismatch;
+    err2 += s.sum_err2;
+    max_abs = std::max(max_abs, s.max_abs);
+  }
+  const LayerStats& whole = r.modes[0].layers.back().chained;
+  EXPECT_EQ(whole.count, count);
+  EXPECT_EQ(whole.mismatch, mismatch);
+  EXPECT_DOUBLE_EQ(whole.sum_err2, err2);
+  EXPECT_EQ(whole.max_abs, max_abs);
+}
