@@ -13,8 +13,8 @@ TaskPool::~TaskPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   for (std::thread& t : workers_) t.join();
 }
 
@@ -42,8 +42,8 @@ void TaskPool::work() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++finished_;
+      done_.notify_all();
     }
-    done_.notify_all();
   }
 }
 
@@ -60,8 +60,8 @@ void TaskPool::run(size_t n, const std::function<void(size_t)>& fn) {
     finished_ = 0;
     error_ = nullptr;
     ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   drain();
   std::exception_ptr error;
   {
