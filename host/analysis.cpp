@@ -137,13 +137,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       run->sample_first.assign(n, SampleDivergence());
       runs.push_back(std::move(run));
     }
-    ValueStore<double> ref(model, live);
-    ref.set_inputs(std::move(inputs));
-
-    for (const Layer& l : model.layers) {
-      const std::vector<const Tensor*> ref_in = ref.inputs_of(l);
-      Tensor ref_out;
-      backend.reference(l, ref_in, ref_out);
+    auto reference = [&](const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) {
+      backend.reference(l, in, out);
+    };
+    auto on_layer = [&](const Layer& l, const std::vector<const Tensor*>& ref_in, Tensor& ref_out) {
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       const double floor = 1e-6 * abs_max(ref_out);
       const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
@@ -214,9 +211,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         run->chained.release_after(l.index);
         if (run->cpu_strict) run->cpu_strict->release_after(l.index);
       }
-      ref.put(l.index, std::move(ref_out));
-      ref.release_after(l.index);
-    }
+    };
+    walk_batch(model, live, std::move(inputs), reference, on_layer);
     for (size_t mi = 0; mi < runs.size(); ++mi)
       for (int64_t s = 0; s < n; ++s)
         if (runs[mi]->sample_first[s].layer >= 0) res.modes[mi].samples.push_back(runs[mi]->sample_first[s]);

@@ -25,18 +25,26 @@ Liveness compute_liveness(const Model& m) {
   return live;
 }
 
-void run_reference_batch(const Model& m, std::vector<Tensor> inputs,
-                         const std::function<void(const Layer&, const Tensor&)>& on_layer) {
-  Liveness live = compute_liveness(m);
+void walk_batch(const Model& m, const Liveness& live, std::vector<Tensor> inputs,
+                const ReferenceFn& reference, const LayerFn& on_layer) {
   ValueStore<double> store(m, live);
   store.set_inputs(std::move(inputs));
   for (const Layer& l : m.layers) {
+    const std::vector<const Tensor*> in = store.inputs_of(l);
     Tensor out;
-    reference_forward(l, store.inputs_of(l), out);
-    if (on_layer) on_layer(l, out);
+    reference(l, in, out);
+    if (on_layer) on_layer(l, in, out);
     store.put(l.index, std::move(out));
     store.release_after(l.index);
   }
+}
+
+void run_reference_batch(const Model& m, std::vector<Tensor> inputs,
+                         const std::function<void(const Layer&, const Tensor&)>& on_layer) {
+  walk_batch(m, compute_liveness(m), std::move(inputs), reference_forward,
+             [&](const Layer& l, const std::vector<const Tensor*>&, Tensor& out) {
+               if (on_layer) on_layer(l, out);
+             });
 }
 
 }  // namespace divscope

@@ -58,8 +58,19 @@ class ValueStore {
   std::vector<BasicTensor<T>> layers_;
 };
 
-// Runs the FP64 reference over one batch; `on_layer(layer, output)` is called after each
-// layer, before activations that are no longer needed are freed.
+// The walker: for each layer in order, computes its FP64 reference with `reference`, hands the
+// layer, its reference inputs and output to `on_layer` (where every other run of the layer
+// happens), then frees the reference activations no later layer reads. Callers that keep
+// activations of their own free them with the same Liveness after each layer.
+using ReferenceFn =
+    std::function<void(const Layer&, const std::vector<const Tensor*>&, Tensor&)>;
+using LayerFn =
+    std::function<void(const Layer&, const std::vector<const Tensor*>& in, Tensor& out)>;
+void walk_batch(const Model& m, const Liveness& live, std::vector<Tensor> inputs,
+                const ReferenceFn& reference, const LayerFn& on_layer);
+
+// The FP64 reference alone over one batch (the CPU reference ops); `on_layer(layer, output)`
+// after each layer.
 void run_reference_batch(const Model& m, std::vector<Tensor> inputs,
                          const std::function<void(const Layer&, const Tensor&)>& on_layer);
 
