@@ -13,25 +13,12 @@ namespace divscope {
 // fp32: float products and sums in the CPU's order. The GPU may fuse (FMA allowed, order
 // free), so the two agree within rounding, not bitwise.
 template <Mode M>
-struct FloatPolicyBase {
+struct FloatPolicyBase : PlainArithmetic<float> {
   using T = float;
   using Acc = float;
   static constexpr Mode kMode = M;
   static T store(Acc x) { return round_storage(M, x); }
   static T operand(T x) { return round_operand(M, x); }
-  static Acc madd(Acc a, Acc b, Acc acc) { return a * b + acc; }
-  static Acc add(Acc a, Acc b) { return a + b; }
-  template <class F>
-  static Acc sum(int64_t n, F&& f) {
-    Acc s = 0;
-    for (int64_t i = 0; i < n; ++i) s += f(i);
-    return s;
-  }
-  static Acc exp(Acc x) { return std::exp(x); }
-  static Acc log(Acc x) { return std::log(x); }
-  static Acc sqrt(Acc x) { return std::sqrt(x); }
-  static Acc tanh(Acc x) { return std::tanh(x); }
-  static Acc erf(Acc x) { return std::erf(x); }
 };
 
 // fp32: operands as stored.            tf32: each GEMM operand rounded by cvt.rna.tf32.

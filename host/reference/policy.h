@@ -25,16 +25,11 @@
 
 namespace divscope {
 
-// The truth. Sums are plain left-to-right; a dot-product step is a * b + acc with two
-// roundings (the host is compiled with -ffp-contract=off, so it is never fused behind our
-// back). FP64 needs no fused step: its error is ~1e-16 relative, far below any mode's.
-struct Fp64Policy {
-  using T = double;
-  using Acc = double;
-  static constexpr const char* kName = "fp64";
-
-  static T store(Acc x) { return x; }
-  static T operand(T x) { return x; }
+// Plain arithmetic in Acc: sums left to right, a dot-product step a * b + acc with two roundings
+// (the host is compiled with -ffp-contract=off, so it is never fused behind our back), libm
+// transcendentals. The FP64 reference and the fp32-family modes share it.
+template <class Acc>
+struct PlainArithmetic {
   static Acc madd(Acc a, Acc b, Acc acc) { return a * b + acc; }
   static Acc add(Acc a, Acc b) { return a + b; }
   template <class F>
@@ -48,6 +43,16 @@ struct Fp64Policy {
   static Acc sqrt(Acc x) { return std::sqrt(x); }
   static Acc tanh(Acc x) { return std::tanh(x); }
   static Acc erf(Acc x) { return std::erf(x); }
+};
+
+// The truth. FP64 needs no fused step: its error is ~1e-16 relative, far below any mode's.
+struct Fp64Policy : PlainArithmetic<double> {
+  using T = double;
+  using Acc = double;
+  static constexpr const char* kName = "fp64";
+
+  static T store(Acc x) { return x; }
+  static T operand(T x) { return x; }
 };
 
 }  // namespace divscope
