@@ -44,6 +44,7 @@ struct ModeRun {
   // strict on a device backend: the CPU strict path's own chain, the bitwise reference.
   std::unique_ptr<ValueStore<float>> cpu_strict;
   std::vector<SampleDivergence> sample_first;   // per sample; layer -1 until it diverges
+  SampleErrors samples;                         // the current layer's per-sample errors
   ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
 };
 
@@ -74,6 +75,10 @@ void cross_check_reference(const Layer& l, const std::vector<const Tensor*>& in,
                        "FP64 reference on batch 0 (rel_l2 " + std::to_string(rel) + " > 1e-12)");
 }
 
+double sample_rel_l2(const SampleErrors& se, int64_t s) {
+  return se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0);
+}
+
 }  // namespace
 
 bool AnalysisResult::passed() const {
@@ -93,8 +98,16 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
                          " outside the recording's " + std::to_string(nb) + " batches");
   const Liveness live = compute_liveness(model);
   const size_t nl = model.layers.size();
+  const auto fp32_at = std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32);
+  const int fp32_index = fp32_at == opt.modes.end() ? -1 : static_cast<int>(fp32_at - opt.modes.begin());
+  if (opt.criterion == Criterion::baseline && fp32_index < 0)
+    throw InputError("run: --criterion baseline needs the fp32 mode (its error is the baseline)");
+  if (opt.repeat < 1) throw InputError("run: --repeat must be at least 1");
+  const bool baseline = opt.criterion == Criterion::baseline;
 
   AnalysisResult res;
+  res.criterion = opt.criterion;
+  res.repeat = opt.repeat;
   for (Mode m : opt.modes) {
     ModeResult mr;
     mr.mode = m;
@@ -159,18 +172,16 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       auto chained_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
         TensorF chained_out;
         backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
-        SampleErrors se;
-        LayerStats chained = backend.compare(chained_out, ref_out, co, &se, l.name);
+        int64_t differ = 0;
+        for (int k = 1; k < opt.repeat; ++k) {
+          TensorF again;
+          backend.forward(run.mode, l, run.chained.inputs_of(l), again);
+          differ = std::max(differ, count_bitwise_differences(chained_out, again));
+        }
+        lr.nondeterministic += differ;
+        LayerStats chained = backend.compare(chained_out, ref_out, co, &run.samples, l.name);
         copy_health(chained, health);
         lr.chained.merge(chained, b);
-        for (int64_t s = 0; s < n; ++s) {
-          SampleDivergence& sd = run.sample_first[s];
-          if (sd.layer >= 0 || !breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance))
-            continue;
-          sd = {b, s, l.index,
-                se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0),
-                se.max_abs[s], se.mismatch[s], per_sample, se.nonfinite_new[s] > 0};
-        }
         if (run.cpu_strict) {
           TensorF cpu_out;
           mode_forward(Mode::strict, l, run.cpu_strict->inputs_of(l), cpu_out);
@@ -206,6 +217,28 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       if (pool) pool->run(2 * runs.size(), task);
       else for (size_t t = 0; t < 2 * runs.size(); ++t) task(t);
 
+      // Per sample: the first layer where the sample's own chained error breaks the policy
+      // (after every mode's task, since the baseline criterion reads fp32's errors).
+      for (size_t mi = 0; mi < runs.size(); ++mi) {
+        ModeRun& run = *runs[mi];
+        const LayerResult& lr = res.modes[mi].layers[l.index];
+        const SampleErrors& se = run.samples;
+        const bool by_baseline = baseline && judged_by_baseline(run.mode);
+        for (int64_t s = 0; s < n; ++s) {
+          SampleDivergence& sd = run.sample_first[s];
+          if (sd.layer >= 0) continue;
+          const double rel = sample_rel_l2(se, s);
+          const bool broke =
+              by_baseline
+                  ? breaks_baseline(rel, se.nonfinite_new[s],
+                                    baseline_limit(run.mode, lr.tolerance.baseline_factor,
+                                                   sample_rel_l2(runs[fp32_index]->samples, s)))
+                  : breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance);
+          if (broke)
+            sd = {b, s, l.index, rel, se.max_abs[s], se.mismatch[s], per_sample, se.nonfinite_new[s] > 0};
+        }
+      }
+
       for (auto& run : runs) {
         if (dump) dump->write(b, mode_name(run->mode), l.name, to_double(run->chained.layer(l.index)));
         run->chained.release_after(l.index);
@@ -230,10 +263,19 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       } else if (bitwise_equal_strict(mr.mode)) {
         lr.diverged = lr.strict_bitwise_mismatch > 0;
         lr.isolated_failed = false;
+      } else if (baseline && judged_by_baseline(mr.mode)) {
+        const LayerResult& anchor = res.modes[fp32_index].layers[i];
+        const double f = lr.tolerance.baseline_factor;
+        lr.baseline_limit = baseline_limit(mr.mode, f, anchor.chained.rel_l2());
+        lr.isolated_baseline_limit = baseline_limit(mr.mode, f, anchor.isolated.rel_l2());
+        lr.diverged = breaks_baseline(lr.chained.rel_l2(), lr.chained.nonfinite_new, lr.baseline_limit);
+        lr.isolated_failed = breaks_baseline(lr.isolated.rel_l2(), lr.isolated.nonfinite_new,
+                                             lr.isolated_baseline_limit);
       } else {
         lr.diverged = breaks(lr.chained, lr.tolerance);
         lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
       }
+      if (lr.nondeterministic > 0) lr.diverged = true;
       if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
       if (lr.isolated_failed && mr.culprit < 0) mr.culprit = static_cast<int>(i);
       double in_err = 0;

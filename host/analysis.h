@@ -19,6 +19,12 @@ struct LayerResult {
   bool isolated_failed = false;   // isolated stats break the policy (own error)
   double amplification = -1;      // chained rel_l2 over that of its inputs; < 0: undefined
   int64_t strict_bitwise_mismatch = 0;   // strict on a device: elements != the CPU strict path
+  // --repeat N: elements of the chained output that differ bitwise between the first run and a
+  // rerun on the same inputs (the most of any rerun, summed over batches). Any is a divergence:
+  // a layer that does not reproduce itself cannot be compared with anything.
+  int64_t nondeterministic = 0;
+  // Baseline criterion: the rel_l2 each run was allowed (< 0: not judged by the baseline).
+  double baseline_limit = -1, isolated_baseline_limit = -1;
 };
 
 struct SampleDivergence {
@@ -43,6 +49,8 @@ struct ModeResult {
 struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
+  Criterion criterion = Criterion::allclose;   // baseline needs fp32 among the modes
+  int repeat = 1;                              // runs of each chained layer (bitwise checked)
   int64_t batch_begin = 0, batch_end = -1;   // [begin, end), end < 0: all
   unsigned threads = 0;                        // CPU backend: 0 = every core, 1 = serial
   std::string dump_path;                       // optional HDF5 dump of chained outputs
@@ -57,6 +65,8 @@ struct AnalysisResult {
   // (/batches/*/activations/<layer>), per layer; count 0 where none were recorded.
   std::vector<LayerStats> recorded;
   int64_t batches = 0, samples = 0;
+  Criterion criterion = Criterion::allclose;
+  int repeat = 1;
   bool passed() const;
 };
 

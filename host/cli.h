@@ -18,6 +18,9 @@ struct RunArgs {
   std::string batches;               // "A:B", "A:", ":B" or "A" (half-open, 0-based)
   std::optional<double> atol, rtol, max_mismatch;
   std::string tolerances;            // JSON file of per-layer, per-mode tolerances
+  std::string criterion = "allclose";   // allclose | baseline (DESIGN §7)
+  std::optional<double> baseline_factor;
+  int repeat = 1;                    // runs of every chained layer, checked bitwise equal
   std::string report, junit, dump;
   bool quiet = false;                // no console table
 };

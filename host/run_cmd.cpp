@@ -1,6 +1,7 @@
 // `divscope run`: recording to verdict, reports and exit code (DESIGN §8).
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -68,7 +69,19 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   AnalysisOptions opt;
   opt.modes = parse_modes(a.modes);
   parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
-  ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch};
+  if (a.criterion == "baseline") opt.criterion = Criterion::baseline;
+  else if (a.criterion != "allclose")
+    throw InputError("run: --criterion must be allclose or baseline, got '" + a.criterion + "'");
+  if (a.baseline_factor && !(*a.baseline_factor > 0))
+    throw InputError("run: --baseline-factor must be positive");
+  if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
+  opt.repeat = a.repeat;
+  if (opt.criterion == Criterion::baseline &&
+      std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
+    opt.modes.insert(opt.modes.begin(), Mode::fp32);
+    err << "divscope: --criterion baseline: also running fp32, whose error is the baseline\n";
+  }
+  ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, a.baseline_factor};
   opt.policy.set_global(flags);
   if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
 
@@ -86,10 +99,19 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
     Tolerance t = default_tolerance(m);
     flags.apply(t);
     tol["modes"][mode_name(m)] = {{"atol", t.atol}, {"rtol", t.rtol}, {"max_mismatch", t.max_mismatch}};
+    if (opt.criterion == Criterion::baseline && judged_by_baseline(m))
+      tol["modes"][mode_name(m)]["baseline_factor"] = t.baseline_factor;
   }
   tol["file"] = a.tolerances.empty() ? nlohmann::json() : nlohmann::json(a.tolerances);
-  tol["criterion"] = "allclose: |c - r| <= atol + rtol*|r|; a layer diverges when the mismatch "
-                     "fraction exceeds max_mismatch or it has NaN/Inf the reference lacks";
+  tol["criterion"] = criterion_name(opt.criterion);
+  tol["criterion_description"] =
+      opt.criterion == Criterion::baseline
+          ? "baseline: tf32/fp16/bf16 diverge where rel_l2 > baseline_factor * max(fp32 rel_l2 / "
+            "2^-24, 1) * u_mode (u = 2^-11 tf32 and fp16, 2^-8 bf16); fp32 by allclose; strict "
+            "bitwise; NaN/Inf the reference lacks always diverges"
+          : "allclose: |c - r| <= atol + rtol*|r|; a layer diverges when the mismatch fraction "
+            "exceeds max_mismatch or it has NaN/Inf the reference lacks";
+  tol["repeat"] = opt.repeat;
   ctx.tolerance = tol;
   opt.dump_path = a.dump;
   opt.dump_environment = ctx.environment.dump();

@@ -2,6 +2,9 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -13,19 +16,44 @@ void ToleranceOverride::apply(Tolerance& t) const {
   if (atol) t.atol = *atol;
   if (rtol) t.rtol = *rtol;
   if (max_mismatch) t.max_mismatch = *max_mismatch;
+  if (baseline_factor) t.baseline_factor = *baseline_factor;
 }
+
+const char* criterion_name(Criterion c) { return c == Criterion::baseline ? "baseline" : "allclose"; }
 
 Tolerance default_tolerance(Mode m) {
   switch (m) {
-    case Mode::fp32: return {1e-5, 1e-4, 0};
-    case Mode::tf32: return {1e-3, 1e-2, 0};
-    case Mode::fp16: return {1e-2, 1e-2, 0};
-    case Mode::bf16: return {1e-2, 4e-2, 0};
+    case Mode::fp32: return {1e-5, 1e-4, 0, 0};
+    case Mode::tf32: return {1e-3, 1e-2, 0, 2};
+    case Mode::fp16: return {1e-2, 1e-2, 0, 3};
+    case Mode::bf16: return {1e-2, 4e-2, 0, 3};
     // strict is judged bitwise against the CPU strict path; against FP64 it is reported with
     // fp32's tolerance.
-    case Mode::strict: return {1e-5, 1e-4, 0};
-    default: return {0, 0, 0};
+    case Mode::strict: return {1e-5, 1e-4, 0, 0};
+    default: return {0, 0, 0, 0};
   }
+}
+
+double unit_roundoff(Mode m) {
+  switch (m) {
+    case Mode::tf32:
+    case Mode::fp16: return std::ldexp(1.0, -11);
+    case Mode::bf16: return std::ldexp(1.0, -8);
+    case Mode::fp64: return std::ldexp(1.0, -53);
+    default: return std::ldexp(1.0, -24);
+  }
+}
+
+bool judged_by_baseline(Mode m) { return m == Mode::tf32 || m == Mode::fp16 || m == Mode::bf16; }
+
+double baseline_limit(Mode m, double factor, double fp32_rel_l2) {
+  const double u32 = unit_roundoff(Mode::fp32);
+  const double kappa = std::isfinite(fp32_rel_l2) ? std::max(fp32_rel_l2 / u32, 1.0) : HUGE_VAL;
+  return factor * kappa * unit_roundoff(m);
+}
+
+bool breaks_baseline(double rel_l2, int64_t nonfinite_new, double limit) {
+  return nonfinite_new > 0 || !(rel_l2 <= limit);
 }
 
 bool glob_match(const std::string& pattern, const std::string& text) {
@@ -58,7 +86,9 @@ void TolerancePolicy::load_file(const std::string& path) {
         if (key == "atol") r.value.atol = v.get<double>();
         else if (key == "rtol") r.value.rtol = v.get<double>();
         else if (key == "max_mismatch") r.value.max_mismatch = v.get<double>();
-        else throw InputError(path, where + "/" + key, "unknown key (atol, rtol, max_mismatch)");
+        else if (key == "baseline_factor") r.value.baseline_factor = v.get<double>();
+        else throw InputError(path, where + "/" + key,
+                              "unknown key (atol, rtol, max_mismatch, baseline_factor)");
       }
       rules_.push_back(r);
     }

@@ -2,6 +2,8 @@
 // gives the same statistics as the batches one by one merged.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "analysis.h"
 #include "h5io.h"
 #include "report/report.h"
@@ -60,4 +62,51 @@ TEST(Analysis, BatchesMergeLikeOneBigComparison) {
   EXPECT_EQ(whole.mismatch, mismatch);
   EXPECT_DOUBLE_EQ(whole.sum_err2, err2);
   EXPECT_EQ(whole.max_abs, max_abs);
+}
+
+namespace {
+
+// The CPU backend with one layer that is not reproducible: every second run of it flips the last
+// bit of one element, as a kernel with an unordered atomic reduction might.
+class FlakyBackend : public Backend {
+ public:
+  explicit FlakyBackend(std::string layer) : layer_(std::move(layer)), cpu_(make_cpu_backend()) {}
+  std::string name() const override { return "flaky"; }
+  void reference(const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) override {
+    cpu_->reference(l, in, out);
+  }
+  void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in, TensorF& out) override {
+    cpu_->forward(m, l, in, out);
+    if (l.name == layer_ && (calls_++ % 2 == 1)) out.data[out.size() / 2] = std::nextafter(out.data[out.size() / 2], 1e30f);
+  }
+
+ private:
+  std::string layer_;
+  std::unique_ptr<Backend> cpu_;
+  int calls_ = 0;
+};
+
+}  // namespace
+
+TEST(Analysis, RepeatFindsALayerThatDoesNotReproduceItself) {
+  const std::string dir = std::string(DIVSCOPE_SOURCE_DIR) + "/data/";
+  Model m = read_model(dir + "mlp.model.h5");
+  const std::string flaky = m.layers[1].name;
+  AnalysisOptions opt;
+  opt.modes = {Mode::fp32};
+  opt.batch_end = 1;
+  {
+    FlakyBackend backend(flaky);
+    AnalysisResult once = analyze(m, dir + "mlp.recording.h5", backend, opt);
+    EXPECT_EQ(once.modes[0].layers[1].nondeterministic, 0);   // one run cannot see it
+  }
+  opt.repeat = 3;
+  FlakyBackend backend(flaky);
+  AnalysisResult r = analyze(m, dir + "mlp.recording.h5", backend, opt);
+  const ModeResult& mr = r.modes[0];
+  EXPECT_EQ(mr.layers[0].nondeterministic, 0);
+  EXPECT_EQ(mr.layers[1].nondeterministic, 1);
+  EXPECT_TRUE(mr.layers[1].diverged);
+  EXPECT_EQ(mr.first_divergent, 1);
+  EXPECT_FALSE(r.passed());
 }

@@ -147,6 +147,40 @@ TEST(Cli, ToleranceFileLoosensOnlyTheMatchedLayer) {
   EXPECT_EQ(code, 1);
 }
 
+TEST(Cli, BaselineCriterionJudgesAgainstFp32AndAddsIt) {
+  int code = 0;
+  // fp32 is not asked for: the baseline needs it, so it is run and reported too.
+  json rep = run_report("planted_tf32_cancellation", "--modes tf32 --criterion baseline", &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(rep["tolerance"]["criterion"], "baseline");
+  ASSERT_EQ(rep["modes"].size(), 2u);
+  EXPECT_EQ(mode_of(rep, "fp32")["first_divergent_layer"], json());
+  const json& tf32 = mode_of(rep, "tf32");
+  EXPECT_EQ(tf32["first_divergent_layer"], "diff");   // operand rounding, not conditioning
+  EXPECT_EQ(tf32["culprit_layer"], "diff");
+  const json& diff = tf32["layers"][1];
+  EXPECT_DOUBLE_EQ(diff["tolerance"]["baseline_factor"].get<double>(), 2.0);
+  EXPECT_GT(diff["chained"]["rel_l2"].get<double>(), diff["tolerance"]["baseline_limit"].get<double>());
+  // The fp16 overflow is found whatever the criterion; bf16 passes there.
+  json ov = run_report("planted_fp16_overflow", "--modes fp32,fp16,bf16 --criterion baseline", &code);
+  EXPECT_EQ(mode_of(ov, "fp16")["first_divergent_layer"], "amplify");
+  EXPECT_EQ(mode_of(ov, "bf16")["first_divergent_layer"], json());
+  // A large enough factor passes the cancellation layer.
+  json loose = run_report("planted_tf32_cancellation",
+                          "--modes fp32,tf32 --criterion baseline --baseline-factor 1e9", &code);
+  EXPECT_EQ(mode_of(loose, "tf32")["first_divergent_layer"], json());
+  EXPECT_EQ(code, 0);
+}
+
+TEST(Cli, RepeatChecksRunToRunEquality) {
+  int code = 0;
+  json rep = run_report("mlp", "--modes fp32,fp16 --repeat 3", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(rep["repeat"], 3);
+  for (const json& m : rep["modes"])
+    for (const json& l : m["layers"]) EXPECT_EQ(l["nondeterministic_elements"], 0) << l["name"];
+}
+
 TEST(Cli, BatchRange) {
   int code = 0;
   json rep = run_report("mlp", "--modes fp32 --batches 1:3", &code);
@@ -159,7 +193,9 @@ TEST(Cli, BatchRange) {
 TEST(Cli, UsageErrorsExitTwoWithOneLine) {
   for (const std::string& args :
        {std::string("run --model x.h5"), run_args("mlp", "--modes fp8"),
-        run_args("mlp", "--backend tpu"), std::string("frobnicate"),
+        run_args("mlp", "--backend tpu"), run_args("mlp", "--criterion loose"),
+        run_args("mlp", "--repeat 0"), run_args("mlp", "--criterion baseline --baseline-factor -1"),
+        std::string("frobnicate"),
         std::string("inspect /nonexistent/file.h5")}) {
     CliResult r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << "\n" << r.err;

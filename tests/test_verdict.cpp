@@ -1,6 +1,7 @@
 // Tolerance policy, glob patterns and the divergence rule (DESIGN §7).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -89,4 +90,39 @@ TEST(Verdict, BreaksOnMismatchFractionAndNewNonFinite) {
   EXPECT_FALSE(breaks(s, t));
   s.nonfinite_new = 1;   // NaN/Inf the reference lacks always diverges
   EXPECT_TRUE(breaks(s, t));
+}
+
+TEST(Verdict, BaselineLimitScalesFp32ErrorByRoundingUnits) {
+  const double u32 = std::ldexp(1.0, -24), u16 = std::ldexp(1.0, -11), ubf = std::ldexp(1.0, -8);
+  // A layer where fp32 lost 100 of its units allows fp16 3 x 100 of fp16's units.
+  EXPECT_DOUBLE_EQ(baseline_limit(Mode::fp16, 3, 100 * u32), 300 * u16);
+  EXPECT_DOUBLE_EQ(baseline_limit(Mode::tf32, 2, 100 * u32), 200 * u16);
+  EXPECT_DOUBLE_EQ(baseline_limit(Mode::bf16, 3, 100 * u32), 300 * ubf);
+  // Floor: fp32 exact (or under one unit) still allows one rounding per factor.
+  EXPECT_DOUBLE_EQ(baseline_limit(Mode::fp16, 3, 0), 3 * u16);
+  EXPECT_DOUBLE_EQ(baseline_limit(Mode::fp16, 3, 0.5 * u32), 3 * u16);
+  // fp32 itself overflowed: nothing finite can be judged against it.
+  EXPECT_EQ(baseline_limit(Mode::fp16, 3, HUGE_VAL), HUGE_VAL);
+
+  EXPECT_FALSE(breaks_baseline(1e-3, 0, 2e-3));
+  EXPECT_TRUE(breaks_baseline(3e-3, 0, 2e-3));
+  EXPECT_TRUE(breaks_baseline(0, 1, 2e-3));          // new NaN/Inf always diverges
+  EXPECT_TRUE(breaks_baseline(NAN, 0, HUGE_VAL));    // a NaN error is never within a limit
+  EXPECT_TRUE(judged_by_baseline(Mode::fp16));
+  EXPECT_FALSE(judged_by_baseline(Mode::fp32));
+  EXPECT_FALSE(judged_by_baseline(Mode::strict));
+}
+
+TEST(Verdict, BaselineFactorDefaultsAndFileOverride) {
+  EXPECT_EQ(default_tolerance(Mode::tf32).baseline_factor, 2);
+  EXPECT_EQ(default_tolerance(Mode::fp16).baseline_factor, 3);
+  EXPECT_EQ(default_tolerance(Mode::bf16).baseline_factor, 3);
+  const std::string path = ::testing::TempDir() + "baseline_tol.json";
+  std::ofstream(path) << R"({"fp16": {"head*": {"baseline_factor": 8}}})";
+  TolerancePolicy p;
+  p.set_global(ToleranceOverride{std::nullopt, std::nullopt, std::nullopt, 5.0});
+  p.load_file(path);
+  EXPECT_EQ(p.for_layer(Mode::fp16, "head.0").baseline_factor, 8);
+  EXPECT_EQ(p.for_layer(Mode::fp16, "body").baseline_factor, 5);
+  EXPECT_EQ(p.for_layer(Mode::bf16, "head.0").baseline_factor, 5);
 }

@@ -78,7 +78,7 @@ int cmd_run(int argc, char** argv) {
                         "layer with the FP64 reference and name the first divergent layer.\n"
                         "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure.");
   RunArgs a;
-  double atol = 0, rtol = 0, mm = 0;
+  double atol = 0, rtol = 0, mm = 0, bf = 0;
   opts.add_options()
       ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
       ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
@@ -89,8 +89,14 @@ int cmd_run(int argc, char** argv) {
       ("atol", "absolute tolerance for every mode", cxxopts::value<double>(atol))
       ("rtol", "relative tolerance for every mode", cxxopts::value<double>(rtol))
       ("max-mismatch", "fraction of elements allowed outside tolerance", cxxopts::value<double>(mm))
-      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch}",
-       cxxopts::value<std::string>(a.tolerances))
+      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch, "
+       "baseline_factor}", cxxopts::value<std::string>(a.tolerances))
+      ("criterion", "allclose | baseline (tf32/fp16/bf16 judged against fp32's error on each layer)",
+       cxxopts::value<std::string>(a.criterion)->default_value("allclose"))
+      ("baseline-factor", "baseline criterion: allowed error over fp32's (default 2 tf32, 3 fp16/bf16)",
+       cxxopts::value<double>(bf))
+      ("repeat", "run every layer N times; any bitwise difference between runs is a divergence",
+       cxxopts::value<int>(a.repeat)->default_value("1"))
       ("report", "write the JSON report here", cxxopts::value<std::string>(a.report))
       ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
       ("dump", "write every layer's chained output per mode to this HDF5 file",
@@ -109,6 +115,7 @@ int cmd_run(int argc, char** argv) {
   if (r.count("atol")) a.atol = atol;
   if (r.count("rtol")) a.rtol = rtol;
   if (r.count("max-mismatch")) a.max_mismatch = mm;
+  if (r.count("baseline-factor")) a.baseline_factor = bf;
   return run_run(a, std::cout, std::cerr);
 }
 

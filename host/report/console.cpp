@@ -30,7 +30,9 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
     wo = std::max(wo, l.op.size());
   }
   out << "divscope: model '" << m.name << "', " << r.batches << " batch(es), " << r.samples
-      << " samples, backend " << ctx.backend << "\n";
+      << " samples, backend " << ctx.backend;
+  if (r.repeat > 1) out << ", every layer run " << r.repeat << " times";
+  out << "\n";
   int recorded = 0, worst = -1;
   for (size_t i = 0; i < r.recorded.size(); ++i)
     if (r.recorded[i].count) {
@@ -44,6 +46,8 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
     out << "\n== " << mode_name(mr.mode) << " ==";
     if (mr.mode == Mode::strict)
       out << "  (verdict: bitwise equal to the CPU strict path; errors below are against FP64)";
+    else if (r.criterion == Criterion::baseline && judged_by_baseline(mr.mode))
+      out << "  (verdict: baseline — rel_l2 within baseline_factor x fp32's, in rounding units)";
     out << "\n";
     out << "   " << rpad("#", 3) << "  " << pad("name", wn) << "  " << pad("op", wo) << "  "
         << rpad("max_abs", 10) << "  " << rpad("rel_l2", 10) << "  " << rpad("mismatch%", 9)
@@ -55,6 +59,9 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
       mark += static_cast<int>(i) == mr.culprit ? "*" : " ";
       std::string verdict = lr.diverged ? "DIVERGED" : "ok";
       if (s.nonfinite_new) verdict += " (" + std::to_string(s.nan) + " NaN, " + std::to_string(s.inf) + " Inf)";
+      if (lr.nondeterministic) verdict += " (" + std::to_string(lr.nondeterministic) + " elements differ run to run)";
+      if (lr.diverged && lr.baseline_limit >= 0 && !s.nonfinite_new)
+        verdict += " (limit " + fmt("%.3e", lr.baseline_limit) + ")";
       if (lr.isolated_failed) verdict += " [own error]";
       const double mis = s.count ? 100.0 * s.mismatch / s.count : 0;
       out << mark << " " << rpad(std::to_string(i), 3) << "  " << pad(m.layers[i].name, wn) << "  "

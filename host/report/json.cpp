@@ -62,6 +62,7 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
   j["backend"] = ctx.backend;
   j["batches"] = r.batches;
   j["samples"] = r.samples;
+  j["repeat"] = r.repeat;
   j["tolerance"] = ctx.tolerance;
   // The reference against the capturing framework's own activations, where recorded.
   j["recorded"] = nlohmann::json::array();
@@ -81,7 +82,9 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
     jm["culprit_layer"] =
         mr.culprit >= 0 ? nlohmann::json(m.layers[mr.culprit].name) : nlohmann::json();
     jm["criterion"] = mr.mode == Mode::strict ? "bitwise equal to the CPU strict path"
-                                              : "allclose(atol, rtol) with max_mismatch";
+                      : r.criterion == Criterion::baseline && judged_by_baseline(mr.mode)
+                          ? "baseline: rel_l2 within baseline_factor of fp32's, in rounding units"
+                          : "allclose(atol, rtol) with max_mismatch";
     jm["inputs"] = nlohmann::json::array();
     for (size_t i = 0; i < mr.inputs.size(); ++i) {
       nlohmann::json ji = stats_json(mr.inputs[i]);
@@ -102,6 +105,12 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jl["tolerance"] = {{"atol", lr.tolerance.atol},
                          {"rtol", lr.tolerance.rtol},
                          {"max_mismatch", lr.tolerance.max_mismatch}};
+      if (lr.baseline_limit >= 0) {
+        jl["tolerance"]["baseline_factor"] = lr.tolerance.baseline_factor;
+        jl["tolerance"]["baseline_limit"] = num(lr.baseline_limit);
+        jl["tolerance"]["isolated_baseline_limit"] = num(lr.isolated_baseline_limit);
+      }
+      if (r.repeat > 1) jl["nondeterministic_elements"] = lr.nondeterministic;
       jl["chained"] = stats_json(lr.chained);
       jl["isolated"] = stats_json(lr.isolated);
       jm["layers"].push_back(jl);
