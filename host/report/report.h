@@ -1,4 +1,4 @@
-// Reports of an analysis (DESIGN §8): console table, JSON (versioned), JUnit XML.
+// Reports of an analysis (DESIGN §8): console table, JSON (versioned), JUnit XML, HTML.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -21,5 +21,7 @@ nlohmann::json stats_json(const LayerStats& s);
 nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx);
 void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out);
 void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
+// One self-contained HTML file: header, inline-SVG rel_l2 plots, per-mode tables.
+void write_html(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
 
 }  // namespace divscope
