@@ -21,7 +21,7 @@ struct RunArgs {
   std::string criterion = "allclose";   // allclose | baseline (DESIGN §7)
   std::optional<double> baseline_factor;
   int repeat = 1;                    // runs of every chained layer, checked bitwise equal
-  std::string report, junit, dump;
+  std::string report, junit, html, dump;
   bool quiet = false;                // no console table
 };
 

@@ -129,6 +129,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
     f << report_json(res, ctx).dump(2) << "\n";
   }
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
+  if (!a.html.empty()) write_html(res, ctx, a.html);
   return res.passed() ? kExitOk : kExitDiverged;
 }
 

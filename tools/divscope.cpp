@@ -99,6 +99,8 @@ int cmd_run(int argc, char** argv) {
        cxxopts::value<int>(a.repeat)->default_value("1"))
       ("report", "write the JSON report here", cxxopts::value<std::string>(a.report))
       ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
+      ("html", "write a self-contained HTML report (plots and tables) here",
+       cxxopts::value<std::string>(a.html))
       ("dump", "write every layer's chained output per mode to this HDF5 file",
        cxxopts::value<std::string>(a.dump))
       ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
