@@ -181,6 +181,22 @@ TEST(Cli, RepeatChecksRunToRunEquality) {
     for (const json& l : m["layers"]) EXPECT_EQ(l["nondeterministic_elements"], 0) << l["name"];
 }
 
+TEST(Cli, DiffOfTwoDumps) {
+  const std::string a = temp_path("diff_a.h5"), b = temp_path("diff_b.h5"), c = temp_path("diff_c.h5");
+  ASSERT_EQ(run_cli(run_args("mlp", "--quiet --modes fp16 --dump " + a)).code, 0);
+  ASSERT_EQ(run_cli(run_args("mlp", "--quiet --modes fp16 --dump " + b)).code, 0);
+  ASSERT_EQ(run_cli(run_args("mlp", "--quiet --modes bf16 --dump " + c)).code, 0);
+  CliResult same = run_cli("diff " + a + " " + b);
+  EXPECT_EQ(same.code, 0) << same.out << same.err;
+  EXPECT_NE(same.out.find("result: IDENTICAL"), std::string::npos) << same.out;
+  CliResult other = run_cli("diff " + a + " " + c);   // fp16 only in A, bf16 only in B
+  EXPECT_EQ(other.code, 1) << other.out << other.err;
+  CliResult bad = run_cli("diff " + a + " " + data_file("mlp.model.h5"));
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("mlp.model.h5"), std::string::npos) << bad.err;
+  for (const std::string& f : {a, b, c}) std::remove(f.c_str());
+}
+
 TEST(Cli, BatchRange) {
   int code = 0;
   json rep = run_report("mlp", "--modes fp32 --batches 1:3", &code);
@@ -204,7 +220,7 @@ TEST(Cli, UsageErrorsExitTwoWithOneLine) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* cmd : {"run", "inspect", "env"}) {
+  for (const char* cmd : {"run", "inspect", "env", "diff"}) {
     CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd << r.out;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli.h"
+#include "diff.h"
 #include "errors.h"
 
 using namespace divscope;
@@ -22,6 +23,7 @@ const char* kUsage =
     "            the first layer and the samples where outputs diverge\n"
     "  inspect   show a model's layers, ops, shapes and parameters, or a recording's batches\n"
     "  env       print the environment (host, compiler, CUDA, GPU) as JSON\n"
+    "  diff      compare two dumps (run --dump) from two machines, layer by layer\n"
     "\n"
     "`divscope <command> --help` shows the options of a command.\n";
 
@@ -121,6 +123,39 @@ int cmd_run(int argc, char** argv) {
   return run_run(a, std::cout, std::cerr);
 }
 
+int cmd_diff(int argc, char** argv) {
+  cxxopts::Options opts("divscope diff",
+                        "Compare two dumps of `divscope run --dump` (e.g. from two machines) entry by "
+                        "entry: every batch, mode and layer in both, B against A, exact by default.\n"
+                        "Exit codes: 0 identical within tolerance, 1 different, 2 bad input.");
+  DiffArgs a;
+  opts.add_options("positional")
+      ("dump_a", "first dump, the reference", cxxopts::value<std::string>(a.a))
+      ("dump_b", "second dump", cxxopts::value<std::string>(a.b));
+  opts.add_options()
+      ("atol", "absolute tolerance: differ when |b - a| > atol + rtol*|a| (default 0)",
+       cxxopts::value<double>(a.atol))
+      ("rtol", "relative tolerance (default 0)", cxxopts::value<double>(a.rtol))
+      ("modes", "comma-separated modes to compare (default: every mode in either dump)",
+       cxxopts::value<std::string>(a.modes))
+      ("common-only", "entries in only one dump do not make the result different",
+       cxxopts::value<bool>(a.common_only))
+      ("report", "write the JSON diff report here", cxxopts::value<std::string>(a.report))
+      ("h,help", "show this help");
+  opts.parse_positional({"dump_a", "dump_b"});
+  opts.positional_help("A.h5 B.h5");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help({""});
+    return kExitOk;
+  }
+  if (!r.unmatched().empty()) throw InputError("diff: unexpected argument '" + r.unmatched()[0] + "'");
+  if (a.a.empty() || a.b.empty())
+    throw InputError("diff: expected two dumps A.h5 B.h5 (see divscope diff --help)");
+  return run_diff(a, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,7 +172,8 @@ int main(int argc, char** argv) {
     if (cmd == "env") return cmd_env(argc, argv);
     if (cmd == "inspect") return cmd_inspect(argc, argv);
     if (cmd == "run") return cmd_run(argc, argv);
-    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env; see divscope --help)\n",
+    if (cmd == "diff") return cmd_diff(argc, argv);
+    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff; see divscope --help)\n",
                  cmd.c_str());
     return kExitBadInput;
   } catch (const InputError& e) {
