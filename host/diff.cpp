@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "report/text.h"
 
 namespace divscope {
 namespace {
@@ -103,20 +104,6 @@ void compare_layer(const DumpReader& ra, const DumpReader& rb, const std::string
     d.bitwise_different += bitwise_different(ta, tb);
     ++d.batches;
   }
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string pad(const std::string& s, size_t w) {
-  return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
-}
-
-std::string rpad(const std::string& s, size_t w) {
-  return s.size() >= w ? s : std::string(w - s.size(), ' ') + s;
 }
 
 // "NVIDIA H100 80GB HBM3 on host gpu7" / "host laptop (no CUDA device)": which machine wrote it.

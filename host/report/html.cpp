@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report/text.h"
 
 namespace divscope {
 namespace {
@@ -35,27 +36,6 @@ svg{display:block;margin:.5em 0}
 summary{cursor:pointer;font-weight:bold}
 .note{color:#555;font-size:13px}
 )";
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string sci(double v) { return fmt("%.3e", v); }
 std::string pct(int64_t a, int64_t n) { return fmt("%.2f", n ? 100.0 * a / n : 0.0); }
@@ -105,7 +85,7 @@ std::string gpu_summary(const nlohmann::json& env) {
 std::string mode_summary(const ModeResult& mr, const AnalysisResult& r, const Model& m) {
   std::string s = std::string(mode_name(mr.mode)) + ": ";
   if (mr.passed()) return s + "PASS — every layer within tolerance";
-  auto layer = [&](int i) { return "<b>" + esc(m.layers[i].name) + "</b> (#" + std::to_string(i) + ")"; };
+  auto layer = [&](int i) { return "<b>" + markup_escape(m.layers[i].name) + "</b> (#" + std::to_string(i) + ")"; };
   s += "FAIL — first divergent layer " + layer(mr.first_divergent);
   if (mr.culprit >= 0) s += ", culprit " + layer(mr.culprit);
   s += "; " + std::to_string(mr.samples.size()) + "/" + std::to_string(r.samples) + " samples diverge";
@@ -115,21 +95,21 @@ std::string mode_summary(const ModeResult& mr, const AnalysisResult& r, const Mo
 void write_header(std::ostream& o, const AnalysisResult& r, const ReportContext& ctx) {
   const Model& m = *ctx.model;
   const nlohmann::json& env = ctx.environment;
-  o << "<h1>divscope report: " << esc(m.name) << " <span class=\"badge "
+  o << "<h1>divscope report: " << markup_escape(m.name) << " <span class=\"badge "
     << (r.passed() ? "pass\">PASS" : "fail\">FAIL") << "</span></h1>\n<table class=\"info\">\n";
   auto row = [&](const char* k, const std::string& v) {
     o << "<tr><th>" << k << "</th><td>" << v << "</td></tr>\n";
   };
-  row("model", esc(ctx.model_path) + " (" + std::to_string(m.layers.size()) + " layers)");
-  row("recording", esc(ctx.recording_path));
-  row("backend", esc(ctx.backend));
+  row("model", markup_escape(ctx.model_path) + " (" + std::to_string(m.layers.size()) + " layers)");
+  row("recording", markup_escape(ctx.recording_path));
+  row("backend", markup_escape(ctx.backend));
   row("batches / samples", std::to_string(r.batches) + " / " + std::to_string(r.samples));
   if (env.is_object()) {
-    row("host", esc(jtext(env, {"host", "hostname"}) + " · " + jtext(env, {"host", "os"}) + " " +
+    row("host", markup_escape(jtext(env, {"host", "hostname"}) + " · " + jtext(env, {"host", "os"}) + " " +
                     jtext(env, {"host", "arch"}) + " · " + jtext(env, {"host", "cpu"}) + " (" +
                     jtext(env, {"host", "cores"}) + " cores)"));
-    row("GPU", esc(gpu_summary(env)));
-    row("divscope", esc(jtext(env, {"divscope_version"}) + ", " + jtext(env, {"compiler"})));
+    row("GPU", markup_escape(gpu_summary(env)));
+    row("divscope", markup_escape(jtext(env, {"divscope_version"}) + ", " + jtext(env, {"compiler"})));
   } else {
     row("environment", "not captured");
   }
@@ -206,7 +186,7 @@ void svg_axes(std::ostream& o, const Plot& p, const Model& m) {
       << "\" stroke=\"#888\"/>\n";
     if (i % label_every == 0)
       o << "<text font-size=\"11\" text-anchor=\"end\" transform=\"translate(" << x + 3 << ","
-        << bottom + 8 << ") rotate(-60)\">" << i << " " << esc(shorten(m.layers[i].name)) << "</text>\n";
+        << bottom + 8 << ") rotate(-60)\">" << i << " " << markup_escape(shorten(m.layers[i].name)) << "</text>\n";
   }
   o << "<text x=\"12\" y=\"" << (p.mt + bottom) / 2 << "\" font-size=\"12\" text-anchor=\"middle\" "
     << "transform=\"rotate(-90 12," << (p.mt + bottom) / 2 << ")\">rel_l2 (log10)</text>\n";
@@ -249,7 +229,7 @@ void svg_plot(std::ostream& o, const AnalysisResult& r, const Model& m, const Pl
       o << "<line x1=\"" << x << "\" x2=\"" << x << "\" y1=\"" << p.mt << "\" y2=\"" << p.bottom()
         << "\" stroke=\"" << c << "\" stroke-width=\"1.5\" stroke-dasharray=\"6,4\"><title>"
         << mode_name(mr.mode) << ": " << (isolated ? "culprit " : "first divergent layer ")
-        << esc(m.layers[mark].name) << " (#" << mark << ")</title></line>\n"
+        << markup_escape(m.layers[mark].name) << " (#" << mark << ")</title></line>\n"
         << "<text x=\"" << x + 4 << "\" y=\"" << p.mt + 14 + 13 * k << "\" font-size=\"11\" fill=\"" << c
         << "\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">" << mode_name(mr.mode) << "</text>\n";
     }
@@ -271,8 +251,8 @@ void svg_plot(std::ostream& o, const AnalysisResult& r, const Model& m, const Pl
       else
         o << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"" << (bad ? 5.5 : 3) << "\" fill=\"" << c << "\"";
       if (bad) o << " stroke=\"" << kRed << "\" stroke-width=\"2\"";
-      o << "><title>" << mode_name(mr.mode) << " #" << i << " " << esc(m.layers[i].name) << " ("
-        << esc(m.layers[i].op) << "): rel_l2 " << sci(v) << ", mismatch " << pct(s.mismatch, s.count)
+      o << "><title>" << mode_name(mr.mode) << " #" << i << " " << markup_escape(m.layers[i].name) << " ("
+        << markup_escape(m.layers[i].op) << "): rel_l2 " << sci(v) << ", mismatch " << pct(s.mismatch, s.count)
         << " %, " << s.nan << " NaN, " << s.inf << " Inf" << (bad ? ", DIVERGED" : "") << "</title></"
         << (std::isfinite(v) ? "circle" : "polygon") << ">\n";
     }
@@ -306,7 +286,7 @@ void mode_section(std::ostream& o, const ModeResult& mr, const AnalysisResult& r
     const LayerStats& s = lr.chained;
     const bool first = static_cast<int>(i) == mr.first_divergent;
     o << "<tr" << (first ? " class=\"div first\"" : lr.diverged ? " class=\"div\"" : "") << "><td class=\"n\">"
-      << i << "</td><td>" << esc(m.layers[i].name) << "</td><td>" << esc(m.layers[i].op)
+      << i << "</td><td>" << markup_escape(m.layers[i].name) << "</td><td>" << markup_escape(m.layers[i].op)
       << "</td><td class=\"n\">" << sci(s.max_abs) << "</td><td class=\"n\">" << sci(s.rel_l2())
       << "</td><td class=\"n\">" << pct(s.mismatch, s.count) << "</td><td class=\"n\">" << sci(s.max_ulp)
       << "</td><td class=\"n\">" << sci(lr.isolated.rel_l2()) << "</td><td class=\"n\">"
@@ -322,7 +302,7 @@ void mode_section(std::ostream& o, const ModeResult& mr, const AnalysisResult& r
   for (size_t k = 0; k < shown; ++k) {
     const SampleDivergence& s = mr.samples[k];
     o << "<tr><td class=\"n\">" << s.batch << "</td><td class=\"n\">" << s.sample << "</td><td>"
-      << esc(m.layers[s.layer].name) << " (#" << s.layer << ")</td><td class=\"n\">" << sci(s.rel_l2)
+      << markup_escape(m.layers[s.layer].name) << " (#" << s.layer << ")</td><td class=\"n\">" << sci(s.rel_l2)
       << "</td><td class=\"n\">" << sci(s.max_abs) << "</td><td class=\"n\">" << s.mismatch << "/" << s.count
       << "</td><td>" << (s.nonfinite ? "yes" : "no") << "</td></tr>\n";
   }
@@ -339,8 +319,8 @@ void recorded_section(std::ostream& o, const AnalysisResult& r, const Model& m) 
   for (size_t i = 0; i < r.recorded.size(); ++i) {
     const LayerStats& s = r.recorded[i];
     if (!s.count) continue;
-    o << "<tr><td class=\"n\">" << i << "</td><td>" << esc(m.layers[i].name) << "</td><td>"
-      << esc(m.layers[i].op) << "</td><td class=\"n\">" << s.count << "</td><td class=\"n\">" << sci(s.max_abs)
+    o << "<tr><td class=\"n\">" << i << "</td><td>" << markup_escape(m.layers[i].name) << "</td><td>"
+      << markup_escape(m.layers[i].op) << "</td><td class=\"n\">" << s.count << "</td><td class=\"n\">" << sci(s.max_abs)
       << "</td><td class=\"n\">" << sci(s.max_rel) << "</td><td class=\"n\">" << sci(s.rel_l2())
       << "</td><td class=\"n\">" << s.nan << "</td><td class=\"n\">" << s.inf << "</td></tr>\n";
   }
@@ -354,7 +334,7 @@ void write_html(const AnalysisResult& r, const ReportContext& ctx, const std::st
   if (!f) throw InputError(path, "/", "cannot write HTML report");
   const Model& m = *ctx.model;
   f << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>divscope: "
-    << esc(m.name) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n";
+    << markup_escape(m.name) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n";
   write_header(f, r, ctx);
   Plot p;
   plot_layout(r, m, p);

@@ -2,23 +2,10 @@
 
 #include "errors.h"
 #include "report.h"
+#include "report/text.h"
 
 namespace divscope {
 namespace {
-
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
 
 }  // namespace
 
@@ -34,7 +21,7 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
       failures += lr.diverged;
     }
   f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  f << "<testsuites name=\"divscope " << xml_escape(m.name) << "\" tests=\"" << tests
+  f << "<testsuites name=\"divscope " << markup_escape(m.name) << "\" tests=\"" << tests
     << "\" failures=\"" << failures << "\">\n";
   for (const ModeResult& mr : r.modes) {
     int mf = 0;
@@ -44,11 +31,11 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
     for (size_t i = 0; i < mr.layers.size(); ++i) {
       const LayerResult& lr = mr.layers[i];
       f << "    <testcase classname=\"divscope." << mode_name(mr.mode) << "\" name=\""
-        << xml_escape(m.layers[i].name) << "\">";
+        << markup_escape(m.layers[i].name) << "\">";
       if (lr.diverged) {
         const LayerStats& s = lr.chained;
         f << "\n      <failure message=\"" << mode_name(mr.mode) << ": layer '"
-          << xml_escape(m.layers[i].name) << "' diverged: " << s.mismatch << "/" << s.count
+          << markup_escape(m.layers[i].name) << "' diverged: " << s.mismatch << "/" << s.count
           << " elements outside atol=" << lr.tolerance.atol << " rtol=" << lr.tolerance.rtol
           << ", max_abs=" << s.max_abs << ", rel_l2=" << s.rel_l2() << ", NaN=" << s.nan
           << ", Inf=" << s.inf << "\"/>\n    ";
