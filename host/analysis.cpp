@@ -87,6 +87,55 @@ bool AnalysisResult::passed() const {
   return true;
 }
 
+void judge(const Model& model, const std::string& backend, AnalysisResult& res) {
+  const bool baseline = res.criterion == Criterion::baseline;
+  const ModeResult* fp32 = nullptr;
+  for (const ModeResult& mr : res.modes)
+    if (mr.mode == Mode::fp32) fp32 = &mr;
+  if (baseline && !fp32)
+    throw InputError("run: --criterion baseline needs the fp32 mode (its error is the baseline)");
+  for (ModeResult& mr : res.modes) {
+    mr.first_divergent = mr.culprit = -1;
+    for (size_t i = 0; i < mr.layers.size(); ++i) {
+      LayerResult& lr = mr.layers[i];
+      // strict is judged bitwise against the CPU strict path; on the CPU backend the
+      // candidate is that path itself, so only a CUDA backend can break it.
+      if (bitwise_equal_strict(mr.mode) && backend == "cpu") {
+        lr.diverged = lr.isolated_failed = false;
+      } else if (bitwise_equal_strict(mr.mode)) {
+        lr.diverged = lr.strict_bitwise_mismatch > 0;
+        lr.isolated_failed = false;
+      } else if (baseline && judged_by_baseline(mr.mode)) {
+        const LayerResult& anchor = fp32->layers[i];
+        const double f = lr.tolerance.baseline_factor;
+        lr.baseline_limit = baseline_limit(mr.mode, f, anchor.chained.rel_l2());
+        lr.isolated_baseline_limit = baseline_limit(mr.mode, f, anchor.isolated.rel_l2());
+        lr.diverged = breaks_baseline(lr.chained.rel_l2(), lr.chained.nonfinite_new, lr.baseline_limit);
+        lr.isolated_failed = breaks_baseline(lr.isolated.rel_l2(), lr.isolated.nonfinite_new,
+                                             lr.isolated_baseline_limit);
+      } else {
+        lr.diverged = breaks(lr.chained, lr.tolerance);
+        lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
+      }
+      if (lr.nondeterministic > 0) lr.diverged = true;
+      if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
+      if (lr.isolated_failed && mr.culprit < 0) mr.culprit = static_cast<int>(i);
+      double in_err = 0;
+      for (const ValueRef& r : model.layers[i].refs)
+        in_err = std::max(in_err, r.is_input ? mr.inputs[r.index].rel_l2()
+                                             : mr.layers[r.index].chained.rel_l2());
+      const double out_err = lr.chained.rel_l2();
+      lr.amplification = in_err > 0 && std::isfinite(out_err) ? out_err / in_err : -1;
+    }
+    if (bitwise_equal_strict(mr.mode)) mr.samples.clear();   // judged per layer, bitwise
+    std::stable_sort(mr.samples.begin(), mr.samples.end(),
+                     [](const SampleDivergence& a, const SampleDivergence& b) {
+                       if (a.layer != b.layer) return a.layer < b.layer;
+                       return a.rel_l2 > b.rel_l2;
+                     });
+  }
+}
+
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt) {
   RecordingReader rec(recording_path, model);
@@ -252,46 +301,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
   }
 
-  // Verdict over all batches.
-  for (ModeResult& mr : res.modes) {
-    for (size_t i = 0; i < nl; ++i) {
-      LayerResult& lr = mr.layers[i];
-      // strict is judged bitwise against the CPU strict path; on the CPU backend the
-      // candidate is that path itself, so only a CUDA backend can break it.
-      if (bitwise_equal_strict(mr.mode) && backend.name() == "cpu") {
-        lr.diverged = lr.isolated_failed = false;
-      } else if (bitwise_equal_strict(mr.mode)) {
-        lr.diverged = lr.strict_bitwise_mismatch > 0;
-        lr.isolated_failed = false;
-      } else if (baseline && judged_by_baseline(mr.mode)) {
-        const LayerResult& anchor = res.modes[fp32_index].layers[i];
-        const double f = lr.tolerance.baseline_factor;
-        lr.baseline_limit = baseline_limit(mr.mode, f, anchor.chained.rel_l2());
-        lr.isolated_baseline_limit = baseline_limit(mr.mode, f, anchor.isolated.rel_l2());
-        lr.diverged = breaks_baseline(lr.chained.rel_l2(), lr.chained.nonfinite_new, lr.baseline_limit);
-        lr.isolated_failed = breaks_baseline(lr.isolated.rel_l2(), lr.isolated.nonfinite_new,
-                                             lr.isolated_baseline_limit);
-      } else {
-        lr.diverged = breaks(lr.chained, lr.tolerance);
-        lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
-      }
-      if (lr.nondeterministic > 0) lr.diverged = true;
-      if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
-      if (lr.isolated_failed && mr.culprit < 0) mr.culprit = static_cast<int>(i);
-      double in_err = 0;
-      for (const ValueRef& r : model.layers[i].refs)
-        in_err = std::max(in_err, r.is_input ? mr.inputs[r.index].rel_l2()
-                                             : mr.layers[r.index].chained.rel_l2());
-      const double out_err = lr.chained.rel_l2();
-      lr.amplification = in_err > 0 && std::isfinite(out_err) ? out_err / in_err : -1;
-    }
-    if (bitwise_equal_strict(mr.mode)) mr.samples.clear();   // judged per layer, bitwise
-    std::stable_sort(mr.samples.begin(), mr.samples.end(),
-                     [](const SampleDivergence& a, const SampleDivergence& b) {
-                       if (a.layer != b.layer) return a.layer < b.layer;
-                       return a.rel_l2 > b.rel_l2;
-                     });
-  }
+  judge(model, backend.name(), res);
   return res;
 }
 

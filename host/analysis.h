@@ -73,4 +73,10 @@ struct AnalysisResult {
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt);
 
+// The verdict over the statistics gathered (DESIGN §7): each layer's diverged / isolated_failed,
+// every mode's first divergent layer and culprit, amplification, samples sorted worst first.
+// analyze() calls it after the last batch; a merge of partial results calls it again.
+// `backend` is the backend's name ("cpu": strict is the CPU strict path itself, nothing to judge).
+void judge(const Model& model, const std::string& backend, AnalysisResult& res);
+
 }  // namespace divscope

@@ -38,6 +38,13 @@ nlohmann::json stats_json(const LayerStats& s) {
   j["abs_err_p50"] = num(s.err_percentile(0.5));
   j["abs_err_p99"] = num(s.err_percentile(0.99));
   j["abs_err_p999"] = num(s.err_percentile(0.999));
+  // The raw sums behind the derived metrics, so that reports of disjoint batch ranges can be
+  // merged exactly (divscope merge).
+  j["sums"] = {{"abs", s.sum_abs},           {"err2", s.sum_err2},     {"ref2", s.sum_ref2},
+               {"cand2", s.sum_cand2},       {"dot", s.sum_dot},       {"ref", s.ref_sum},
+               {"ref_sq", s.ref_sumsq},      {"ref_finite", s.ref_finite}, {"ref_zero", s.ref_zero},
+               {"over_fp16", s.over_fp16},   {"over_bf16", s.over_bf16},
+               {"under_fp16", s.under_fp16}, {"under_bf16", s.under_bf16}};
   const int64_t fin = s.ref_finite;
   j["reference"] = {{"min", s.ref_min},
                     {"max", s.ref_max},
