@@ -88,6 +88,9 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
   }
   if (opt.health) start_health(s);
   *max_at = 0;
+  // Four interleaved copies of each histogram: neighbouring elements mostly fall in the same
+  // bucket, and one copy would make every increment wait on the previous one's store.
+  int64_t err_hist[4][kErrBuckets] = {}, ulp_hist[4][kUlpBuckets] = {};
   int64_t sample = 0, next_sample = per > 0 ? per : n + 1;
   for (int64_t i = 0; i < n; ++i) {
     if (i == next_sample) {
@@ -126,7 +129,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
     s.sum_ref2 += r * r;
     s.sum_cand2 += c * c;
     s.sum_dot += c * r;
-    ++s.err_hist[err_bucket(e)];
+    ++err_hist[i & 3][err_bucket(e)];
     if (samples) {
       samples->mismatch[sample] += miss;
       samples->err2[sample] += e * e;
@@ -134,7 +137,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
       samples->max_abs[sample] = std::max(samples->max_abs[sample], e);
     }
     if (e == 0) {
-      ++s.ulp_hist[0];
+      ++ulp_hist[i & 3][0];
       continue;
     }
     // Divide only where the running maximum can grow (the margin covers the rounding of the
@@ -145,7 +148,11 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
     else if (e >= s.min_rtol * a * 0.999999) s.min_rtol = std::max(s.min_rtol, e / a);
     const double u = ulp_units(kStorage, e, r);
     s.max_ulp = std::max(s.max_ulp, u);
-    ++s.ulp_hist[ulp_bucket(u)];
+    ++ulp_hist[i & 3][ulp_bucket(u)];
+  }
+  for (int h = 0; h < 4; ++h) {
+    for (int b = 0; b < kErrBuckets; ++b) s.err_hist[b] += err_hist[h][b];
+    for (int b = 0; b < kUlpBuckets; ++b) s.ulp_hist[b] += ulp_hist[h][b];
   }
   if (opt.health) finish_health(s);
   return s;
