@@ -75,6 +75,31 @@ void cross_check_reference(const Layer& l, const std::vector<const Tensor*>& in,
                        "FP64 reference on batch 0 (rel_l2 " + std::to_string(rel) + " > 1e-12)");
 }
 
+// The mode layer `l` runs in under opt.fp32_layers, with `in` redirected to copies (in `cast`)
+// rounded to the mode's storage where `l` runs in the mode and reads a float graph input or a
+// layer kept in fp32.
+bool mixed(const std::vector<bool>& fp32_layers, Mode mode) {
+  return !fp32_layers.empty() && (mode == Mode::tf32 || mode == Mode::fp16 || mode == Mode::bf16);
+}
+
+Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_layers, Mode mode,
+                            const Layer& l, std::vector<const TensorF*>& in,
+                            std::vector<TensorF>& cast) {
+  if (!mixed(fp32_layers, mode)) return mode;
+  if (fp32_layers[l.index]) return Mode::fp32;
+  cast.reserve(l.refs.size());
+  for (size_t k = 0; k < l.refs.size(); ++k) {
+    const ValueRef& r = l.refs[k];
+    const bool from_fp32 = r.is_input ? model.inputs[r.index].dtype != "int64" : fp32_layers[r.index];
+    if (!from_fp32) continue;
+    TensorF c(in[k]->shape);
+    for (int64_t i = 0; i < c.size(); ++i) c.data[i] = round_storage(mode, in[k]->data[i]);
+    cast.push_back(std::move(c));
+    in[k] = &cast.back();
+  }
+  return mode;
+}
+
 double sample_rel_l2(const SampleErrors& se, int64_t s) {
   return se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0);
 }
@@ -152,11 +177,15 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   if (opt.criterion == Criterion::baseline && fp32_index < 0)
     throw InputError("run: --criterion baseline needs the fp32 mode (its error is the baseline)");
   if (opt.repeat < 1) throw InputError("run: --repeat must be at least 1");
+  if (!opt.fp32_layers.empty() && opt.fp32_layers.size() != nl)
+    throw InputError("analysis: fp32_layers has " + std::to_string(opt.fp32_layers.size()) +
+                     " flags for " + std::to_string(nl) + " layers");
   const bool baseline = opt.criterion == Criterion::baseline;
 
   AnalysisResult res;
   res.criterion = opt.criterion;
   res.repeat = opt.repeat;
+  res.batch_begin = b0;
   for (Mode m : opt.modes) {
     ModeResult mr;
     mr.mode = m;
@@ -190,6 +219,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         fin.push_back(to_storage(inputs[i], m, is_float));
         CompareOptions co{m, 0, 0, -1};   // the rounding error of the recorded input itself
         mr.inputs[i].merge(compare_tensors(fin.back().ptr(), inputs[i].ptr(), inputs[i].shape, co), b);
+        // Mixed precision: inputs arrive in fp32 and are rounded where a layer of the mode reads
+        // them (mixed_precision_inputs), so a layer kept in fp32 sees them whole.
+        if (mixed(opt.fp32_layers, m)) fin.back() = to_storage(inputs[i], Mode::fp32, is_float);
       }
       if (m == Mode::strict && backend.name() != "cpu") {
         run->cpu_strict = std::make_unique<ValueStore<float>>(model, live);
@@ -219,12 +251,15 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       // only its own mode's state and its own half of the LayerResult).
       const int64_t per_sample = n ? ref_out.size() / n : 0;
       auto chained_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
+        std::vector<const TensorF*> in = run.chained.inputs_of(l);
+        std::vector<TensorF> cast;
+        const Mode m = mixed_precision_inputs(model, opt.fp32_layers, run.mode, l, in, cast);
         TensorF chained_out;
-        backend.forward(run.mode, l, run.chained.inputs_of(l), chained_out);
+        backend.forward(m, l, in, chained_out);
         int64_t differ = 0;
         for (int k = 1; k < opt.repeat; ++k) {
           TensorF again;
-          backend.forward(run.mode, l, run.chained.inputs_of(l), again);
+          backend.forward(m, l, in, again);
           differ = std::max(differ, count_bitwise_differences(chained_out, again));
         }
         lr.nondeterministic += differ;
@@ -256,15 +291,16 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         copy_health(isolated, health);
         lr.isolated.merge(isolated, b);
       };
+      const size_t per_mode = opt.isolated ? 2 : 1;
       auto task = [&](size_t t) {
-        ModeRun& run = *runs[t / 2];
-        LayerResult& lr = res.modes[t / 2].layers[l.index];
+        ModeRun& run = *runs[t / per_mode];
+        LayerResult& lr = res.modes[t / per_mode].layers[l.index];
         const CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
-        if (t % 2 == 0) chained_task(run, lr, co);
+        if (t % per_mode == 0) chained_task(run, lr, co);
         else isolated_task(run, lr, co);
       };
-      if (pool) pool->run(2 * runs.size(), task);
-      else for (size_t t = 0; t < 2 * runs.size(); ++t) task(t);
+      if (pool) pool->run(per_mode * runs.size(), task);
+      else for (size_t t = 0; t < per_mode * runs.size(); ++t) task(t);
 
       // Per sample: the first layer where the sample's own chained error breaks the policy
       // (after every mode's task, since the baseline criterion reads fp32's errors).

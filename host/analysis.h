@@ -51,6 +51,11 @@ struct AnalysisOptions {
   TolerancePolicy policy;
   Criterion criterion = Criterion::allclose;   // baseline needs fp32 among the modes
   int repeat = 1;                              // runs of each chained layer (bitwise checked)
+  bool isolated = true;                        // false: chained runs only (no culprit)
+  // Mixed precision (divscope bisect), as under autocast: in the tf32, fp16 and bf16 chained
+  // runs, layers whose flag is set run in fp32; float graph inputs arrive in fp32; a layer of the
+  // mode rounds what it reads from either to the mode's storage. Empty: none.
+  std::vector<bool> fp32_layers;
   int64_t batch_begin = 0, batch_end = -1;   // [begin, end), end < 0: all
   unsigned threads = 0;                        // CPU backend: 0 = every core, 1 = serial
   std::string dump_path;                       // optional HDF5 dump of chained outputs
@@ -65,6 +70,7 @@ struct AnalysisResult {
   // (/batches/*/activations/<layer>), per layer; count 0 where none were recorded.
   std::vector<LayerStats> recorded;
   int64_t batches = 0, samples = 0;
+  int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
   Criterion criterion = Criterion::allclose;
   int repeat = 1;
   bool passed() const;

@@ -25,7 +25,21 @@ struct RunArgs {
   bool quiet = false;                // no console table
 };
 
+// `divscope bisect`: the smallest set of layers that must run in fp32 for a reduced-precision
+// mode (tf32, fp16, bf16) to pass every layer, found greedily (promote the first divergent
+// layer, run again) and then pruned (drop each promoted layer that is not needed).
+struct BisectArgs {
+  std::string model, recording;
+  std::string mode = "fp16";
+  std::string backend = "auto";
+  std::string batches;
+  std::optional<double> atol, rtol, max_mismatch;
+  std::string tolerances;
+  std::string report;
+};
+
 int run_inspect(const InspectArgs& a, std::ostream& out);
+int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err);
 int run_run(const RunArgs& a, std::ostream& out, std::ostream& err);
 int run_env(std::ostream& out, std::ostream& err);
 

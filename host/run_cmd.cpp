@@ -12,6 +12,7 @@
 #include "h5io.h"
 #include "kernels/kernels.h"
 #include "report/report.h"
+#include "report/text.h"
 
 namespace divscope {
 namespace {
@@ -131,6 +132,123 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
   return res.passed() ? kExitOk : kExitDiverged;
+}
+
+}  // namespace divscope
+
+namespace divscope {
+
+int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
+  Mode mode;
+  if (!parse_mode(a.mode, &mode) || !(mode == Mode::tf32 || mode == Mode::fp16 || mode == Mode::bf16))
+    throw InputError("bisect: --mode must be tf32, fp16 or bf16, got '" + a.mode + "'");
+  AnalysisOptions opt;
+  opt.modes = {mode};
+  opt.isolated = false;
+  parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
+  opt.policy.set_global(ToleranceOverride{a.atol, a.rtol, a.max_mismatch, std::nullopt});
+  if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
+
+  Model model = read_model(a.model);
+  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
+  const size_t nl = model.layers.size();
+  ReportContext ctx;
+  ctx.model = &model;
+  ctx.model_path = a.model;
+  ctx.recording_path = a.recording;
+  ctx.backend = backend->name();
+  ctx.environment = environment_json();
+
+  auto names = [&](const std::vector<bool>& keep) {
+    std::vector<std::string> v;
+    for (size_t i = 0; i < nl; ++i)
+      if (keep[i]) v.push_back(model.layers[i].name);
+    return v;
+  };
+  int runs = 0;
+  auto attempt = [&](const std::vector<bool>& keep) {
+    opt.fp32_layers = keep;
+    ++runs;
+    return analyze(model, a.recording, *backend, opt);
+  };
+  out << "divscope bisect: model '" << model.name << "', mode " << mode_name(mode)
+      << ": which layers must run in fp32 for every layer to pass?\n";
+  std::vector<bool> keep(nl, false);
+  nlohmann::json steps = nlohmann::json::array();
+  AnalysisResult r = attempt(keep);
+  int stuck = -1;   // a layer that diverges even in fp32
+  while (!r.passed()) {
+    const int f = r.modes[0].first_divergent;
+    const LayerStats& s = r.modes[0].layers[f].chained;
+    steps.push_back({{"fp32_layers", names(keep)}, {"first_divergent_layer", model.layers[f].name}});
+    out << "  run " << runs << ": first divergent layer '" << model.layers[f].name << "' (#" << f
+        << ", rel_l2 " << fmt("%.3e", s.rel_l2()) << ", " << s.nan + s.inf << " NaN/Inf)";
+    if (!keep[f]) {
+      out << " -> run it in fp32\n";
+      keep[f] = true;
+    } else {
+      // Already in fp32: what it reads was rounded to the mode too early (a passing layer's
+      // output that the mode's storage cannot hold well enough for this one). Its producers
+      // follow it into fp32; with none left, fp32 itself does not meet the tolerance.
+      std::string up;
+      for (const ValueRef& ref : model.layers[f].refs)
+        if (!ref.is_input && !keep[ref.index]) {
+          keep[ref.index] = true;
+          up += (up.empty() ? "'" : ", '") + model.layers[ref.index].name + "'";
+        }
+      if (up.empty()) {
+        out << "\n";
+        stuck = f;
+        break;
+      }
+      out << " in fp32 -> also run its inputs " << up << " in fp32\n";
+    }
+    r = attempt(keep);
+  }
+  if (stuck < 0) {
+    steps.push_back({{"fp32_layers", names(keep)}, {"first_divergent_layer", nullptr}});
+    // Greedy promotion can keep a layer that a later promotion made unnecessary: drop each one
+    // whose removal still passes.
+    for (size_t i = 0; i < nl; ++i) {
+      if (!keep[i]) continue;
+      std::vector<bool> fewer = keep;
+      fewer[i] = false;
+      AnalysisResult rf = attempt(fewer);
+      if (!rf.passed()) continue;
+      out << "  run " << runs << ": '" << model.layers[i].name << "' passes in "
+          << mode_name(mode) << " once the later layers are in fp32: back to " << mode_name(mode) << "\n";
+      keep = fewer;
+      r = std::move(rf);
+    }
+  }
+  const std::vector<std::string> kept = names(keep);
+  if (stuck >= 0) {
+    out << mode_name(mode) << ": cannot pass — layer '" << model.layers[stuck].name << "' (#" << stuck
+        << ") diverges even in fp32 (fp32's own error there exceeds the tolerance)\n";
+  } else if (kept.empty()) {
+    out << mode_name(mode) << ": passes with every layer in " << mode_name(mode) << "\n";
+  } else {
+    out << mode_name(mode) << ": passes with " << kept.size() << " of " << nl << " layers in fp32:";
+    for (const std::string& k : kept) out << " " << k;
+    out << "  (" << runs << " runs)\n";
+  }
+  if (!a.report.empty()) {
+    std::ofstream f(a.report);
+    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
+    nlohmann::json j = {{"divscope_bisect", 1},
+                        {"model", a.model},
+                        {"recording", a.recording},
+                        {"backend", ctx.backend},
+                        {"mode", mode_name(mode)},
+                        {"passed", stuck < 0},
+                        {"fp32_layers", kept},
+                        {"stuck_layer", stuck >= 0 ? nlohmann::json(model.layers[stuck].name) : nlohmann::json()},
+                        {"runs", runs},
+                        {"steps", steps},
+                        {"final", report_json(r, ctx)}};
+    f << j.dump(2) << "\n";
+  }
+  return stuck < 0 ? kExitOk : kExitDiverged;
 }
 
 }  // namespace divscope

@@ -110,3 +110,25 @@ TEST(Analysis, RepeatFindsALayerThatDoesNotReproduceItself) {
   EXPECT_EQ(mr.first_divergent, 1);
   EXPECT_FALSE(r.passed());
 }
+
+TEST(Analysis, EveryLayerInFp32UnderMixedPrecisionIsTheFp32Run) {
+  const std::string dir = std::string(DIVSCOPE_SOURCE_DIR) + "/data/";
+  Model m = read_model(dir + "cnn.model.h5");
+  auto backend = make_cpu_backend();
+  AnalysisOptions opt;
+  opt.modes = {Mode::fp32, Mode::fp16};
+  opt.isolated = false;
+  opt.fp32_layers.assign(m.layers.size(), true);
+  AnalysisResult r = analyze(m, dir + "cnn.recording.h5", *backend, opt);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    SCOPED_TRACE(m.layers[i].name);
+    const LayerStats &a = r.modes[0].layers[i].chained, &b = r.modes[1].layers[i].chained;
+    EXPECT_EQ(a.sum_err2, b.sum_err2);
+    EXPECT_EQ(a.max_abs, b.max_abs);
+    EXPECT_EQ(r.modes[1].layers[i].isolated.count, 0);   // chained only
+  }
+  // And with none promoted, fp16 is fp16 again (the fp16 run differs from fp32 somewhere).
+  opt.fp32_layers.assign(m.layers.size(), false);
+  AnalysisResult plain = analyze(m, dir + "cnn.recording.h5", *backend, opt);
+  EXPECT_NE(plain.modes[1].layers.back().chained.sum_err2, r.modes[1].layers.back().chained.sum_err2);
+}

@@ -197,6 +197,42 @@ TEST(Cli, DiffOfTwoDumps) {
   for (const std::string& f : {a, b, c}) std::remove(f.c_str());
 }
 
+json bisect_report(const std::string& example, const std::string& mode, int* code) {
+  const std::string report = temp_path(example + "_bisect.json");
+  CliResult r = run_cli("bisect --backend cpu --model " + data_file(example + ".model.h5") +
+                        " --recording " + data_file(example + ".recording.h5") + " --mode " + mode +
+                        " --report " + report);
+  *code = r.code;
+  json j = json::parse(read_file(report));
+  std::remove(report.c_str());
+  return j;
+}
+
+TEST(Cli, BisectFindsTheLayersToKeepInFp32) {
+  int code = -1;
+  // The overflow in 'amplify' reaches 'head' through fp16 storage: both must stay in fp32.
+  json ov = bisect_report("planted_fp16_overflow", "fp16", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_TRUE(ov["passed"].get<bool>());
+  EXPECT_EQ(ov["fp32_layers"], json({"amplify", "head"}));
+  EXPECT_TRUE(ov["final"]["passed"].get<bool>());
+  // TF32's operand rounding: only the cancelling layer.
+  json tf = bisect_report("planted_tf32_cancellation", "tf32", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(tf["fp32_layers"], json({"diff"}));
+  // In fp16 the cancelling layer also needs its input unrounded: its producer follows it.
+  json h = bisect_report("planted_tf32_cancellation", "fp16", &code);
+  EXPECT_EQ(h["fp32_layers"], json({"pre", "diff"}));
+  // Nothing to do where the mode passes.
+  json cnn = bisect_report("cnn", "fp16", &code);
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(cnn["fp32_layers"], json::array());
+  EXPECT_EQ(cnn["runs"], 1);
+  CliResult bad = run_cli("bisect --backend cpu --model " + data_file("mlp.model.h5") +
+                          " --recording " + data_file("mlp.recording.h5") + " --mode strict");
+  EXPECT_EQ(bad.code, 2);
+}
+
 TEST(Cli, BatchRange) {
   int code = 0;
   json rep = run_report("mlp", "--modes fp32 --batches 1:3", &code);
@@ -220,7 +256,7 @@ TEST(Cli, UsageErrorsExitTwoWithOneLine) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* cmd : {"run", "inspect", "env", "diff"}) {
+  for (const char* cmd : {"run", "inspect", "env", "diff", "bisect"}) {
     CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd << r.out;

@@ -24,6 +24,7 @@ const char* kUsage =
     "  inspect   show a model's layers, ops, shapes and parameters, or a recording's batches\n"
     "  env       print the environment (host, compiler, CUDA, GPU) as JSON\n"
     "  diff      compare two dumps (run --dump) from two machines, layer by layer\n"
+    "  bisect    find the layers that must stay in fp32 for tf32/fp16/bf16 to pass\n"
     "\n"
     "`divscope <command> --help` shows the options of a command.\n";
 
@@ -156,6 +157,42 @@ int cmd_diff(int argc, char** argv) {
   return run_diff(a, std::cout, std::cerr);
 }
 
+int cmd_bisect(int argc, char** argv) {
+  cxxopts::Options opts("divscope bisect",
+                        "Find the layers that must run in fp32 for a reduced-precision mode to pass: "
+                        "run the mode, keep its first divergent layer in fp32, run again, until every "
+                        "layer passes; then give back to the mode each kept layer that is not needed.\n"
+                        "Exit codes: 0 a passing set found, 1 a layer diverges even in fp32, 2 bad input, "
+                        "3 runtime failure.");
+  BisectArgs a;
+  double atol = 0, rtol = 0, mm = 0;
+  opts.add_options()
+      ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
+      ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
+      ("mode", "tf32 | fp16 | bf16", cxxopts::value<std::string>(a.mode)->default_value(a.mode))
+      ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
+      ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
+      ("atol", "absolute tolerance", cxxopts::value<double>(atol))
+      ("rtol", "relative tolerance", cxxopts::value<double>(rtol))
+      ("max-mismatch", "fraction of elements allowed outside tolerance", cxxopts::value<double>(mm))
+      ("tolerances", "JSON tolerance file (as for run)", cxxopts::value<std::string>(a.tolerances))
+      ("report", "write the JSON result here", cxxopts::value<std::string>(a.report))
+      ("h,help", "show this help");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help();
+    return kExitOk;
+  }
+  if (!r.unmatched().empty()) throw InputError("bisect: unexpected argument '" + r.unmatched()[0] + "'");
+  if (a.model.empty() || a.recording.empty())
+    throw InputError("bisect: --model and --recording are required (see divscope bisect --help)");
+  if (r.count("atol")) a.atol = atol;
+  if (r.count("rtol")) a.rtol = rtol;
+  if (r.count("max-mismatch")) a.max_mismatch = mm;
+  return run_bisect(a, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,7 +210,8 @@ int main(int argc, char** argv) {
     if (cmd == "inspect") return cmd_inspect(argc, argv);
     if (cmd == "run") return cmd_run(argc, argv);
     if (cmd == "diff") return cmd_diff(argc, argv);
-    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff; see divscope --help)\n",
+    if (cmd == "bisect") return cmd_bisect(argc, argv);
+    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff, bisect; see divscope --help)\n",
                  cmd.c_str());
     return kExitBadInput;
   } catch (const InputError& e) {

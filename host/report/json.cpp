@@ -68,6 +68,8 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
   j["recording"] = ctx.recording_path;
   j["backend"] = ctx.backend;
   j["batches"] = r.batches;
+  j["batch_begin"] = r.batch_begin;   // [batch_begin, batch_end): what divscope merge checks
+  j["batch_end"] = r.batch_begin + r.batches;
   j["samples"] = r.samples;
   j["repeat"] = r.repeat;
   j["tolerance"] = ctx.tolerance;
