@@ -233,6 +233,21 @@ TEST(Cli, BisectFindsTheLayersToKeepInFp32) {
   EXPECT_EQ(bad.code, 2);
 }
 
+TEST(Cli, MergeOfShardReports) {
+  const std::string a = temp_path("shard_a.json"), b = temp_path("shard_b.json");
+  ASSERT_EQ(run_cli(run_args("planted_fp16_overflow", "--quiet --modes fp16 --batches 0:1 --report " + a)).code, 1);
+  ASSERT_EQ(run_cli(run_args("planted_fp16_overflow", "--quiet --modes fp16 --batches 1:3 --report " + b)).code, 1);
+  const std::string model = " --model " + data_file("planted_fp16_overflow.model.h5");
+  CliResult merged = run_cli("merge " + b + " " + a + model);
+  EXPECT_EQ(merged.code, 1) << merged.err;
+  EXPECT_NE(merged.out.find("first divergent layer 'amplify'"), std::string::npos) << merged.out;
+  CliResult twice = run_cli("merge " + a + " " + a + model);   // overlapping ranges
+  EXPECT_EQ(twice.code, 2);
+  EXPECT_NE(twice.err.find("shard_a.json"), std::string::npos) << twice.err;
+  std::remove(a.c_str());
+  std::remove(b.c_str());
+}
+
 TEST(Cli, BatchRange) {
   int code = 0;
   json rep = run_report("mlp", "--modes fp32 --batches 1:3", &code);
@@ -256,7 +271,7 @@ TEST(Cli, UsageErrorsExitTwoWithOneLine) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* cmd : {"run", "inspect", "env", "diff", "bisect"}) {
+  for (const char* cmd : {"run", "inspect", "env", "diff", "bisect", "merge"}) {
     CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd << r.out;

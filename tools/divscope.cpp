@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "diff.h"
+#include "merge.h"
 #include "errors.h"
 
 using namespace divscope;
@@ -25,6 +26,7 @@ const char* kUsage =
     "  env       print the environment (host, compiler, CUDA, GPU) as JSON\n"
     "  diff      compare two dumps (run --dump) from two machines, layer by layer\n"
     "  bisect    find the layers that must stay in fp32 for tf32/fp16/bf16 to pass\n"
+    "  merge     combine reports of runs over disjoint batch ranges (CI shards) into one\n"
     "\n"
     "`divscope <command> --help` shows the options of a command.\n";
 
@@ -193,6 +195,37 @@ int cmd_bisect(int argc, char** argv) {
   return run_bisect(a, std::cout, std::cerr);
 }
 
+int cmd_merge(int argc, char** argv) {
+  cxxopts::Options opts("divscope merge",
+                        "Merge JSON reports of `divscope run --report` over disjoint batch ranges of one "
+                        "recording (CI shards: --batches 0:10, 10:20, ...) into the report of one run over "
+                        "all those batches, and judge it again.\n"
+                        "Exit codes: 0 within tolerance, 1 divergence, 2 bad input.");
+  MergeArgs a;
+  opts.add_options("positional")
+      ("reports", "JSON reports of divscope run --report", cxxopts::value<std::vector<std::string>>(a.reports));
+  opts.add_options()
+      ("model", "the model the reports were made with (.h5)", cxxopts::value<std::string>(a.model))
+      ("report", "write the merged JSON report here", cxxopts::value<std::string>(a.report))
+      ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
+      ("html", "write a self-contained HTML report (plots and tables) here",
+       cxxopts::value<std::string>(a.html))
+      ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
+      ("h,help", "show this help");
+  opts.parse_positional({"reports"});
+  opts.positional_help("REPORTS...");
+  SubArgs s = sub_args(argc, argv);
+  auto r = opts.parse(s.argc(), s.argv.data());
+  if (r.count("help")) {
+    std::cout << opts.help({""});
+    return kExitOk;
+  }
+  if (!r.unmatched().empty()) throw InputError("merge: unexpected argument '" + r.unmatched()[0] + "'");
+  if (a.reports.empty() || a.model.empty())
+    throw InputError("merge: expected REPORTS... and --model M.h5 (see divscope merge --help)");
+  return run_merge(a, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -211,7 +244,8 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(argc, argv);
     if (cmd == "diff") return cmd_diff(argc, argv);
     if (cmd == "bisect") return cmd_bisect(argc, argv);
-    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff, bisect; see divscope --help)\n",
+    if (cmd == "merge") return cmd_merge(argc, argv);
+    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff, bisect, merge; see divscope --help)\n",
                  cmd.c_str());
     return kExitBadInput;
   } catch (const InputError& e) {
