@@ -1,4 +1,5 @@
 #include "h5wrap.h"
+#include "h5watch.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -123,6 +124,7 @@ std::string TypeInfo::name() const {
 // ---- File ------------------------------------------------------------------------------------
 
 File File::open(const std::string& path) {
+  Watch watch(path, "/");
   init();
   std::error_code ec;
   auto st = std::filesystem::status(path, ec);
@@ -146,6 +148,7 @@ File File::open(const std::string& path) {
 }
 
 File File::create(const std::string& path) {
+  Watch watch(path, "/");
   init();
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) throw InputError(path + ": cannot create HDF5 file" + with_reason());
@@ -153,6 +156,7 @@ File File::create(const std::string& path) {
 }
 
 Object File::root() const {
+  Watch watch(name_, "/");
   hid_t id = H5Oopen(id_.get(), "/", H5P_DEFAULT);
   if (id < 0) throw InputError(name_, "/", "cannot open root group" + with_reason());
   return Object(name_, "/", id);
@@ -173,6 +177,7 @@ void Object::fail_at(const std::string& path, const std::string& what) const {
 }
 
 bool Object::has(const std::string& name) const {
+  Watch watch(file_, path_);
   // H5Lexists needs every intermediate link of a path to exist; check them in turn.
   if (name.empty()) return false;
   size_t pos = 0;
@@ -194,6 +199,7 @@ bool Object::has(const std::string& name) const {
 }
 
 Object Object::open(const std::string& name) const {
+  Watch watch(file_, path_);
   if (!has(name)) fail_at(child_path(name), "missing object");
   hid_t h = H5Oopen(id(), name.c_str(), H5P_DEFAULT);
   if (h < 0) fail_at(child_path(name), "cannot open" + with_reason());
@@ -201,6 +207,7 @@ Object Object::open(const std::string& name) const {
 }
 
 Object Object::group(const std::string& name) const {
+  Watch watch(file_, path_);
   if (!has(name)) fail_at(child_path(name), "missing group");
   Object o = open(name);
   if (!o.is_group()) o.fail("expected a group, found a dataset");
@@ -208,16 +215,24 @@ Object Object::group(const std::string& name) const {
 }
 
 Object Object::dataset(const std::string& name) const {
+  Watch watch(file_, path_);
   if (!has(name)) fail_at(child_path(name), "missing dataset");
   Object o = open(name);
   if (!o.is_dataset()) o.fail("expected a dataset, found a group");
   return o;
 }
 
-bool Object::is_group() const { return H5Iget_type(id()) == H5I_GROUP; }
-bool Object::is_dataset() const { return H5Iget_type(id()) == H5I_DATASET; }
+bool Object::is_group() const {
+  Watch watch(file_, path_);
+  return H5Iget_type(id()) == H5I_GROUP;
+}
+bool Object::is_dataset() const {
+  Watch watch(file_, path_);
+  return H5Iget_type(id()) == H5I_DATASET;
+}
 
 std::vector<std::string> Object::members() const {
+  Watch watch(file_, path_);
   std::vector<std::string> names;
   if (H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_link, &names) < 0)
     fail("cannot list group members" + with_reason());
@@ -225,6 +240,7 @@ std::vector<std::string> Object::members() const {
 }
 
 std::vector<std::string> Object::members_in_creation_order() const {
+  Watch watch(file_, path_);
   unsigned flags = 0;
   PlistId gcpl(H5Gget_create_plist(id()));
   if (gcpl.get() >= 0 && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 &&
@@ -240,6 +256,7 @@ std::vector<std::string> Object::members_in_creation_order() const {
 // ---- Object: attributes ----------------------------------------------------------------------
 
 std::vector<std::string> Object::attr_names() const {
+  Watch watch(file_, path_);
   std::vector<std::string> names;
   if (H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attr, &names) < 0)
     fail("cannot list attributes" + with_reason());
@@ -247,12 +264,14 @@ std::vector<std::string> Object::attr_names() const {
 }
 
 bool Object::has_attr(const std::string& name) const {
+  Watch watch(file_, path_);
   htri_t e = H5Aexists(id(), name.c_str());
   if (e < 0) last_error();
   return e > 0;
 }
 
 AttrValue Object::attr(const std::string& name) const {
+  Watch watch(file_, path_);
   const std::string what = "attribute '" + name + "'";
   if (!has_attr(name)) fail("missing " + what);
   AttrId a(H5Aopen(id(), name.c_str(), H5P_DEFAULT));
@@ -299,6 +318,7 @@ AttrValue Object::attr(const std::string& name) const {
 }
 
 std::string Object::attr_string(const std::string& name) const {
+  Watch watch(file_, path_);
   AttrValue v = attr(name);
   if (auto* s = std::get_if<std::string>(&v)) return *s;
   if (auto* a = std::get_if<std::vector<std::string>>(&v); a && a->size() == 1) return (*a)[0];
@@ -306,6 +326,7 @@ std::string Object::attr_string(const std::string& name) const {
 }
 
 std::vector<std::string> Object::attr_strings(const std::string& name) const {
+  Watch watch(file_, path_);
   AttrValue v = attr(name);
   if (auto* s = std::get_if<std::string>(&v)) return {*s};
   if (auto* a = std::get_if<std::vector<std::string>>(&v)) return *a;
@@ -313,6 +334,7 @@ std::vector<std::string> Object::attr_strings(const std::string& name) const {
 }
 
 int64_t Object::attr_int(const std::string& name) const {
+  Watch watch(file_, path_);
   AttrValue v = attr(name);
   if (auto* i = std::get_if<int64_t>(&v)) return *i;
   if (auto* a = std::get_if<std::vector<int64_t>>(&v); a && a->size() == 1) return (*a)[0];
@@ -320,6 +342,7 @@ int64_t Object::attr_int(const std::string& name) const {
 }
 
 std::vector<int64_t> Object::attr_ints(const std::string& name) const {
+  Watch watch(file_, path_);
   AttrValue v = attr(name);
   if (auto* i = std::get_if<int64_t>(&v)) return {*i};
   if (auto* a = std::get_if<std::vector<int64_t>>(&v)) return *a;
@@ -329,6 +352,7 @@ std::vector<int64_t> Object::attr_ints(const std::string& name) const {
 // ---- Object: datasets ------------------------------------------------------------------------
 
 Shape Object::dims() const {
+  Watch watch(file_, path_);
   SpaceId s(H5Dget_space(id()));
   if (s.get() < 0) fail("cannot read dataspace" + with_reason());
   H5S_class_t sc = H5Sget_simple_extent_type(s.get());
@@ -341,6 +365,7 @@ Shape Object::dims() const {
 }
 
 TypeInfo Object::type() const {
+  Watch watch(file_, path_);
   TypeId t(H5Dget_type(id()));
   if (t.get() < 0) fail("cannot read datatype" + with_reason());
   TypeInfo ti{H5Tget_class(t.get()), H5Tget_size(t.get()), true};
@@ -349,6 +374,7 @@ TypeInfo Object::type() const {
 }
 
 Tensor Object::read_f64() const {
+  Watch watch(file_, path_);
   Tensor t(dims());
   if (t.size() && H5Dread(id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.ptr()) < 0)
     fail("cannot read dataset" + with_reason());
@@ -356,6 +382,7 @@ Tensor Object::read_f64() const {
 }
 
 std::vector<int64_t> Object::read_i64() const {
+  Watch watch(file_, path_);
   std::vector<int64_t> v(numel(dims()));
   if (!v.empty() && H5Dread(id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot read dataset" + with_reason());
@@ -365,6 +392,7 @@ std::vector<int64_t> Object::read_i64() const {
 // ---- Object: writing -------------------------------------------------------------------------
 
 Object Object::create_group(const std::string& name) const {
+  Watch watch(file_, path_);
   PlistId gcpl(H5Pcreate(H5P_GROUP_CREATE));
   H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   hid_t g = H5Gcreate2(id(), name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT);
@@ -373,6 +401,7 @@ Object Object::create_group(const std::string& name) const {
 }
 
 void Object::write_attr(const std::string& name, const AttrValue& v) const {
+  Watch watch(file_, path_);
   const bool scalar = v.index() < 3;
   std::vector<const char*> strs;
   const void* data = nullptr;
@@ -412,6 +441,7 @@ void Object::write_attr(const std::string& name, const AttrValue& v) const {
 }
 
 void Object::write_dataset(const std::string& name, const Tensor& t) const {
+  Watch watch(file_, path_);
   std::vector<hsize_t> d(t.shape.begin(), t.shape.end());
   SpaceId space(d.empty() ? H5Screate(H5S_SCALAR)
                           : H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
@@ -246,6 +247,34 @@ TEST(Cli, MergeOfShardReports) {
   EXPECT_NE(twice.err.find("shard_a.json"), std::string::npos) << twice.err;
   std::remove(a.c_str());
   std::remove(b.c_str());
+}
+
+// A damaged global heap (found by fuzzing) sends libhdf5 into an endless loop while reading a
+// string attribute; the watchdog turns that into the one-line error and exit code 2.
+TEST(Cli, HangingHdf5LibraryIsBadInputNotAHang) {
+  const std::string file = std::string(DIVSCOPE_SOURCE_DIR) + "/tests/data/corrupt_global_heap.h5";
+  setenv("DIVSCOPE_HDF5_TIMEOUT", "1", 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  CliResult r = run_cli("inspect " + file);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  unsetenv("DIVSCOPE_HDF5_TIMEOUT");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("corrupt_global_heap.h5"), std::string::npos) << r.err;
+  EXPECT_LT(secs, 30);
+}
+
+// A damaged dense link table (found by fuzzing) makes libhdf5 1.10 free an invalid pointer:
+// the fatal-signal handler names the file being read, exit code 2.
+TEST(Cli, CrashInsideHdf5LibraryIsBadInputNotACrash) {
+  const std::string file = std::string(DIVSCOPE_SOURCE_DIR) + "/tests/data/corrupt_link_table.h5";
+  for (const std::string& args : {"inspect " + file,
+                                   "run --backend cpu --quiet --model " + file + " --recording " +
+                                       data_file("cnn.recording.h5")}) {
+    CliResult r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find("corrupt_link_table.h5"), std::string::npos) << r.err;
+  }
 }
 
 TEST(Cli, BatchRange) {

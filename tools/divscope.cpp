@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "diff.h"
+#include "h5watch.h"
 #include "merge.h"
 #include "errors.h"
 
@@ -229,6 +230,7 @@ int cmd_merge(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  divscope::h5::install_fatal_signal_handlers();
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return kExitBadInput;
