@@ -106,34 +106,31 @@ ConvProblem<T> problem(const Conv2dDesc& d, const void* x, const void* w, const 
   return p;
 }
 
-template <class T>
-void simt(const char* name, const Conv2dDesc& d, const void* x, const void* w, const void* bias,
-          void* y, const std::string& layer) {
-  const ConvProblem<T> p = problem<T>(d, x, w, bias, y, layer);
-  launch_simt<T, kMinBlocks, ConvFetch>(name, p.groups, p.Cog, p.P, p.CK, p.a, p.b, p.out, layer);
-}
+struct ConvRun {
+  const Conv2dDesc& d;
+  const void *x, *w, *bias;
+  void* y;
+  const std::string& layer;
 
-template <class Op>
-void tensor_core(const char* name, const Conv2dDesc& d, const void* x, const void* w,
-                 const void* bias, void* y, const std::string& layer) {
-  const ConvProblem<float> p = problem<float>(d, x, w, bias, y, layer);
-  launch_tc<Op, kMinBlocks, ConvFetch>(name, p.groups, p.Cog, p.P, p.CK, p.a, p.b, p.out, layer);
-}
+  template <class T>
+  void simt(const char* name) const {
+    const ConvProblem<T> p = problem<T>(d, x, w, bias, y, layer);
+    launch_simt<T, kMinBlocks, ConvFetch>(name, p.groups, p.Cog, p.P, p.CK, p.a, p.b, p.out, layer);
+  }
+
+  template <class Op>
+  void tensor_core(const char* name) const {
+    const ConvProblem<float> p = problem<float>(d, x, w, bias, y, layer);
+    launch_tc<Op, kMinBlocks, ConvFetch>(name, p.groups, p.Cog, p.P, p.CK, p.a, p.b, p.out, layer);
+  }
+};
 
 }  // namespace
 
 void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const void* bias,
             void* y, const std::string& layer) {
   if (conv_output_empty("conv2d", d, layer)) return;
-  switch (mode) {
-    case Mode::fp64: return simt<double>("conv2d_simt_f64", d, x, w, bias, y, layer);
-    case Mode::fp32: return simt<float>("conv2d_simt_f32", d, x, w, bias, y, layer);
-    case Mode::strict: return simt<float>("conv2d_simt_strict", d, x, w, bias, y, layer);
-    case Mode::tf32: return tensor_core<OpTf32>("conv2d_tc_tf32", d, x, w, bias, y, layer);
-    case Mode::fp16: return tensor_core<OpF16>("conv2d_tc_fp16", d, x, w, bias, y, layer);
-    case Mode::bf16: return tensor_core<OpBf16>("conv2d_tc_bf16", d, x, w, bias, y, layer);
-  }
-  throw RuntimeFault("conv2d: unknown mode in layer '" + layer + "'");
+  dispatch_mode(mode, "conv2d", layer, ConvRun{d, x, w, bias, y, layer});
 }
 
 }  // namespace divscope

@@ -139,38 +139,35 @@ DeviceBuffer<T> regroup(const ConvTranspose2dDesc& d, const void* w, const std::
   return a;
 }
 
-template <class T>
-void simt(const char* name, const ConvTranspose2dDesc& d, const void* x, const void* w,
-          const void* bias, void* y, const std::string& layer) {
-  const ConvTProblem<T> p = problem<T>(d, x, bias, y, layer);
-  const DeviceBuffer<T> a = regroup<T>(d, w, layer);
-  const KContig<T> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
-  launch_simt<T, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
-}
+struct ConvTRun {
+  const ConvTranspose2dDesc& d;
+  const void *x, *w, *bias;
+  void* y;
+  const std::string& layer;
 
-template <class Op>
-void tensor_core(const char* name, const ConvTranspose2dDesc& d, const void* x, const void* w,
-                 const void* bias, void* y, const std::string& layer) {
-  const ConvTProblem<float> p = problem<float>(d, x, bias, y, layer);
-  const DeviceBuffer<float> a = regroup<float>(d, w, layer);
-  const KContig<float> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
-  launch_tc<Op, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
-}
+  template <class T>
+  void simt(const char* name) const {
+    const ConvTProblem<T> p = problem<T>(d, x, bias, y, layer);
+    const DeviceBuffer<T> a = regroup<T>(d, w, layer);
+    const KContig<T> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
+    launch_simt<T, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
+  }
+
+  template <class Op>
+  void tensor_core(const char* name) const {
+    const ConvTProblem<float> p = problem<float>(d, x, bias, y, layer);
+    const DeviceBuffer<float> a = regroup<float>(d, w, layer);
+    const KContig<float> ak{a.get(), p.CK, p.Cog * p.CK, p.Cog};
+    launch_tc<Op, kMinBlocks, ConvTFetch>(name, p.groups, p.Cog, p.P, p.CK, ak, p.b, p.out, layer);
+  }
+};
 
 }  // namespace
 
 void conv_transpose2d(Mode mode, const ConvTranspose2dDesc& d, const void* x, const void* w,
                       const void* bias, void* y, const std::string& layer) {
   if (conv_output_empty("conv_transpose2d", d, layer)) return;
-  switch (mode) {
-    case Mode::fp64: return simt<double>("conv_transpose2d_simt_f64", d, x, w, bias, y, layer);
-    case Mode::fp32: return simt<float>("conv_transpose2d_simt_f32", d, x, w, bias, y, layer);
-    case Mode::strict: return simt<float>("conv_transpose2d_simt_strict", d, x, w, bias, y, layer);
-    case Mode::tf32: return tensor_core<OpTf32>("conv_transpose2d_tc_tf32", d, x, w, bias, y, layer);
-    case Mode::fp16: return tensor_core<OpF16>("conv_transpose2d_tc_fp16", d, x, w, bias, y, layer);
-    case Mode::bf16: return tensor_core<OpBf16>("conv_transpose2d_tc_bf16", d, x, w, bias, y, layer);
-  }
-  throw RuntimeFault("conv_transpose2d: unknown mode in layer '" + layer + "'");
+  dispatch_mode(mode, "conv_transpose2d", layer, ConvTRun{d, x, w, bias, y, layer});
 }
 
 }  // namespace divscope

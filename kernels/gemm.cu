@@ -23,38 +23,43 @@ constexpr int kSimtMinBlocks = 2;
 template <class Op>
 constexpr int kTcMinBlocks = std::is_same_v<Op, OpTf32> ? 2 : 1;
 
-template <class T>
-void simt(const char* name, const GemmDesc& d, const void* A, const void* B, const void* bias,
-          void* C, const std::string& layer) {
-  const KContig<T> a{static_cast<const T*>(A), d.lda, d.stride_a, d.M};
-  const MatrixOut<T> out{static_cast<T*>(C), static_cast<const T*>(bias), d.ldc, d.stride_c};
-  const T* bp = static_cast<const T*>(B);
-  if (d.b_trans)   // B is [N][K]: element (n, k) at n * ldb + k
-    launch_simt<T, kSimtMinBlocks, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                                 KContig<T>{bp, d.ldb, d.stride_b, d.N}, out,
-                                                 layer);
-  else             // B is [K][N]: element (k, n) at k * ldb + n
-    launch_simt<T, kSimtMinBlocks, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                                   RowContig<T>{bp, d.ldb, d.stride_b, d.N},
-                                                   out, layer);
-}
+struct GemmRun {
+  const GemmDesc& d;
+  const void *A, *B, *bias;
+  void* C;
+  const std::string& layer;
 
-template <class Op>
-void tensor_core(const char* name, const GemmDesc& d, const void* A, const void* B,
-                 const void* bias, void* C, const std::string& layer) {
-  const KContig<float> a{static_cast<const float*>(A), d.lda, d.stride_a, d.M};
-  const MatrixOut<float> out{static_cast<float*>(C), static_cast<const float*>(bias), d.ldc,
-                             d.stride_c};
-  const float* bp = static_cast<const float*>(B);
-  if (d.b_trans)
-    launch_tc<Op, kTcMinBlocks<Op>, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                                  KContig<float>{bp, d.ldb, d.stride_b, d.N},
-                                                  out, layer);
-  else
-    launch_tc<Op, kTcMinBlocks<Op>, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
-                                                    RowContig<float>{bp, d.ldb, d.stride_b, d.N},
+  template <class T>
+  void simt(const char* name) const {
+    const KContig<T> a{static_cast<const T*>(A), d.lda, d.stride_a, d.M};
+    const MatrixOut<T> out{static_cast<T*>(C), static_cast<const T*>(bias), d.ldc, d.stride_c};
+    const T* bp = static_cast<const T*>(B);
+    if (d.b_trans)   // B is [N][K]: element (n, k) at n * ldb + k
+      launch_simt<T, kSimtMinBlocks, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                                   KContig<T>{bp, d.ldb, d.stride_b, d.N}, out,
+                                                   layer);
+    else             // B is [K][N]: element (k, n) at k * ldb + n
+      launch_simt<T, kSimtMinBlocks, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                                     RowContig<T>{bp, d.ldb, d.stride_b, d.N},
+                                                     out, layer);
+  }
+
+  template <class Op>
+  void tensor_core(const char* name) const {
+    const KContig<float> a{static_cast<const float*>(A), d.lda, d.stride_a, d.M};
+    const MatrixOut<float> out{static_cast<float*>(C), static_cast<const float*>(bias), d.ldc,
+                               d.stride_c};
+    const float* bp = static_cast<const float*>(B);
+    if (d.b_trans)
+      launch_tc<Op, kTcMinBlocks<Op>, KContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                                    KContig<float>{bp, d.ldb, d.stride_b, d.N},
                                                     out, layer);
-}
+    else
+      launch_tc<Op, kTcMinBlocks<Op>, RowContigFetch>(name, d.batch, d.M, d.N, d.K, a,
+                                                      RowContig<float>{bp, d.ldb, d.stride_b, d.N},
+                                                      out, layer);
+  }
+};
 
 }  // namespace
 
@@ -62,15 +67,7 @@ void gemm(Mode mode, const GemmDesc& d, const void* A, const void* B, const void
           const std::string& layer) {
   if (d.batch < 0 || d.M < 0 || d.N < 0 || d.K < 0)
     throw RuntimeFault("gemm: negative size in layer '" + layer + "'");
-  switch (mode) {
-    case Mode::fp64: return simt<double>("gemm_simt_f64", d, A, B, bias, C, layer);
-    case Mode::fp32: return simt<float>("gemm_simt_f32", d, A, B, bias, C, layer);
-    case Mode::strict: return simt<float>("gemm_simt_strict", d, A, B, bias, C, layer);
-    case Mode::tf32: return tensor_core<OpTf32>("gemm_tc_tf32", d, A, B, bias, C, layer);
-    case Mode::fp16: return tensor_core<OpF16>("gemm_tc_fp16", d, A, B, bias, C, layer);
-    case Mode::bf16: return tensor_core<OpBf16>("gemm_tc_bf16", d, A, B, bias, C, layer);
-  }
-  throw RuntimeFault("gemm: unknown mode in layer '" + layer + "'");
+  dispatch_mode(mode, "gemm", layer, GemmRun{d, A, B, bias, C, layer});
 }
 
 }  // namespace divscope

@@ -72,5 +72,23 @@ void launch_tc(const char* name, int64_t batch, int64_t M, int64_t N, int64_t K,
   }
 }
 
+// The one mode switch of the GEMM-like ops (gemm, conv2d, conv_transpose2d):
+// `run.template simt<T>(name)` for fp64 (double), fp32 and strict (float), and
+// `run.template tensor_core<Op>(name)` for tf32, fp16 and bf16; kernel names "<op>_simt_f64",
+// "<op>_tc_fp16", ... for the error messages.
+template <class Run>
+void dispatch_mode(Mode mode, const char* op, const std::string& layer, const Run& run) {
+  const std::string n(op);
+  switch (mode) {
+    case Mode::fp64: return run.template simt<double>((n + "_simt_f64").c_str());
+    case Mode::fp32: return run.template simt<float>((n + "_simt_f32").c_str());
+    case Mode::strict: return run.template simt<float>((n + "_simt_strict").c_str());
+    case Mode::tf32: return run.template tensor_core<OpTf32>((n + "_tc_tf32").c_str());
+    case Mode::fp16: return run.template tensor_core<OpF16>((n + "_tc_fp16").c_str());
+    case Mode::bf16: return run.template tensor_core<OpBf16>((n + "_tc_bf16").c_str());
+  }
+  throw RuntimeFault(n + ": unknown mode in layer '" + layer + "'");
+}
+
 }  // namespace gemm_detail
 }  // namespace divscope
