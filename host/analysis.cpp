@@ -1,6 +1,9 @@
 #include "analysis.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -98,6 +101,27 @@ Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_la
     in[k] = &cast.back();
   }
   return mode;
+}
+
+// A batch is replayed whole, layer by layer: a layer whose FP64 output alone would take more
+// than half of this machine's memory (an absurd stride or dilation, a huge batch) is refused
+// before any work, with its size, instead of failing to allocate or swapping for hours.
+void check_memory(const Model& model, int64_t batch) {
+  const double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  if (!(phys > 0)) return;
+  for (const Layer& l : model.layers) {
+    double elems = static_cast<double>(batch);
+    for (int64_t d : l.out_shape) elems *= static_cast<double>(d);
+    const double bytes = 8 * elems;
+    if (bytes > phys / 2) {
+      char msg[160];
+      std::snprintf(msg, sizeof msg, "%.1f GB as float64 for a batch of %lld, more than half of this machine's %.1f GB",
+                    bytes / 1e9, static_cast<long long>(batch), phys / 1e9);
+      throw RuntimeFault(l.where() + ": output [" + std::to_string(batch) + ", " +
+                         shape_str(l.out_shape).substr(1) + " is " + msg +
+                         " (batches are replayed whole: record smaller batches)");
+    }
+  }
 }
 
 double sample_rel_l2(const SampleErrors& se, int64_t s) {
@@ -205,6 +229,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   for (int64_t b = b0; b < b1; ++b) {
     std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
     const int64_t n = inputs.empty() ? 0 : inputs[0].shape[0];
+    check_memory(model, n);
     res.samples += n;
     ++res.batches;
 

@@ -1,6 +1,7 @@
 // Recording files (DESIGN §3): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
 // against the model at open from metadata only; data is read one batch at a time.
 #include <cctype>
+#include <map>
 
 #include "h5io.h"
 #include "h5wrap.h"
@@ -23,6 +24,7 @@ struct RecordingReader::Impl {
   std::vector<std::string> names;    // batch group names
   std::vector<int64_t> sizes;        // N per batch
   std::string source, created;
+  std::map<std::string, Shape> layer_shapes;   // per-sample output shape of each layer
 
   h5::Object batch(size_t i) const {
     h5::init();   // this may be another thread than the one that opened the file
@@ -59,10 +61,31 @@ struct RecordingReader::Impl {
     if (dims[0] < 1) d.fail("empty batch (N = 0)");
     return dims[0];
   }
+
+  // The recorded activations of one batch (if any): those of the model's layers must have the
+  // layer's shape and a float type, checked at open so that a bad one is not found only after
+  // the layers before it have run. Others (not layers of this model) are not compared.
+  void check_activations(const h5::Object& b, int64_t n) const {
+    if (!b.has("activations")) return;
+    h5::Object acts = b.group("activations");
+    for (const std::string& name : acts.members()) {
+      auto it = layer_shapes.find(name);
+      if (it == layer_shapes.end()) continue;
+      h5::Object d = acts.dataset(name);
+      Shape want{n};
+      want.insert(want.end(), it->second.begin(), it->second.end());
+      if (d.dims() != want)
+        d.fail("activation of layer '" + name + "' has shape " + shape_str(d.dims()) +
+               ", expected " + shape_str(want));
+      const h5::TypeInfo t = d.type();
+      if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+    }
+  }
 };
 
 RecordingReader::RecordingReader(const std::string& path, const Model& m)
-    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}}) {
+    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}}) {
+  for (const Layer& l : m.layers) impl_->layer_shapes[l.name] = l.out_shape;
   h5::Object root = impl_->file.root();
   h5::check_header(root, "recording");
   if (root.has_attr("source")) impl_->source = root.attr_string("source");
@@ -89,6 +112,7 @@ RecordingReader::RecordingReader(const std::string& path, const Model& m)
       }
     }
     impl_->sizes.push_back(n);
+    impl_->check_activations(b, n);
   }
 }
 

@@ -164,6 +164,25 @@ void validate_and_infer(Model& m) {
     }
     for (const AttrSpec& s : spec->attrs)
       if (s.required && !L.has(s.name)) fail(std::string("missing attribute '") + s.name + "'");
+    // Every attribute of the kind its op reads (an op reads some only when it runs, e.g. eps).
+    for (const AttrSpec& s : spec->attrs) {
+      if (!L.has(s.name)) continue;
+      std::string wrong;
+      try {
+        switch (s.kind) {
+          case AttrKind::Int: L.attr_int(s.name); break;
+          case AttrKind::Ints: L.attr_ints(s.name); break;
+          case AttrKind::Str: L.attr_str(s.name, ""); break;
+          case AttrKind::Float:
+            if (!std::isfinite(L.attr_float(s.name)))
+              wrong = std::string("attribute '") + s.name + "' must be finite";
+            break;
+        }
+      } catch (const std::exception& e) {
+        wrong = e.what();
+      }
+      if (!wrong.empty()) fail(wrong);
+    }
     for (const auto& kv : L.params) {
       bool known = false;
       for (const ParamSpec& p : spec->params) known |= kv.first == p.name;

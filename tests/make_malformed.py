@@ -86,6 +86,17 @@ mlp("attr_rank2.model.h5",
     lambda f: f["layers/0001"].attrs.__setitem__("alpha", np.ones((2, 2))))
 mlp("group_in_layer.model.h5", lambda f: f["layers/0000"].create_group("extra"))
 
+
+def leaky(slope):
+    def edit(f):
+        f["layers/0001"].attrs["op"] = "leaky_relu"
+        f["layers/0001"].attrs["negative_slope"] = slope
+    return edit
+
+
+mlp("attr_wrong_kind.model.h5", leaky("0.1"))     # read only when the layer runs
+mlp("attr_not_finite.model.h5", leaky(np.inf))
+
 mlp("truncated.model.h5")
 size = os.path.getsize(path("truncated.model.h5"))
 with open(path("truncated.model.h5"), "r+b") as fh:
@@ -207,3 +218,5 @@ recording("mismatched_n.rec.h5",
           [{"a": np.ones((2, 4), dtype=np.float32), "b": np.ones((3, 4), dtype=np.float32)}])
 recording("ids.rec.h5", [{"ids": np.array([[0, 1, 2, 3, 9], [9, 8, 7, 6, 5]], dtype=np.int32)}])
 recording("float_ids.rec.h5", [{"ids": np.zeros((2, 5))}])
+recording("activation_wrong_shape.rec.h5", [{"x": x0}, {"x": x1}],
+          lambda f: f.create_dataset("batches/000001/activations/fc2", data=np.ones((3, 4))))

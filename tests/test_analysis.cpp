@@ -2,10 +2,14 @@
 // gives the same statistics as the batches one by one merged.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 
 #include "analysis.h"
+#include "errors.h"
 #include "h5io.h"
+#include "h5wrap.h"
 #include "report/report.h"
 
 using namespace divscope;
@@ -131,4 +135,33 @@ TEST(Analysis, EveryLayerInFp32UnderMixedPrecisionIsTheFp32Run) {
   opt.fp32_layers.assign(m.layers.size(), false);
   AnalysisResult plain = analyze(m, dir + "cnn.recording.h5", *backend, opt);
   EXPECT_NE(plain.modes[1].layers.back().chained.sum_err2, r.modes[1].layers.back().chained.sum_err2);
+}
+
+TEST(Analysis, ALayerTooLargeForThisMachineIsRefusedBeforeAnyWork) {
+  const std::string dir = std::string(DIVSCOPE_SOURCE_DIR) + "/data/";
+  Model m = read_model(dir + "mlp.model.h5");
+  // A recording without activations (they would give the shape away at open).
+  const std::string rec = ::testing::TempDir() + "divscope_huge_" + std::to_string(getpid()) + ".h5";
+  {
+    h5::File f = h5::File::create(rec);
+    h5::Object root = f.root();
+    root.write_attr("divscope_format", AttrValue(std::string("recording")));
+    root.write_attr("divscope_version", AttrValue(int64_t{1}));
+    Shape shape{2};
+    shape.insert(shape.end(), m.inputs[0].shape.begin(), m.inputs[0].shape.end());
+    root.create_group("batches").create_group("000000").write_dataset(m.inputs[0].name, Tensor(shape, 0.5));
+  }
+  m.layers[1].out_shape = {1 << 20, 1 << 20, 1 << 10};   // as an absurd stride or dilation gives
+  auto backend = make_cpu_backend();
+  AnalysisOptions opt;
+  opt.modes = {Mode::fp16};
+  try {
+    analyze(m, rec, *backend, opt);
+    FAIL() << "expected a RuntimeFault";
+  } catch (const RuntimeFault& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'" + m.layers[1].name + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("GB as float64"), std::string::npos) << msg;
+  }
+  std::remove(rec.c_str());
 }

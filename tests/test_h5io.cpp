@@ -275,6 +275,19 @@ TEST_F(H5io, MissingRequiredAttribute) {
                      {"/layers/0001", "'act'", "missing attribute 'negative_slope'"});
 }
 
+TEST_F(H5io, AttributeOfTheWrongKindOrNotFinite) {
+  expect_model_error("attr_wrong_kind.model.h5",
+                     {"/layers/0001", "'act'", "'negative_slope' must be a float, got a string"});
+  expect_model_error("attr_not_finite.model.h5",
+                     {"/layers/0001", "'act'", "'negative_slope' must be finite"});
+}
+
+TEST_F(H5io, RecordingActivationOfWrongShapeAtOpen) {
+  // Found when the recording is opened, not after the layers before it have run.
+  expect_recording_error("activation_wrong_shape.rec.h5",
+                         {": /batches/000001/activations/fc2: ", "[3, 4]", "expected [3, 3]"});
+}
+
 TEST_F(H5io, UnknownInputName) {
   expect_model_error("unknown_input.model.h5", {"/layers/0001", "'act'", "unknown input 'y'"});
 }
