@@ -18,13 +18,20 @@ void permute(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   int r = x.rank();
   Shape xs = strides_of(x.shape), step(r);
   for (int d = 0; d < r; ++d) step[d] = xs[dims[d] < 0 ? dims[d] + r : dims[d]];
-  for (int64_t i = 0; i < out.size(); ++i) {
-    int64_t src = 0, rem = i;
-    for (int d = r - 1; d >= 0; --d) {
-      src += (rem % out.shape[d]) * step[d];
-      rem /= out.shape[d];
+  if (out.size() == 0) return;
+  // Rows of the innermost output dim, the outer indices advanced as an odometer (a division per
+  // element per dim was most of this op's time).
+  const int64_t inner = out.shape[r - 1], inner_step = step[r - 1];
+  std::vector<int64_t> idx(r, 0);
+  int64_t base = 0;
+  for (int64_t i = 0; i < out.size(); i += inner) {
+    for (int64_t k = 0; k < inner; ++k) out.data[i + k] = x.data[base + k * inner_step];
+    for (int d = r - 2; d >= 0; --d) {
+      base += step[d];
+      if (++idx[d] < out.shape[d]) break;
+      base -= step[d] * out.shape[d];
+      idx[d] = 0;
     }
-    out.data[i] = x.data[src];
   }
 }
 
