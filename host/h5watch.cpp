@@ -98,10 +98,10 @@ extern "C" void on_fatal_signal(int sig) {
 
 double watch_limit_seconds() {
   const char* v = std::getenv("DIVSCOPE_HDF5_TIMEOUT");
-  if (!v || !*v) return 60;
+  if (!v || !*v) return 120;
   char* end = nullptr;
   const double s = std::strtod(v, &end);
-  return end && *end == 0 && s > 0 ? s : 60;
+  return end && *end == 0 && s > 0 ? s : 120;
 }
 
 Watch::Watch(const std::string& file, const std::string& path) : outer_(depth++ == 0) {

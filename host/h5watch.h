@@ -11,7 +11,7 @@
 
 namespace divscope::h5 {
 
-// Seconds one HDF5 call may take: $DIVSCOPE_HDF5_TIMEOUT, default 60 (a batch read from a slow
+// Seconds one HDF5 call may take: $DIVSCOPE_HDF5_TIMEOUT, default 120 (a batch read from a slow
 // disk takes seconds; the loops take forever).
 double watch_limit_seconds();
 
