@@ -11,13 +11,18 @@ struct InspectArgs {
   std::string model;   // optional: validate a recording against this model
 };
 
-struct RunArgs {
+// What every replay of a recording (run, bisect) is given: the files, where to run, which
+// batches, and the tolerance policy's flags and file.
+struct ReplayArgs {
   std::string model, recording;
-  std::string modes = "fp32,tf32,fp16,bf16,strict";
   std::string backend = "auto";      // auto | cpu | cuda
   std::string batches;               // "A:B", "A:", ":B" or "A" (half-open, 0-based)
   std::optional<double> atol, rtol, max_mismatch;
   std::string tolerances;            // JSON file of per-layer, per-mode tolerances
+};
+
+struct RunArgs : ReplayArgs {
+  std::string modes = "fp32,tf32,fp16,bf16,strict";
   std::string criterion = "allclose";   // allclose | baseline (DESIGN §7)
   std::optional<double> baseline_factor;
   int repeat = 1;                    // runs of every chained layer, checked bitwise equal
@@ -28,13 +33,8 @@ struct RunArgs {
 // `divscope bisect`: the smallest set of layers that must run in fp32 for a reduced-precision
 // mode (tf32, fp16, bf16) to pass every layer, found greedily (promote the first divergent
 // layer, run again) and then pruned (drop each promoted layer that is not needed).
-struct BisectArgs {
-  std::string model, recording;
+struct BisectArgs : ReplayArgs {
   std::string mode = "fp16";
-  std::string backend = "auto";
-  std::string batches;
-  std::optional<double> atol, rtol, max_mismatch;
-  std::string tolerances;
   std::string report;
 };
 

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -15,6 +14,7 @@
 
 #include "errors.h"
 #include "h5io.h"
+#include "report/report.h"
 #include "report/text.h"
 
 namespace divscope {
@@ -313,11 +313,7 @@ int run_diff(const DiffArgs& a, std::ostream& out, std::ostream& err) {
     if (ignored)
       err << "divscope: --common-only: " << ignored << " entries in only one dump ignored\n";
   }
-  if (!a.report.empty()) {
-    std::ofstream f(a.report);
-    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
-    f << diff_json(r, a).dump(2) << "\n";
-  }
+  if (!a.report.empty()) write_json(diff_json(r, a), a.report);
   return r.passed() ? kExitOk : kExitDiverged;
 }
 

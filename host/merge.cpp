@@ -3,7 +3,6 @@
 #include "merge.h"
 
 #include <algorithm>
-#include <fstream>
 
 #include "analysis.h"
 #include "errors.h"
@@ -152,9 +151,7 @@ int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
                                   {"batch_begin", p.result.batch_begin},
                                   {"batch_end", p.batch_end()},
                                   {"environment", p.environment}});
-    std::ofstream f(a.report);
-    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
-    f << j.dump(2) << "\n";
+    write_json(j, a.report);
   }
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);

@@ -2,7 +2,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 
 #include "analysis.h"
@@ -64,36 +63,22 @@ std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& e
   return make_cpu_backend();
 }
 
-}  // namespace
-
-int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
-  AnalysisOptions opt;
-  opt.modes = parse_modes(a.modes);
+// The batch range and the tolerance policy of a replay (flags, then the file over them).
+void set_replay_options(const ReplayArgs& a, const ToleranceOverride& flags, AnalysisOptions& opt) {
   parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
-  if (a.criterion == "baseline") opt.criterion = Criterion::baseline;
-  else if (a.criterion != "allclose")
-    throw InputError("run: --criterion must be allclose or baseline, got '" + a.criterion + "'");
-  if (a.baseline_factor && !(*a.baseline_factor > 0))
-    throw InputError("run: --baseline-factor must be positive");
-  if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
-  opt.repeat = a.repeat;
-  if (opt.criterion == Criterion::baseline &&
-      std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
-    opt.modes.insert(opt.modes.begin(), Mode::fp32);
-    err << "divscope: --criterion baseline: also running fp32, whose error is the baseline\n";
-  }
-  ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, a.baseline_factor};
   opt.policy.set_global(flags);
   if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
+}
 
-  Model model = read_model(a.model);
-  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
-
+// What the reports say about a replay: files, backend, environment, and the tolerance asked
+// for (per-mode defaults with the flags over them, the file, the criterion, --repeat).
+ReportContext replay_context(const Model& model, const ReplayArgs& a, const Backend& backend,
+                             const AnalysisOptions& opt, const ToleranceOverride& flags) {
   ReportContext ctx;
   ctx.model = &model;
   ctx.model_path = a.model;
   ctx.recording_path = a.recording;
-  ctx.backend = backend->name();
+  ctx.backend = backend.name();
   ctx.environment = environment_json();
   nlohmann::json tol;
   for (Mode m : opt.modes) {
@@ -114,6 +99,32 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
             "exceeds max_mismatch or it has NaN/Inf the reference lacks";
   tol["repeat"] = opt.repeat;
   ctx.tolerance = tol;
+  return ctx;
+}
+
+}  // namespace
+
+int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
+  AnalysisOptions opt;
+  opt.modes = parse_modes(a.modes);
+  if (a.criterion == "baseline") opt.criterion = Criterion::baseline;
+  else if (a.criterion != "allclose")
+    throw InputError("run: --criterion must be allclose or baseline, got '" + a.criterion + "'");
+  if (a.baseline_factor && !(*a.baseline_factor > 0))
+    throw InputError("run: --baseline-factor must be positive");
+  if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
+  opt.repeat = a.repeat;
+  if (opt.criterion == Criterion::baseline &&
+      std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
+    opt.modes.insert(opt.modes.begin(), Mode::fp32);
+    err << "divscope: --criterion baseline: also running fp32, whose error is the baseline\n";
+  }
+  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, a.baseline_factor};
+  set_replay_options(a, flags, opt);
+
+  Model model = read_model(a.model);
+  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
+  const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
   opt.dump_path = a.dump;
   opt.dump_environment = ctx.environment.dump();
   if (isatty(STDERR_FILENO))
@@ -124,19 +135,12 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   AnalysisResult res = analyze(model, a.recording, *backend, opt);
 
   if (!a.quiet) print_console(res, ctx, out);
-  if (!a.report.empty()) {
-    std::ofstream f(a.report);
-    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
-    f << report_json(res, ctx).dump(2) << "\n";
-  }
+  if (!a.report.empty()) write_json(report_json(res, ctx), a.report);
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
   return res.passed() ? kExitOk : kExitDiverged;
 }
 
-}  // namespace divscope
-
-namespace divscope {
 
 int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   Mode mode;
@@ -145,19 +149,13 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   AnalysisOptions opt;
   opt.modes = {mode};
   opt.isolated = false;
-  parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
-  opt.policy.set_global(ToleranceOverride{a.atol, a.rtol, a.max_mismatch, std::nullopt});
-  if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
+  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, std::nullopt};
+  set_replay_options(a, flags, opt);
 
   Model model = read_model(a.model);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const size_t nl = model.layers.size();
-  ReportContext ctx;
-  ctx.model = &model;
-  ctx.model_path = a.model;
-  ctx.recording_path = a.recording;
-  ctx.backend = backend->name();
-  ctx.environment = environment_json();
+  const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
 
   auto names = [&](const std::vector<bool>& keep) {
     std::vector<std::string> v;
@@ -233,9 +231,7 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
     out << "  (" << runs << " runs)\n";
   }
   if (!a.report.empty()) {
-    std::ofstream f(a.report);
-    if (!f) throw InputError(a.report, "/", "cannot write the JSON report");
-    nlohmann::json j = {{"divscope_bisect", 1},
+    const nlohmann::json j = {{"divscope_bisect", 1},
                         {"model", a.model},
                         {"recording", a.recording},
                         {"backend", ctx.backend},
@@ -246,7 +242,7 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
                         {"runs", runs},
                         {"steps", steps},
                         {"final", report_json(r, ctx)}};
-    f << j.dump(2) << "\n";
+    write_json(j, a.report);
   }
   return stuck < 0 ? kExitOk : kExitDiverged;
 }

@@ -5,7 +5,9 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "cli.h"
 #include "diff.h"
@@ -31,29 +33,56 @@ const char* kUsage =
     "\n"
     "`divscope <command> --help` shows the options of a command.\n";
 
-// cxxopts wants argv[0] first: hand it "divscope <command>" followed by the rest.
-struct SubArgs {
-  std::vector<char*> argv;
-  int argc() const { return static_cast<int>(argv.size()); }
+// Parses a subcommand's options: cxxopts wants argv[0] first, so it gets "divscope" followed by
+// the words after the subcommand. Nothing after printing --help (which lists `help_groups`:
+// {""} leaves the positional arguments out of the option list); an unknown word is an error.
+std::optional<cxxopts::ParseResult> parse(cxxopts::Options& opts, int argc, char** argv,
+                                          const std::string& cmd,
+                                          const std::vector<std::string>& help_groups = {}) {
+  std::vector<char*> words{argv[0]};
+  for (int i = 2; i < argc; ++i) words.push_back(argv[i]);
+  cxxopts::ParseResult r = opts.parse(static_cast<int>(words.size()), words.data());
+  if (r.count("help")) {
+    std::cout << opts.help(help_groups);
+    return std::nullopt;
+  }
+  if (!r.unmatched().empty()) throw InputError(cmd + ": unexpected argument '" + r.unmatched()[0] + "'");
+  return r;
+}
+
+// The options every replay (run, bisect) takes. The tolerance flags are optional: cxxopts fills
+// `flags`, and finish_replay_options passes on only those given.
+struct ToleranceFlags {
+  double atol = 0, rtol = 0, max_mismatch = 0;
 };
 
-SubArgs sub_args(int argc, char** argv) {
-  SubArgs s;
-  s.argv.push_back(argv[0]);
-  for (int i = 2; i < argc; ++i) s.argv.push_back(argv[i]);
-  return s;
+void add_replay_options(cxxopts::Options& opts, ReplayArgs& a, ToleranceFlags& f) {
+  opts.add_options()
+      ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
+      ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
+      ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
+      ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
+      ("atol", "absolute tolerance for every mode", cxxopts::value<double>(f.atol))
+      ("rtol", "relative tolerance for every mode", cxxopts::value<double>(f.rtol))
+      ("max-mismatch", "fraction of elements allowed outside tolerance",
+       cxxopts::value<double>(f.max_mismatch))
+      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch, "
+       "baseline_factor}", cxxopts::value<std::string>(a.tolerances));
+}
+
+void finish_replay_options(const cxxopts::ParseResult& r, const std::string& cmd, ReplayArgs& a,
+                           const ToleranceFlags& f) {
+  if (a.model.empty() || a.recording.empty())
+    throw InputError(cmd + ": --model and --recording are required (see divscope " + cmd + " --help)");
+  if (r.count("atol")) a.atol = f.atol;
+  if (r.count("rtol")) a.rtol = f.rtol;
+  if (r.count("max-mismatch")) a.max_mismatch = f.max_mismatch;
 }
 
 int cmd_env(int argc, char** argv) {
   cxxopts::Options opts("divscope env", "Print the environment as JSON (host, compiler, CUDA, GPU).");
   opts.add_options()("h,help", "show this help");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help();
-    return kExitOk;
-  }
-  if (!r.unmatched().empty()) throw InputError("env: unexpected argument '" + r.unmatched()[0] + "'");
+  if (!parse(opts, argc, argv, "env")) return kExitOk;
   return run_env(std::cout, std::cerr);
 }
 
@@ -67,14 +96,8 @@ int cmd_inspect(int argc, char** argv) {
       "h,help", "show this help");
   opts.parse_positional({"file"});
   opts.positional_help("FILE");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help();
-    return kExitOk;
-  }
+  if (!parse(opts, argc, argv, "inspect")) return kExitOk;
   if (a.file.empty()) throw InputError("inspect: missing FILE (see divscope inspect --help)");
-  if (!r.unmatched().empty()) throw InputError("inspect: unexpected argument '" + r.unmatched()[0] + "'");
   return run_inspect(a, std::cout);
 }
 
@@ -84,19 +107,12 @@ int cmd_run(int argc, char** argv) {
                         "layer with the FP64 reference and name the first divergent layer.\n"
                         "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure.");
   RunArgs a;
-  double atol = 0, rtol = 0, mm = 0, bf = 0;
+  ToleranceFlags flags;
+  double bf = 0;
+  add_replay_options(opts, a, flags);
   opts.add_options()
-      ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
-      ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
       ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
        cxxopts::value<std::string>(a.modes)->default_value(a.modes))
-      ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
-      ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
-      ("atol", "absolute tolerance for every mode", cxxopts::value<double>(atol))
-      ("rtol", "relative tolerance for every mode", cxxopts::value<double>(rtol))
-      ("max-mismatch", "fraction of elements allowed outside tolerance", cxxopts::value<double>(mm))
-      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch, "
-       "baseline_factor}", cxxopts::value<std::string>(a.tolerances))
       ("criterion", "allclose | baseline (tf32/fp16/bf16 judged against fp32's error on each layer)",
        cxxopts::value<std::string>(a.criterion)->default_value("allclose"))
       ("baseline-factor", "baseline criterion: allowed error over fp32's (default 2 tf32, 3 fp16/bf16)",
@@ -111,19 +127,10 @@ int cmd_run(int argc, char** argv) {
        cxxopts::value<std::string>(a.dump))
       ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
       ("h,help", "show this help");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help();
-    return kExitOk;
-  }
-  if (!r.unmatched().empty()) throw InputError("run: unexpected argument '" + r.unmatched()[0] + "'");
-  if (a.model.empty() || a.recording.empty())
-    throw InputError("run: --model and --recording are required (see divscope run --help)");
-  if (r.count("atol")) a.atol = atol;
-  if (r.count("rtol")) a.rtol = rtol;
-  if (r.count("max-mismatch")) a.max_mismatch = mm;
-  if (r.count("baseline-factor")) a.baseline_factor = bf;
+  const auto r = parse(opts, argc, argv, "run");
+  if (!r) return kExitOk;
+  finish_replay_options(*r, "run", a, flags);
+  if (r->count("baseline-factor")) a.baseline_factor = bf;
   return run_run(a, std::cout, std::cerr);
 }
 
@@ -148,13 +155,7 @@ int cmd_diff(int argc, char** argv) {
       ("h,help", "show this help");
   opts.parse_positional({"dump_a", "dump_b"});
   opts.positional_help("A.h5 B.h5");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help({""});
-    return kExitOk;
-  }
-  if (!r.unmatched().empty()) throw InputError("diff: unexpected argument '" + r.unmatched()[0] + "'");
+  if (!parse(opts, argc, argv, "diff", {""})) return kExitOk;
   if (a.a.empty() || a.b.empty())
     throw InputError("diff: expected two dumps A.h5 B.h5 (see divscope diff --help)");
   return run_diff(a, std::cout, std::cerr);
@@ -168,31 +169,15 @@ int cmd_bisect(int argc, char** argv) {
                         "Exit codes: 0 a passing set found, 1 a layer diverges even in fp32, 2 bad input, "
                         "3 runtime failure.");
   BisectArgs a;
-  double atol = 0, rtol = 0, mm = 0;
+  ToleranceFlags flags;
+  add_replay_options(opts, a, flags);
   opts.add_options()
-      ("model", "model file (.h5)", cxxopts::value<std::string>(a.model))
-      ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
       ("mode", "tf32 | fp16 | bf16", cxxopts::value<std::string>(a.mode)->default_value(a.mode))
-      ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
-      ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
-      ("atol", "absolute tolerance", cxxopts::value<double>(atol))
-      ("rtol", "relative tolerance", cxxopts::value<double>(rtol))
-      ("max-mismatch", "fraction of elements allowed outside tolerance", cxxopts::value<double>(mm))
-      ("tolerances", "JSON tolerance file (as for run)", cxxopts::value<std::string>(a.tolerances))
       ("report", "write the JSON result here", cxxopts::value<std::string>(a.report))
       ("h,help", "show this help");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help();
-    return kExitOk;
-  }
-  if (!r.unmatched().empty()) throw InputError("bisect: unexpected argument '" + r.unmatched()[0] + "'");
-  if (a.model.empty() || a.recording.empty())
-    throw InputError("bisect: --model and --recording are required (see divscope bisect --help)");
-  if (r.count("atol")) a.atol = atol;
-  if (r.count("rtol")) a.rtol = rtol;
-  if (r.count("max-mismatch")) a.max_mismatch = mm;
+  const auto r = parse(opts, argc, argv, "bisect");
+  if (!r) return kExitOk;
+  finish_replay_options(*r, "bisect", a, flags);
   return run_bisect(a, std::cout, std::cerr);
 }
 
@@ -215,13 +200,7 @@ int cmd_merge(int argc, char** argv) {
       ("h,help", "show this help");
   opts.parse_positional({"reports"});
   opts.positional_help("REPORTS...");
-  SubArgs s = sub_args(argc, argv);
-  auto r = opts.parse(s.argc(), s.argv.data());
-  if (r.count("help")) {
-    std::cout << opts.help({""});
-    return kExitOk;
-  }
-  if (!r.unmatched().empty()) throw InputError("merge: unexpected argument '" + r.unmatched()[0] + "'");
+  if (!parse(opts, argc, argv, "merge", {""})) return kExitOk;
   if (a.reports.empty() || a.model.empty())
     throw InputError("merge: expected REPORTS... and --model M.h5 (see divscope merge --help)");
   return run_merge(a, std::cout, std::cerr);

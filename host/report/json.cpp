@@ -1,4 +1,7 @@
 #include <cmath>
+#include <fstream>
+
+#include "errors.h"
 
 #include "report.h"
 
@@ -11,6 +14,13 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 double frac(int64_t a, int64_t n) { return n ? static_cast<double>(a) / n : 0.0; }
 
 }  // namespace
+
+void write_json(const nlohmann::json& j, const std::string& path) {
+  std::ofstream f(path);
+  if (!f) throw InputError(path, "/", "cannot write the JSON report");
+  f << j.dump(2) << "\n";
+  if (!f) throw InputError(path, "/", "cannot write the JSON report");
+}
 
 nlohmann::json stats_json(const LayerStats& s) {
   nlohmann::json j;

@@ -18,6 +18,8 @@ struct ReportContext {
 constexpr int kReportVersion = 1;
 
 nlohmann::json stats_json(const LayerStats& s);
+// Writes `j` (indented, one trailing newline) to `path`; InputError naming it when it cannot.
+void write_json(const nlohmann::json& j, const std::string& path);
 nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx);
 void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out);
 void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
