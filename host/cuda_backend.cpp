@@ -80,33 +80,6 @@ bool has_kernel(const std::string& op) {
   return false;
 }
 
-// The op table's shape rule rerun on the actual inputs, as the CPU reference does: the kernels
-// index by these shapes and trust them.
-Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes) {
-  const OpSpec* spec = find_op(L.op);
-  if (!spec) throw InputError(L.where() + ": unknown op '" + L.op + "'");
-  if (static_cast<int>(shapes.size()) != spec->num_inputs)
-    throw InputError(L.where() + ": expects " + std::to_string(spec->num_inputs) +
-                     " input(s), got " + std::to_string(shapes.size()));
-  for (const Shape& s : shapes)
-    if (s.empty() || s[0] != shapes[0][0])
-      throw InputError(L.where() + ": inputs have different batch sizes");
-  Shape want{shapes[0][0]};
-  want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
-  Shape got;
-  try {
-    got = spec->infer(L, shapes);
-  } catch (const InputError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw InputError(L.where() + ": " + e.what());
-  }
-  if (got != want)
-    throw InputError(L.where() + ": inputs give output shape " + shape_str(got) +
-                     ", the model says " + shape_str(want));
-  return want;
-}
-
 // matmul: a [..., M, K] @ b [..., K, N] with broadcast batch dims. One strided batched GEMM when
 // each operand's batch dims are either the output's or all ones; otherwise one GEMM per batch.
 void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const void* a,

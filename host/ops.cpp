@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "errors.h"
+
 #include <stdexcept>
 
 namespace divscope {
@@ -361,6 +363,31 @@ const OpSpec* find_op(const std::string& name) {
   for (const OpSpec& op : all_ops())
     if (name == op.name) return &op;
   return nullptr;
+}
+
+Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes) {
+  const OpSpec* spec = find_op(L.op);
+  if (!spec) throw InputError(L.where() + ": unknown op '" + L.op + "'");
+  if (static_cast<int>(shapes.size()) != spec->num_inputs)
+    throw InputError(L.where() + ": expects " + std::to_string(spec->num_inputs) +
+                     " input(s), got " + std::to_string(shapes.size()));
+  for (const Shape& s : shapes)
+    if (s.empty() || s[0] != shapes[0][0])
+      throw InputError(L.where() + ": inputs have different batch sizes");
+  Shape want{shapes[0][0]};
+  want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
+  Shape got;
+  try {
+    got = spec->infer(L, shapes);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw InputError(L.where() + ": " + e.what());
+  }
+  if (got != want)
+    throw InputError(L.where() + ": inputs give output shape " + shape_str(got) +
+                     ", the model says " + shape_str(want));
+  return want;
 }
 
 }  // namespace divscope

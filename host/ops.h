@@ -32,6 +32,12 @@ struct OpSpec {
 };
 
 const OpSpec* find_op(const std::string& name);   // nullptr when unknown
+
+// The op table's shape rule rerun on a layer's actual input shapes (batch dim first), which must
+// share one batch size and give the model's output shape: the CPU reference loops and the
+// kernels index by these shapes and trust them. Returns the full output shape; InputError
+// naming the layer otherwise.
+Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes);
 const std::vector<OpSpec>& all_ops();
 
 }  // namespace divscope
