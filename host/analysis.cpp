@@ -18,7 +18,10 @@
 namespace divscope {
 namespace {
 
-TensorF to_storage(const Tensor& t, Mode m, bool round) {
+// A tensor (double reference values or float ones) in mode m's storage: cast to float, then
+// rounded to the mode's format where `round` (integer indices stay as they are).
+template <class T>
+TensorF to_storage(const BasicTensor<T>& t, Mode m, bool round) {
   TensorF f(t.shape);
   for (int64_t i = 0; i < t.size(); ++i) {
     const float v = static_cast<float>(t.data[i]);
@@ -82,7 +85,7 @@ void cross_check_reference(const Layer& l, const std::vector<const Tensor*>& in,
 // rounded to the mode's storage where `l` runs in the mode and reads a float graph input or a
 // layer kept in fp32.
 bool mixed(const std::vector<bool>& fp32_layers, Mode mode) {
-  return !fp32_layers.empty() && (mode == Mode::tf32 || mode == Mode::fp16 || mode == Mode::bf16);
+  return !fp32_layers.empty() && reduced_precision(mode);
 }
 
 Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_layers, Mode mode,
@@ -95,9 +98,7 @@ Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_la
     const ValueRef& r = l.refs[k];
     const bool from_fp32 = r.is_input ? model.inputs[r.index].dtype != "int64" : fp32_layers[r.index];
     if (!from_fp32) continue;
-    TensorF c(in[k]->shape);
-    for (int64_t i = 0; i < c.size(); ++i) c.data[i] = round_storage(mode, in[k]->data[i]);
-    cast.push_back(std::move(c));
+    cast.push_back(to_storage(*in[k], mode, true));
     in[k] = &cast.back();
   }
   return mode;

@@ -44,6 +44,10 @@ inline bool parse_mode(const std::string& s, Mode* out) {
   return false;
 }
 
+// The modes that trade precision for speed (tf32, fp16, bf16) against fp32: what the baseline
+// criterion judges against fp32 and what bisect can move back to fp32.
+inline bool reduced_precision(Mode m) { return m == Mode::tf32 || m == Mode::fp16 || m == Mode::bf16; }
+
 // ---- bit casts -------------------------------------------------------------------------------
 DS_HD inline uint32_t f32_bits(float x) {
 #ifdef __CUDA_ARCH__

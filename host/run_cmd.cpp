@@ -144,7 +144,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
 
 int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   Mode mode;
-  if (!parse_mode(a.mode, &mode) || !(mode == Mode::tf32 || mode == Mode::fp16 || mode == Mode::bf16))
+  if (!parse_mode(a.mode, &mode) || !reduced_precision(mode))
     throw InputError("bisect: --mode must be tf32, fp16 or bf16, got '" + a.mode + "'");
   AnalysisOptions opt;
   opt.modes = {mode};

@@ -44,7 +44,7 @@ double unit_roundoff(Mode m) {
   }
 }
 
-bool judged_by_baseline(Mode m) { return m == Mode::tf32 || m == Mode::fp16 || m == Mode::bf16; }
+bool judged_by_baseline(Mode m) { return reduced_precision(m); }
 
 double baseline_limit(Mode m, double factor, double fp32_rel_l2) {
   const double u32 = unit_roundoff(Mode::fp32);
