@@ -200,26 +200,28 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
     const double* rb = ref + b0;
     if (opt.health)
       for (int64_t j = 0; j < len; ++j) add_health(s, rb[j]);
-    const BlockSums bs = block_sums(cb, rb, len, opt.atol, opt.rtol, eb);
-    if (bs.finite) {
-      const double bsa = bs.sa, bse = bs.se, bsr = bs.sr, bmx = bs.mx;
-      const int64_t bmiss = bs.miss;
-      s.sum_abs += bsa;
-      s.sum_err2 += bse;
-      s.sum_ref2 += bsr;
+    // Adds the sums of elements [first, first + count) of this block (errors in eb).
+    auto add_sums = [&](const BlockSums& bs, int64_t first, int64_t count) {
+      s.sum_abs += bs.sa;
+      s.sum_err2 += bs.se;
+      s.sum_ref2 += bs.sr;
       s.sum_cand2 += bs.sc;
       s.sum_dot += bs.sd;
-      s.mismatch += bmiss;
-      if (bmx > s.max_abs) {   // the first element holding the maximum, as element by element
-        s.max_abs = bmx;
-        *max_at = b0 + (std::find(eb, eb + len, bmx) - eb);
+      s.mismatch += bs.miss;
+      if (bs.mx > s.max_abs) {   // the first element holding the maximum, as element by element
+        s.max_abs = bs.mx;
+        *max_at = b0 + (std::find(eb + first, eb + first + count, bs.mx) - eb);
       }
       if (samples) {
-        samples->mismatch[sample] += bmiss;
-        samples->err2[sample] += bse;
-        samples->ref2[sample] += bsr;
-        samples->max_abs[sample] = std::max(samples->max_abs[sample], bmx);
+        samples->mismatch[sample] += bs.miss;
+        samples->err2[sample] += bs.se;
+        samples->ref2[sample] += bs.sr;
+        samples->max_abs[sample] = std::max(samples->max_abs[sample], bs.mx);
       }
+    };
+    const BlockSums bs = block_sums(cb, rb, len, opt.atol, opt.rtol, eb);
+    if (bs.finite) {
+      add_sums(bs, 0, len);
       tail_block<kStorage>(eb, rb, len, b0, floor, s, hists);
       b0 = b1;
       continue;
@@ -244,24 +246,8 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
         }
         continue;
       }
-      const double e = eb[k];
-      const bool miss = e > opt.atol + opt.rtol * std::fabs(r);
-      s.mismatch += miss;
-      if (e > s.max_abs) {
-        s.max_abs = e;
-        *max_at = b0 + k;
-      }
-      s.sum_abs += e;
-      s.sum_err2 += e * e;
-      s.sum_ref2 += r * r;
-      s.sum_cand2 += c * c;
-      s.sum_dot += c * r;
-      if (samples) {
-        samples->mismatch[sample] += miss;
-        samples->err2[sample] += e * e;
-        samples->ref2[sample] += r * r;
-        samples->max_abs[sample] = std::max(samples->max_abs[sample], e);
-      }
+      // A finite pair: the sums of a block of one (adding the other lanes' zeros is exact).
+      add_sums(block_sums(cb + k, rb + k, 1, opt.atol, opt.rtol, eb + k), k, 1);
       tail_block<kStorage>(&eb[k], &rb[k], 1, b0 + k, floor, s, hists);
     }
     b0 = b1;
