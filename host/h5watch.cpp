@@ -17,9 +17,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr double kDefaultLimitSeconds = 120;
+
+thread_local int depth = 0;
+// "file: path" of the outermost watch of this thread, for the monitor's and the signal
+// handler's line (the handler may only read memory and call write/_exit). Empty outside HDF5.
+// Room for a PATH_MAX file name and an HDF5 path.
+thread_local char where[8192];
+
 struct Entry {
   Clock::time_point start;
-  std::string file, path;
+  const char* where;   // the watched thread's `where`, stable while its entry exists
 };
 
 struct Monitor {
@@ -32,7 +40,7 @@ struct Monitor {
   [[noreturn]] void expire(const Entry& e) {
     char secs[32];
     std::snprintf(secs, sizeof secs, "%g", limit);
-    const std::string line = "divscope: " + e.file + ": " + e.path +
+    const std::string line = std::string("divscope: ") + e.where +
                              ": the HDF5 library has not returned after " + secs +
                              " s reading it (a damaged file can make it loop; "
                              "DIVSCOPE_HDF5_TIMEOUT sets the limit)\n";
@@ -58,11 +66,6 @@ Monitor& monitor() {
   static Monitor* m = new Monitor();   // never destroyed: its thread outlives main's statics
   return *m;
 }
-
-thread_local int depth = 0;
-// "file: path" of the outermost watch of this thread, for the signal handler (which may only
-// read memory and call write/_exit). Empty outside HDF5.
-thread_local char where[1024];
 
 void write_str(const char* s) {
   size_t n = 0;
@@ -98,10 +101,10 @@ extern "C" void on_fatal_signal(int sig) {
 
 double watch_limit_seconds() {
   const char* v = std::getenv("DIVSCOPE_HDF5_TIMEOUT");
-  if (!v || !*v) return 120;
+  if (!v || !*v) return kDefaultLimitSeconds;
   char* end = nullptr;
   const double s = std::strtod(v, &end);
-  return end && *end == 0 && s > 0 ? s : 120;
+  return end && *end == 0 && s > 0 ? s : kDefaultLimitSeconds;
 }
 
 Watch::Watch(const std::string& file, const std::string& path) : outer_(depth++ == 0) {
@@ -109,16 +112,18 @@ Watch::Watch(const std::string& file, const std::string& path) : outer_(depth++ 
   std::snprintf(where, sizeof where, "%s: %s", file.c_str(), path.c_str());
   Monitor& m = monitor();
   std::lock_guard<std::mutex> lock(m.mu);
-  m.active[std::this_thread::get_id()] = Entry{Clock::now(), file, path};
+  m.active[std::this_thread::get_id()] = Entry{Clock::now(), where};
 }
 
 Watch::~Watch() {
   --depth;
   if (!outer_) return;
+  {
+    Monitor& m = monitor();
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.active.erase(std::this_thread::get_id());
+  }
   where[0] = 0;
-  Monitor& m = monitor();
-  std::lock_guard<std::mutex> lock(m.mu);
-  m.active.erase(std::this_thread::get_id());
 }
 
 void install_fatal_signal_handlers() {
