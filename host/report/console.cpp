@@ -9,6 +9,19 @@ namespace {
 
 }  // namespace
 
+std::string layer_verdict(const LayerResult& lr) {
+  const LayerStats& s = lr.chained;
+  std::string v = lr.diverged ? "DIVERGED" : "ok";
+  if (s.nonfinite_new) v += " (" + std::to_string(s.nan) + " NaN, " + std::to_string(s.inf) + " Inf)";
+  if (lr.strict_bitwise_mismatch)
+    v += " (" + std::to_string(lr.strict_bitwise_mismatch) + " elements \u2260 CPU strict)";
+  if (lr.nondeterministic) v += " (" + std::to_string(lr.nondeterministic) + " elements differ run to run)";
+  if (lr.diverged && lr.baseline_limit >= 0 && !s.nonfinite_new)
+    v += " (limit " + fmt("%.3e", lr.baseline_limit) + ")";
+  if (lr.isolated_failed) v += " [own error]";
+  return v;
+}
+
 void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out) {
   const Model& m = *ctx.model;
   size_t wn = 4, wo = 2;
@@ -44,12 +57,7 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
       const LayerStats& s = lr.chained;
       std::string mark = static_cast<int>(i) == mr.first_divergent ? ">" : " ";
       mark += static_cast<int>(i) == mr.culprit ? "*" : " ";
-      std::string verdict = lr.diverged ? "DIVERGED" : "ok";
-      if (s.nonfinite_new) verdict += " (" + std::to_string(s.nan) + " NaN, " + std::to_string(s.inf) + " Inf)";
-      if (lr.nondeterministic) verdict += " (" + std::to_string(lr.nondeterministic) + " elements differ run to run)";
-      if (lr.diverged && lr.baseline_limit >= 0 && !s.nonfinite_new)
-        verdict += " (limit " + fmt("%.3e", lr.baseline_limit) + ")";
-      if (lr.isolated_failed) verdict += " [own error]";
+      const std::string verdict = layer_verdict(lr);
       const double mis = s.count ? 100.0 * s.mismatch / s.count : 0;
       out << mark << " " << rpad(std::to_string(i), 3) << "  " << pad(m.layers[i].name, wn) << "  "
           << pad(m.layers[i].op, wo) << "  " << rpad(fmt("%.3e", s.max_abs), 10) << "  "

@@ -261,13 +261,7 @@ void svg_plot(std::ostream& o, const AnalysisResult& r, const Model& m, const Pl
 }
 
 std::string verdict(const ModeResult& mr, size_t i) {
-  const LayerResult& lr = mr.layers[i];
-  const LayerStats& s = lr.chained;
-  std::string v = lr.diverged ? "DIVERGED" : "ok";
-  if (s.nonfinite_new) v += " (" + std::to_string(s.nan) + " NaN, " + std::to_string(s.inf) + " Inf)";
-  if (lr.strict_bitwise_mismatch)
-    v += " (" + std::to_string(lr.strict_bitwise_mismatch) + " elements \u2260 CPU strict)";
-  if (lr.isolated_failed) v += " [own error]";
+  std::string v = layer_verdict(mr.layers[i]);
   if (static_cast<int>(i) == mr.first_divergent) v += " [first]";
   if (static_cast<int>(i) == mr.culprit) v += " [culprit]";
   return v;

@@ -21,6 +21,9 @@ nlohmann::json stats_json(const LayerStats& s);
 // Writes `j` (indented, one trailing newline) to `path`; InputError naming it when it cannot.
 void write_json(const nlohmann::json& j, const std::string& path);
 nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx);
+// One layer's verdict in words, as the console table and the HTML page show it:
+// "DIVERGED (0 NaN, 1382 Inf) [own error]", "ok", ...
+std::string layer_verdict(const LayerResult& lr);
 void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out);
 void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
 // One self-contained HTML file: header, inline-SVG rel_l2 plots, per-mode tables.
