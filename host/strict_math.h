@@ -373,4 +373,70 @@ DS_HD inline float strict_softmax_sum(const float* x, long long n, long long str
   return strict_reduce(n, StrictSoftmaxExp{x, stride, m});
 }
 
+// ---- v2 element-wise ops (model format v2, notes/new_ops_contract.md) -------------------------
+// Exact sign flip (neg): s_sub(0, x) would turn +0 into +0 instead of -0, torch.neg flips the bit.
+DS_HD inline float s_neg(float x) { return bits_f32(f32_bits(x) ^ 0x80000000u); }
+
+// hardtanh: min(max(x, lo), hi) by selection (exact); NaN stays NaN (both comparisons false).
+DS_HD inline float strict_hardtanh(float x, float lo, float hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+// hardsigmoid: min(max(x + 3, 0), 6) / 6 -- one rounding for + 3, one for the IEEE division
+// (PyTorch's CPU order; dividing rather than multiplying by a rounded 1/6).
+DS_HD inline float strict_hardsigmoid(float x) {
+  return s_div(strict_hardtanh(s_add(x, 3.0f), 0.0f, 6.0f), 6.0f);
+}
+// hardswish: (x * min(max(x + 3, 0), 6)) / 6, left to right as PyTorch's CPU kernel.
+DS_HD inline float strict_hardswish(float x) {
+  return s_div(s_mul(x, strict_hardtanh(s_add(x, 3.0f), 0.0f, 6.0f)), 6.0f);
+}
+// rsqrt: 1 / sqrt(x), two IEEE roundings (no approximate rsqrt, DESIGN §5.2).
+DS_HD inline float strict_rsqrt(float x) { return s_div(1.0f, s_sqrt(x)); }
+
+// maximum / minimum: selection only (bitwise deterministic); a NaN operand wins (a's first), as
+// torch.maximum/minimum. Between -0 and +0 the first operand wins, as std::max / std::min.
+DS_HD inline float strict_maximum(float a, float b) {
+  return a != a ? a : (b != b ? b : (a < b ? b : a));
+}
+DS_HD inline float strict_minimum(float a, float b) {
+  return a != a ? a : (b != b ? b : (b < a ? b : a));
+}
+
+// pow: the exponents models use get their exact short forms; otherwise exp(b * log|a|) with
+// powf's special values (C99 F.9.4.4): b == 0 or a == 1 gives 1 (even with NaN), a < 0 finite
+// with non-integer b gives NaN, an odd integer b keeps a's sign (a == -0 included), a == 0
+// gives +inf (b < 0) or 0 (b > 0), |a| == 1 with b = +-inf gives 1. Accuracy: the relative error
+// of log's result is multiplied by |b log a|, so large exponents lose bits (an fp32 powf is
+// correctly rounded to ~1 ulp; this is not) -- deterministic, not accurate.
+DS_HD inline float strict_pow(float a, float b) {
+  if (b == 2.0f) return s_mul(a, a);
+  if (b == 0.5f) return s_sqrt(a);
+  if (b == 1.0f) return a;
+  if (b == 3.0f) return s_mul(s_mul(a, a), a);
+  if (b == -1.0f) return s_div(1.0f, a);
+  if (b == 0.0f || a == 1.0f) return 1.0f;
+  if (a != a) return a;
+  if (b != b) return b;
+  const float ab = s_abs(b), aa = s_abs(a);
+  // |b| >= 2^23 (inf included) is an even integer; below, rint via 1.5*2^23-style rounding.
+  const bool integer = ab >= 8388608.0f || s_sub(s_add(ab, 8388608.0f), 8388608.0f) == ab;
+  const bool odd = integer && ab < 16777216.0f && (static_cast<long long>(ab) & 1) != 0;
+  if (a < 0.0f && !integer && aa != s_inf()) return s_nan();
+  float r;
+  if (aa == 1.0f) r = 1.0f;
+  else if (aa == 0.0f) r = b < 0.0f ? s_inf() : 0.0f;
+  else r = strict_exp(s_mul(b, strict_log(aa)));
+  return odd ? s_copysign(r, a) : r;
+}
+// sqrt, exp, log, erf, abs: s_sqrt, strict_exp, strict_log, strict_erf, s_abs; neg: s_neg.
+// sub/div: s_sub/s_div. where: selection (cond != 0 ? a : b), exact.
+
+// ---- v2 reductions (reduce_sum / reduce_mean / reduce_max) -------------------------------------
+// The reduced elements of one output, taken in row-major order of the reduced axes (last axis
+// fastest), are the row i = 0..n-1 of §5.1: reduce_sum = strict_reduce over that row, reduce_mean
+// = that sum s_div n (n converted to float once, RN), reduce_max = strict_max_step over the row in
+// any order then strict_max_finish. adaptive_avgpool2d: the window's elements in row-major order
+// (row i / ww, column i % ww) are the row of §5.1, divided by the window size as avgpool2d.
+DS_HD inline float strict_mean_of_sum(float sum, long long n) { return s_div(sum, static_cast<float>(n)); }
+
 }  // namespace divscope
