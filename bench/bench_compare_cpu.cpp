@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-#include "compare.h"
+#include "analysis/compare.h"
 
 namespace {
 

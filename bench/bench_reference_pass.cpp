@@ -13,10 +13,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "analysis.h"
-#include "backend.h"
-#include "h5io.h"
-#include "runner.h"
+#include "analysis/analysis.h"
+#include "backends/backend.h"
+#include "io/h5io.h"
+#include "analysis/runner.h"
 
 using namespace divscope;
 

@@ -17,7 +17,7 @@ namespace divscope {
 namespace {
 
 constexpr int kBlock = 256;
-constexpr long long kMaxBlocks = 8192;          // grid-stride cap, see elementwise.cu
+constexpr long long kMaxBlocks = 8192;          // grid-stride cap, see relu_gelu_add.cu
 constexpr int64_t kScoreElems = int64_t(1) << 24;   // per score buffer: 64 MiB float, 128 MiB double
 
 // s[h][i][j] = causal && j > i ? -inf : store(s * scale). strict: one s_mul (the CPU's float

@@ -1,4 +1,4 @@
-// The broadcasting of add (kernels/elementwise.cu) and mul (kernels/elementwise2.cu): one rule,
+// The broadcasting of add (kernels/relu_gelu_add.cu) and mul (kernels/activations_mul.cu): one rule,
 // one index map, one grid-stride kernel; each op brings only its per-element functor.
 #pragma once
 #include <algorithm>

@@ -24,7 +24,7 @@ using namespace gemm_detail;
 // One block per SM asked of ptxas, as conv.cu: the gather's per-pixel state needs the registers.
 constexpr int kMinBlocks = 1;
 constexpr int kBlock = 256;
-constexpr long long kMaxBlocks = 8192;   // grid-stride cap of regroup_kernel, see elementwise.cu
+constexpr long long kMaxBlocks = 8192;   // grid-stride cap of regroup_kernel, see relu_gelu_add.cu
 
 // Each thread owns V consecutive output pixels for the whole k loop (RowContigMap): their
 // (image, oy + ph, ox + pw) are decoded once; a k value costs the tap decode and, per pixel, two

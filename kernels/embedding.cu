@@ -15,7 +15,7 @@ namespace divscope {
 namespace {
 
 constexpr int kBlock = 256;
-constexpr long long kMaxBlocks = 8192;   // grid-stride cap, see elementwise.cu
+constexpr long long kMaxBlocks = 8192;   // grid-stride cap, see relu_gelu_add.cu
 
 template <class T>
 __global__ void embedding_kernel(const T* __restrict__ idx, const T* __restrict__ w,

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "host/compare.h"   // LayerStats, CompareOptions (plain C++) for compare_device
+#include "host/analysis/compare.h"   // LayerStats, CompareOptions (plain C++) for compare_device
 #include "host/precision.h"
 
 namespace divscope {
@@ -67,8 +67,8 @@ void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const 
             void* y, const std::string& layer);
 
 // ================================================================================================
-// Non-GEMM ops, memory helpers' users and the statistics pass (kernels/norm.cu, softmax.cu,
-// elementwise.cu, pool.cu, compare.cu). Same conventions as above: DEVICE pointers, double* for
+// Non-GEMM ops, memory helpers' users and the statistics pass (kernels/batchnorm_layernorm.cu, softmax.cu,
+// relu_gelu_add.cu, maxpool.cu, compare.cu). Same conventions as above: DEVICE pointers, double* for
 // Mode::fp64 and float* (storage-valued) for every other mode; tf32 behaves as fp32 here (it is
 // a GEMM operand format only). fp16/bf16 compute in float from storage-valued inputs and round
 // each result once with round_storage; strict follows host/strict_math.h (DESIGN §5.1, §5.2)
@@ -76,7 +76,7 @@ void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const 
 // arrays of the same element type, already rounded to the mode's storage by the caller.
 // ================================================================================================
 
-// ---- elementwise (kernels/elementwise.cu) ----
+// ---- elementwise (kernels/relu_gelu_add.cu) ----
 enum class UnaryOp { relu, gelu_erf, gelu_tanh };
 void unary(Mode mode, UnaryOp op, const void* x, void* y, int64_t n, const std::string& layer);
 
@@ -86,7 +86,7 @@ constexpr int kMaxBroadcastRank = 8;
 void add(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
          const void* a, const void* b, void* y, const std::string& layer);
 
-// ---- norms (kernels/norm.cu) ----
+// ---- norms (kernels/batchnorm_layernorm.cu) ----
 // batchnorm2d (inference): x [N, C, S] (S = H*W), per-channel weight, bias, mean, var.
 void batchnorm2d(Mode mode, int64_t N, int64_t C, int64_t S, double eps, const void* x,
                  const void* weight, const void* bias, const void* mean, const void* var, void* y,
@@ -100,7 +100,7 @@ void layernorm(Mode mode, int64_t rows, int64_t D, double eps, const void* x, co
 void softmax(Mode mode, int64_t outer, int64_t n, int64_t inner, bool log, const void* x, void* y,
              const std::string& layer);
 
-// ---- pools (kernels/pool.cu) ----
+// ---- pools (kernels/maxpool.cu) ----
 struct Pool2dDesc {
   int64_t N = 0, C = 0, H = 0, W = 0, OH = 0, OW = 0;
   int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
@@ -110,7 +110,7 @@ struct Pool2dDesc {
 void maxpool2d(Mode mode, const Pool2dDesc& d, const void* x, void* y, const std::string& layer);
 
 // ================================================================================================
-// Second op set (kernels/conv_transpose.cu, norm2.cu, elementwise2.cu, pool2.cu, shape.cu,
+// Second op set (kernels/conv_transpose.cu, groupnorm_rmsnorm.cu, activations_mul.cu, avgpool_upsample.cu, shape.cu,
 // embedding.cu, attention.cu). Same conventions as the section above. log_softmax is softmax()
 // with log = true.
 // ================================================================================================
@@ -130,7 +130,7 @@ struct ConvTranspose2dDesc {
 void conv_transpose2d(Mode mode, const ConvTranspose2dDesc& d, const void* x, const void* w,
                       const void* bias, void* y, const std::string& layer);
 
-// ---- groupnorm, rmsnorm (kernels/norm2.cu) ----
+// ---- groupnorm, rmsnorm (kernels/groupnorm_rmsnorm.cu) ----
 // groupnorm: x [N, C, S] (S = product of the trailing dims); each (sample, group) block of
 // C/groups channels x S positions is normalized as layernorm's row, then fma'd with the per-channel
 // weight, bias [C] (either may be null).
@@ -142,7 +142,7 @@ void groupnorm(Mode mode, int64_t N, int64_t C, int64_t S, int64_t groups, doubl
 void rmsnorm(Mode mode, int64_t rows, int64_t D, double eps, const void* x, const void* weight,
              void* y, const std::string& layer);
 
-// ---- activations and mul (kernels/elementwise2.cu) ----
+// ---- activations and mul (kernels/activations_mul.cu) ----
 // `slope` is leaky_relu's negative_slope (ignored by the others).
 enum class Activation { leaky_relu, silu, sigmoid, tanh };
 void activation(Mode mode, Activation op, double slope, const void* x, void* y, int64_t n,
@@ -151,7 +151,7 @@ void activation(Mode mode, Activation op, double slope, const void* x, void* y, 
 void mul(Mode mode, const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape,
          const void* a, const void* b, void* y, const std::string& layer);
 
-// ---- average pools and upsampling (kernels/pool2.cu) ----
+// ---- average pools and upsampling (kernels/avgpool_upsample.cu) ----
 // PyTorch avgpool2d on Pool2dDesc (dilation must be 1; ceil_mode folded into OH/OW): the window
 // clipped to x is summed in row-major order (strict: the §5.1 lanes and tree over that order)
 // and divided by its size, or with count_include_pad by the window clipped to [-pad, H + pad).
@@ -187,6 +187,66 @@ void embedding(Mode mode, int64_t n, int64_t V, int64_t D, const void* idx, cons
 void scaled_dot_product_attention(Mode mode, int64_t heads, int64_t Tq, int64_t Tk, int64_t D,
                                   int64_t Dv, bool causal, double scale, const void* q,
                                   const void* k, const void* v, void* y, const std::string& layer);
+
+// ================================================================================================
+// Model format v2 ops (kernels/unary_math.cu, binary_where.cu, reduce.cu, concat_slice_expand.cu,
+// adaptive_avgpool2d in avgpool_upsample.cu). Same conventions as above. Binary ops and where
+// broadcast as add() does (same rank, each dim equal or 1 -- the batch dim included, so a constant
+// input of batch 1 repeats over the batch). `split` is lowered to slice by the model loader.
+// ================================================================================================
+
+// ---- unary math (kernels/unary_math.cu) ----
+// hardtanh: min(max(x, lo), hi) (lo, hi only used by it); hardswish: x * min(max(x + 3, 0), 6) / 6;
+// hardsigmoid: min(max(x + 3, 0), 6) / 6; rsqrt: 1 / sqrt(x) (two IEEE roundings, never the
+// approximate instruction); neg flips the sign bit. NaN stays NaN in every op.
+enum class MathOp { hardtanh, hardswish, hardsigmoid, sqrt, rsqrt, exp, log, abs, neg, erf };
+void unary_math(Mode mode, MathOp op, double lo, double hi, const void* x, void* y, int64_t n,
+                const std::string& layer);
+
+// ---- binary ops and where (kernels/binary_where.cu) ----
+// y = a op b with add()'s broadcasting. maximum/minimum propagate NaN; pow follows pow/powf
+// (strict: strict_pow).
+enum class BinaryOp { sub, div, pow, maximum, minimum };
+void binary(Mode mode, BinaryOp op, const std::vector<int64_t>& a_shape,
+            const std::vector<int64_t>& b_shape, const void* a, const void* b, void* y,
+            const std::string& layer);
+// y = cond != 0 ? a : b, the three shapes broadcast together (same rank, each dim equal or 1).
+// A copy of stored values: exact in every mode (a NaN cond counts as true).
+void where(Mode mode, const std::vector<int64_t>& cond_shape, const std::vector<int64_t>& a_shape,
+           const std::vector<int64_t>& b_shape, const void* cond, const void* a, const void* b,
+           void* y, const std::string& layer);
+
+// ---- reductions (kernels/reduce.cu) ----
+// y = mean / sum / amax of x over `axes` (non-negative, distinct, ascending or not; rank at most
+// kMaxBroadcastRank); y holds the kept dims in order (keepdim does not change the layout). The
+// reduced elements of each output are visited row-major over the reduced dims: sums left to right
+// from 0 in the non-strict modes (fp16/bf16 accumulate in float, rounded once at the end), the §5.1
+// lanes and tree in strict; max lets NaN win (strict: strict_max_step, strict_max_finish); mean is
+// the sum divided by the reduced count.
+enum class ReduceOp { mean, sum, max };
+void reduce(Mode mode, ReduceOp op, const std::vector<int64_t>& x_shape,
+            const std::vector<int64_t>& axes, const void* x, void* y, const std::string& layer);
+
+// ---- concat, slice, expand (kernels/concat_slice_expand.cu) ----
+// Copies of stored values: exact in every mode.
+// concat along `axis` (non-negative): every input has the rank and dims of the output except at
+// `axis`; y's dim there is the sum of theirs.
+void concat(Mode mode, const std::vector<std::vector<int64_t>>& in_shapes,
+            const std::vector<const void*>& in, int64_t axis, void* y, const std::string& layer);
+// y = x[..., start : start + step * out_dim : step, ...] along `axis` (non-negative).
+void slice(Mode mode, const std::vector<int64_t>& x_shape, int64_t axis, int64_t start,
+           int64_t step, int64_t out_dim, const void* x, void* y, const std::string& layer);
+// y[i] = x[i with every index along a size-1 dim of x set to 0]: x broadcast to out_shape (same
+// rank; each dim of x equal to the output's or 1, the batch dim included).
+void expand(Mode mode, const std::vector<int64_t>& x_shape, const std::vector<int64_t>& out_shape,
+            const void* x, void* y, const std::string& layer);
+
+// ---- adaptive average pool (kernels/avgpool_upsample.cu) ----
+// x [planes, H, W] -> y [planes, OH, OW]: output (i, j) is the mean of the window rows
+// [floor(i*H/OH), ceil((i+1)*H/OH)) x columns [floor(j*W/OW), ceil((j+1)*W/OW)), summed as
+// avgpool2d sums its (clipped) window.
+void adaptive_avgpool2d(Mode mode, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                        const void* x, void* y, const std::string& layer);
 
 // ---- statistics (kernels/compare.cu) ----
 // LayerStats of a device candidate against the device FP64 reference, by the definitions of

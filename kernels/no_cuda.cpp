@@ -53,7 +53,7 @@ void softmax(Mode, int64_t, int64_t, int64_t, bool, const void*, void*, const st
 void maxpool2d(Mode, const Pool2dDesc&, const void*, void*, const std::string&) {
   no_cuda("maxpool2d");
 }
-// ---- second op set (conv_transpose.cu, norm2.cu, elementwise2.cu, pool2.cu, shape.cu,
+// ---- second op set (conv_transpose.cu, groupnorm_rmsnorm.cu, activations_mul.cu, avgpool_upsample.cu, shape.cu,
 // embedding.cu, attention.cu) ----
 void conv_transpose2d(Mode, const ConvTranspose2dDesc&, const void*, const void*, const void*,
                       void*, const std::string&) {

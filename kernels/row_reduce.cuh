@@ -1,4 +1,4 @@
-// The §5.1 reduction of one row by one block (kernels/norm.cu, kernels/softmax.cu).
+// The §5.1 reduction of one row by one block (kernels/batchnorm_layernorm.cu, kernels/softmax.cu).
 //
 // 256 threads, thread j = lane j of DESIGN §5.1: each thread folds its own elements j, j+256, ...
 // in index order, then the 256 partials are combined in shared memory with the pairing of

@@ -10,7 +10,7 @@ namespace divscope {
 namespace {
 
 constexpr int kBlock = 256;
-constexpr long long kMaxBlocks = 8192;   // grid-stride cap, see elementwise.cu
+constexpr long long kMaxBlocks = 8192;   // grid-stride cap, see relu_gelu_add.cu
 
 struct Permutation {
   int rank = 0;

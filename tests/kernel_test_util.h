@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "cuda_backend.h"
+#include "backends/backend.h"
+#include "backends/cuda_backend.h"
 #include "kernels/kernels.h"
-#include "ops.h"
+#include "graph/ops.h"
 #include "reference/modes.h"
 #include "reference/reference.h"
 

@@ -6,10 +6,10 @@
 
 #include <cmath>
 
-#include "analysis.h"
+#include "analysis/analysis.h"
 #include "errors.h"
-#include "h5io.h"
-#include "h5wrap.h"
+#include "io/h5io.h"
+#include "io/h5wrap.h"
 #include "report/report.h"
 
 using namespace divscope;

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "compare.h"
+#include "analysis/compare.h"
 
 using namespace divscope;
 

@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "cli_util.h"
-#include "diff.h"
+#include "commands/diff.h"
 #include "errors.h"
-#include "h5io.h"
+#include "io/h5io.h"
 
 using namespace divscope;
 using namespace divscope::testing;

@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "errors.h"
-#include "h5io.h"
-#include "h5wrap.h"
+#include "io/h5io.h"
+#include "io/h5wrap.h"
 
 using namespace divscope;
 namespace fs = std::filesystem;

@@ -5,9 +5,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "analysis.h"
+#include "analysis/analysis.h"
 #include "errors.h"
-#include "h5io.h"
+#include "io/h5io.h"
 #include "report/report.h"
 
 using namespace divscope;

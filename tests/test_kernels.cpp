@@ -17,11 +17,11 @@
 #include <string>
 #include <tuple>
 
-#include "backend.h"
-#include "cuda_backend.h"
+#include "backends/backend.h"
+#include "backends/cuda_backend.h"
 #include "errors.h"
 #include "kernel_test_util.h"
-#include "ops.h"
+#include "graph/ops.h"
 #include "reference/modes.h"
 #include "reference/reference.h"
 

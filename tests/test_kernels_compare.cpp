@@ -10,7 +10,7 @@
 #include <random>
 #include <tuple>
 
-#include "compare.h"
+#include "analysis/compare.h"
 #include "kernel_test_util.h"
 
 namespace divscope {

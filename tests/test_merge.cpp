@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "cli_util.h"
-#include "compare.h"
+#include "analysis/compare.h"
 #include "errors.h"
-#include "merge.h"
+#include "commands/merge.h"
 #include "report/json_read.h"
 #include "report/report.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "model.h"
+#include "graph/model.h"
 #include "reference/modes.h"
 #include "reference/reference.h"
 #include "strict_math.h"

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "errors.h"
-#include "model.h"
+#include "graph/model.h"
 #include "reference/gemm.h"
 #include "reference/reference.h"
 

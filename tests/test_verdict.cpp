@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "errors.h"
-#include "verdict.h"
+#include "analysis/verdict.h"
 
 using namespace divscope;
 

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "cli.h"
-#include "diff.h"
-#include "h5watch.h"
-#include "merge.h"
+#include "commands/cli.h"
+#include "commands/diff.h"
+#include "io/h5watch.h"
+#include "commands/merge.h"
 #include "errors.h"
 
 using namespace divscope;

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "errors.h"
-#include "model.h"
+#include "graph/model.h"
 #include "reference/policy.h"
-#include "tensor.h"
+#include "graph/tensor.h"
 
 namespace divscope {
 

@@ -2,9 +2,9 @@
 #pragma once
 #include <vector>
 
-#include "model.h"
+#include "graph/model.h"
 #include "precision.h"
-#include "tensor.h"
+#include "graph/tensor.h"
 
 namespace divscope {
 

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "ops.h"
+#include "graph/ops.h"
 #include "reference/internal.h"
 
 namespace divscope {

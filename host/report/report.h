@@ -4,7 +4,7 @@
 #include <ostream>
 #include <string>
 
-#include "analysis.h"
+#include "analysis/analysis.h"
 
 namespace divscope {
 

@@ -1,0 +1,88 @@
+// The analysis (DESIGN §1): replays a recording through a model — reference, then for every
+// mode a chained and an isolated run — compares every layer and applies the verdict.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "analysis/compare.h"
+#include "graph/model.h"
+#include "analysis/verdict.h"
+
+namespace divscope {
+
+struct LayerResult {
+  LayerStats chained, isolated;
+  Tolerance tolerance;
+  bool diverged = false;          // chained stats break the policy
+  bool isolated_failed = false;   // isolated stats break the policy (own error)
+  double amplification = -1;      // chained rel_l2 over that of its inputs; < 0: undefined
+  int64_t strict_bitwise_mismatch = 0;   // strict on a device: elements != the CPU strict path
+  // --repeat N: elements of the chained output that differ bitwise between the first run and a
+  // rerun on the same inputs (the most of any rerun, summed over batches). Any is a divergence:
+  // a layer that does not reproduce itself cannot be compared with anything.
+  int64_t nondeterministic = 0;
+  // Baseline criterion: the rel_l2 each run was allowed (< 0: not judged by the baseline).
+  double baseline_limit = -1, isolated_baseline_limit = -1;
+};
+
+struct SampleDivergence {
+  int64_t batch = 0, sample = 0;
+  int layer = -1;                 // first divergent layer of this sample; its chained stats there:
+  double rel_l2 = 0;
+  double max_abs = 0;
+  int64_t mismatch = 0, count = 0;
+  bool nonfinite = false;         // NaN/Inf the reference lacks
+};
+
+struct ModeResult {
+  Mode mode = Mode::fp32;
+  std::vector<LayerResult> layers;
+  std::vector<LayerStats> inputs;   // graph inputs rounded to the mode's storage vs recorded
+  int first_divergent = -1;       // layer index, -1: none
+  int culprit = -1;
+  std::vector<SampleDivergence> samples;   // divergent samples, worst (earliest) first
+  bool passed() const { return first_divergent < 0; }
+};
+
+struct AnalysisOptions {
+  std::vector<Mode> modes;
+  TolerancePolicy policy;
+  Criterion criterion = Criterion::allclose;   // baseline needs fp32 among the modes
+  int repeat = 1;                              // runs of each chained layer (bitwise checked)
+  bool isolated = true;                        // false: chained runs only (no culprit)
+  // Mixed precision (divscope bisect), as under autocast: in the tf32, fp16 and bf16 chained
+  // runs, layers whose flag is set run in fp32; float graph inputs arrive in fp32; a layer of the
+  // mode rounds what it reads from either to the mode's storage. Empty: none.
+  std::vector<bool> fp32_layers;
+  int64_t batch_begin = 0, batch_end = -1;   // [begin, end), end < 0: all
+  unsigned threads = 0;                        // CPU backend: 0 = every core, 1 = serial
+  std::string dump_path;                       // optional HDF5 dump of chained outputs
+  std::string dump_environment;                // JSON text for the dump's root attribute
+  // Called after each batch (for progress): batches done, batches total.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct AnalysisResult {
+  std::vector<ModeResult> modes;
+  // The FP64 reference against the activations the capturing framework recorded
+  // (/batches/*/activations/<layer>), per layer; count 0 where none were recorded.
+  std::vector<LayerStats> recorded;
+  int64_t batches = 0, samples = 0;
+  int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
+  Criterion criterion = Criterion::allclose;
+  int repeat = 1;
+  bool passed() const;
+};
+
+AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
+                       const AnalysisOptions& opt);
+
+// The verdict over the statistics gathered (DESIGN §7): each layer's diverged / isolated_failed,
+// every mode's first divergent layer and culprit, amplification, samples sorted worst first.
+// analyze() calls it after the last batch; a merge of partial results calls it again.
+// `backend` is the backend's name ("cpu": strict is the CPU strict path itself, nothing to judge).
+void judge(const Model& model, const std::string& backend, AnalysisResult& res);
+
+}  // namespace divscope

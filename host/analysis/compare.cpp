@@ -1,0 +1,425 @@
+#include "analysis/compare.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace divscope {
+namespace {
+
+// ulp_distance(storage, c, r) for finite c != r with e = |c - r|: ulp_of is a power of two, so
+// multiplying by its exact inverse gives the same bits as dividing, without the divide.
+inline double ulp_units(Mode storage, double e, double r) {
+  const double ulp = ulp_of(storage, r);
+  const int k = static_cast<int>((f64_bits(ulp) >> 52) & 0x7ff) - 1023;   // ulp = 2^k if normal
+  if (k > -1022 && k < 1023) return e * bits_f64(static_cast<uint64_t>(1023 - k) << 52);
+  return e / ulp;
+}
+
+void unravel(int64_t flat, const Shape& shape, std::vector<int64_t>& idx) {
+  idx.assign(shape.size(), 0);
+  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+    idx[i] = flat % shape[i];
+    flat /= shape[i];
+  }
+}
+
+void add_health(LayerStats& s, double r) {
+  s.ref_nan += std::isnan(r);
+  s.ref_inf += std::isinf(r);
+  if (!std::isfinite(r)) return;
+  const double a = std::fabs(r);
+  ++s.ref_finite;
+  s.ref_min = std::min(s.ref_min, r);
+  s.ref_max = std::max(s.ref_max, r);
+  s.ref_sum += r;
+  s.ref_sumsq += r * r;
+  s.ref_zero += r == 0;
+  s.over_fp16 += a > kFp16Max;
+  s.over_bf16 += a > kBf16Max;
+  s.under_fp16 += a != 0 && a < kFp16MinNormal;
+  s.under_bf16 += a != 0 && a < kBf16MinNormal;
+}
+
+void start_health(LayerStats& s) {
+  s.ref_min = std::numeric_limits<double>::infinity();
+  s.ref_max = -std::numeric_limits<double>::infinity();
+}
+
+void finish_health(LayerStats& s) {
+  if (s.ref_finite == 0) s.ref_min = s.ref_max = 0;
+}
+
+// Bucket edges are powers of two, the same as the device compare's ilogb (kernels/compare.cu).
+// Bucket of a finite error e >= 0 without data-dependent branches (e == 0 is common and
+// unpredictable): the exponent field, 0 for an exact element, bucket 1 for a subnormal error.
+inline int err_bucket_finite(double e) {
+  const int biased = static_cast<int>(f64_bits(e) >> 52);
+  const int b = std::clamp(biased - 1023 + 49, 1, kErrBuckets - 1);
+  return biased ? b : (e != 0);
+}
+
+// Bucket of u > 0 ulps (finite or +inf): [2^(k-1), 2^k) -> k, below 1 -> 1, +inf -> last.
+inline int ulp_bucket_positive(double u) {
+  return std::clamp(static_cast<int>(f64_bits(u) >> 52) - 1023 + 1, 1, kUlpBuckets - 1);
+}
+
+// Elements per block: blocks never cross a sample, so per-sample sums are the same blocks
+// whether gathered here or by compare_per_sample.
+constexpr int64_t kBlock = 256;
+
+// The running histograms of one pass: four interleaved copies of each, since neighbouring
+// elements mostly fall in the same bucket and one copy would make every increment wait on the
+// previous one's store.
+struct Hists {
+  int64_t err[4][kErrBuckets] = {}, ulp[4][kUlpBuckets] = {};
+};
+
+// max_rel, min_rtol, ULPs and the histograms of `len` finite pairs (errors e[k] = |c - r|),
+// element `base + k`. The maxima live in registers over the block.
+template <Mode kStorage>
+void tail_block(const double* e, const double* ref, int64_t len, int64_t base, double floor,
+                LayerStats& s, Hists& h) {
+  double max_rel = s.max_rel, min_rtol = s.min_rtol, max_ulp = s.max_ulp;
+  for (int64_t k = 0; k < len; ++k) {
+    const int lane = static_cast<int>((base + k) & 3);
+    const double ek = e[k], r = ref[k];
+    ++h.err[lane][err_bucket_finite(ek)];
+    const double a = std::fabs(r), d = std::max(a, floor);
+    // Divide only where the running maximum can grow (the margin covers the rounding of the
+    // product; same result, far fewer divides).
+    if (ek > 0 && ek >= max_rel * d * 0.999999) max_rel = std::max(max_rel, ek / d);
+    if (a == 0) {
+      if (ek > 0) min_rtol = std::numeric_limits<double>::infinity();
+    } else if (ek > 0 && ek >= min_rtol * a * 0.999999) {
+      min_rtol = std::max(min_rtol, ek / a);
+    }
+    const double u = ulp_units(kStorage, ek, r);
+    max_ulp = std::max(max_ulp, u);
+    ++h.ulp[lane][ek == 0 ? 0 : ulp_bucket_positive(u)];
+  }
+  s.max_rel = max_rel;
+  s.min_rtol = min_rtol;
+  s.max_ulp = max_ulp;
+}
+
+// Sums of one block of pairs in four lanes (lane l: elements 4i + l; a ragged end in lane 0),
+// lanes added as (0 + 1) + (2 + 3): a fixed order, in two-double vectors (GCC/Clang vector
+// extensions, SSE2 on x86-64). Also writes e[k] = |c - r|. Valid only when `finite`.
+typedef double V2d __attribute__((vector_size(16)));
+typedef int64_t V2i __attribute__((vector_size(16)));
+
+struct BlockSums {
+  double sa = 0, se = 0, sr = 0, sc = 0, sd = 0, mx = 0;
+  int64_t miss = 0;
+  bool finite = true;   // every c - r finite (both finite, no overflowing difference)
+};
+
+template <class C>
+BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, double rtol, double* e) {
+  const V2i abs_mask = {0x7fffffffffffffffll, 0x7fffffffffffffffll};
+  const V2d dmax = {std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  const V2d vatol = {atol, atol}, vrtol = {rtol, rtol};
+  V2d sa[2] = {}, se[2] = {}, sr[2] = {}, sc[2] = {}, sd[2] = {}, mx[2] = {};
+  V2i miss[2] = {}, bad = {};
+  int64_t j = 0;
+  for (; j + 4 <= len; j += 4) {
+    for (int h = 0; h < 2; ++h) {
+      const int64_t k = j + 2 * h;
+      const V2d cv = {static_cast<double>(c[k]), static_cast<double>(c[k + 1])};
+      const V2d rv = {r[k], r[k + 1]};
+      const V2d ev = (V2d)((V2i)(cv - rv) & abs_mask);
+      const V2d av = (V2d)((V2i)rv & abs_mask);
+      e[k] = ev[0];
+      e[k + 1] = ev[1];
+      bad |= ~(ev <= dmax);
+      sa[h] += ev;
+      se[h] += ev * ev;
+      sr[h] += rv * rv;
+      sc[h] += cv * cv;
+      sd[h] += cv * rv;
+      miss[h] -= ev > vatol + vrtol * av;
+      mx[h] = ev > mx[h] ? ev : mx[h];
+    }
+  }
+  BlockSums b;
+  double tail_sa = 0, tail_se = 0, tail_sr = 0, tail_sc = 0, tail_sd = 0, tail_mx = 0;
+  for (; j < len; ++j) {
+    const double cj = static_cast<double>(c[j]), rj = r[j], ej = std::fabs(cj - rj);
+    e[j] = ej;
+    b.finite &= ej <= std::numeric_limits<double>::max();
+    tail_sa += ej;
+    tail_se += ej * ej;
+    tail_sr += rj * rj;
+    tail_sc += cj * cj;
+    tail_sd += cj * rj;
+    b.miss += ej > atol + rtol * std::fabs(rj);
+    tail_mx = std::max(tail_mx, ej);
+  }
+  b.finite &= (bad[0] | bad[1]) == 0;
+  // Lane 0 holds the ragged end after its vector part.
+  auto total = [](const V2d (&v)[2], double tail) {
+    return ((v[0][0] + tail) + v[0][1]) + (v[1][0] + v[1][1]);
+  };
+  b.sa = total(sa, tail_sa);
+  b.se = total(se, tail_se);
+  b.sr = total(sr, tail_sr);
+  b.sc = total(sc, tail_sc);
+  b.sd = total(sd, tail_sd);
+  b.mx = std::max(std::max(std::max(mx[0][0], mx[0][1]), std::max(mx[1][0], mx[1][1])), tail_mx);
+  b.miss += (miss[0][0] + miss[0][1]) + (miss[1][0] + miss[1][1]);
+  return b;
+}
+
+// One pass over n pairs; `per` > 0 gathers per-sample errors for samples of `per` elements.
+// The storage mode is a template argument so that the ULP of every element is a few bit
+// operations with constants. Blocks whose pairs are all finite (nearly all) take a fast path:
+// the sums in four lanes that the compiler vectorises, added in a fixed order per block, then
+// one branch-light loop for the histograms; a block with a NaN/Inf goes element by element.
+template <class C, Mode kStorage>
+LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const CompareOptions& opt,
+                        int64_t* max_at, SampleErrors* samples, int64_t per) {
+  LayerStats s;
+  s.count = n;
+  double floor = opt.rel_floor;
+  if (floor < 0) {
+    double amax = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (std::isfinite(ref[i])) amax = std::max(amax, std::fabs(ref[i]));
+    floor = 1e-6 * amax;
+  }
+  if (opt.health) start_health(s);
+  *max_at = 0;
+  Hists hists;
+  double eb[kBlock];
+  for (int64_t b0 = 0; b0 < n;) {
+    const int64_t sample = per > 0 ? b0 / per : 0;
+    const int64_t b1 = std::min(n, per > 0 ? std::min(b0 + kBlock, (sample + 1) * per) : b0 + kBlock);
+    const int64_t len = b1 - b0;
+    const C* cb = cand + b0;
+    const double* rb = ref + b0;
+    if (opt.health)
+      for (int64_t j = 0; j < len; ++j) add_health(s, rb[j]);
+    // Adds the sums of elements [first, first + count) of this block (errors in eb).
+    auto add_sums = [&](const BlockSums& bs, int64_t first, int64_t count) {
+      s.sum_abs += bs.sa;
+      s.sum_err2 += bs.se;
+      s.sum_ref2 += bs.sr;
+      s.sum_cand2 += bs.sc;
+      s.sum_dot += bs.sd;
+      s.mismatch += bs.miss;
+      if (bs.mx > s.max_abs) {   // the first element holding the maximum, as element by element
+        s.max_abs = bs.mx;
+        *max_at = b0 + (std::find(eb + first, eb + first + count, bs.mx) - eb);
+      }
+      if (samples) {
+        samples->mismatch[sample] += bs.miss;
+        samples->err2[sample] += bs.se;
+        samples->ref2[sample] += bs.sr;
+        samples->max_abs[sample] = std::max(samples->max_abs[sample], bs.mx);
+      }
+    };
+    const BlockSums bs = block_sums(cb, rb, len, opt.atol, opt.rtol, eb);
+    if (bs.finite) {
+      add_sums(bs, 0, len);
+      tail_block<kStorage>(eb, rb, len, b0, floor, s, hists);
+      b0 = b1;
+      continue;
+    }
+    for (int64_t k = 0; k < len; ++k) {
+      const double c = static_cast<double>(cb[k]), r = rb[k];
+      if (!std::isfinite(c) || !std::isfinite(r)) {
+        // Non-finite: equal only when both are NaN or both the same infinity.
+        const bool same = (std::isnan(c) && std::isnan(r)) || (c == r);
+        const bool fresh = !std::isfinite(c) && std::isfinite(r);
+        s.nan += std::isnan(c);
+        s.inf += std::isinf(c);
+        if (!opt.health) {
+          s.ref_nan += std::isnan(r);
+          s.ref_inf += std::isinf(r);
+        }
+        s.mismatch += !same;
+        s.nonfinite_new += fresh;
+        if (samples) {
+          samples->mismatch[sample] += !same;
+          samples->nonfinite_new[sample] += fresh;
+        }
+        continue;
+      }
+      // A finite pair: the sums of a block of one (adding the other lanes' zeros is exact).
+      add_sums(block_sums(cb + k, rb + k, 1, opt.atol, opt.rtol, eb + k), k, 1);
+      tail_block<kStorage>(&eb[k], &rb[k], 1, b0 + k, floor, s, hists);
+    }
+    b0 = b1;
+  }
+  for (int h = 0; h < 4; ++h) {
+    for (int b = 0; b < kErrBuckets; ++b) s.err_hist[b] += hists.err[h][b];
+    for (int b = 0; b < kUlpBuckets; ++b) s.ulp_hist[b] += hists.ulp[h][b];
+  }
+  if (opt.health) finish_health(s);
+  return s;
+}
+
+template <class C>
+LayerStats compare_range(const C* cand, const double* ref, int64_t n, const CompareOptions& opt,
+                         int64_t* max_at, SampleErrors* samples, int64_t per) {
+  switch (opt.storage) {
+    case Mode::fp16: return compare_pass<C, Mode::fp16>(cand, ref, n, opt, max_at, samples, per);
+    case Mode::bf16: return compare_pass<C, Mode::bf16>(cand, ref, n, opt, max_at, samples, per);
+    case Mode::fp64: return compare_pass<C, Mode::fp64>(cand, ref, n, opt, max_at, samples, per);
+    default: return compare_pass<C, Mode::fp32>(cand, ref, n, opt, max_at, samples, per);
+  }
+}
+
+}  // namespace
+
+double LayerStats::mean_abs() const {
+  int64_t finite = 0;
+  for (int64_t h : err_hist) finite += h;
+  return finite ? sum_abs / finite : 0;
+}
+
+double LayerStats::rel_l2() const {
+  if (sum_ref2 == 0) return sum_err2 == 0 ? 0 : std::numeric_limits<double>::infinity();
+  return std::sqrt(sum_err2) / std::sqrt(sum_ref2);
+}
+
+double LayerStats::cosine() const {
+  if (sum_ref2 == 0 && sum_cand2 == 0) return 1;
+  if (sum_ref2 == 0 || sum_cand2 == 0) return 0;
+  return sum_dot / (std::sqrt(sum_ref2) * std::sqrt(sum_cand2));
+}
+
+double LayerStats::sqnr_db() const {
+  if (sum_err2 == 0) return std::numeric_limits<double>::infinity();
+  if (sum_ref2 == 0) return -std::numeric_limits<double>::infinity();
+  return 10 * std::log10(sum_ref2 / sum_err2);
+}
+
+double LayerStats::err_percentile(double p) const {
+  int64_t total = 0;
+  for (int64_t h : err_hist) total += h;
+  if (total == 0) return 0;
+  const double want = p * static_cast<double>(total);
+  int64_t cum = 0;
+  for (int b = 0; b < kErrBuckets; ++b) {
+    cum += err_hist[b];
+    if (static_cast<double>(cum) >= want && err_hist[b] > 0)
+      return b == 0 ? 0 : std::ldexp(1.0, b - 48);
+  }
+  return max_abs;
+}
+
+double LayerStats::ref_mean() const { return ref_finite ? ref_sum / ref_finite : 0; }
+
+double LayerStats::ref_std() const {
+  if (!ref_finite) return 0;
+  const double m = ref_mean();
+  return std::sqrt(std::max(0.0, ref_sumsq / ref_finite - m * m));
+}
+
+void LayerStats::merge(const LayerStats& o, int64_t batch) {
+  if (count == 0) {
+    *this = o;
+    max_abs_batch = batch;
+    return;
+  }
+  if (o.ref_finite) {
+    ref_min = ref_finite ? std::min(ref_min, o.ref_min) : o.ref_min;
+    ref_max = ref_finite ? std::max(ref_max, o.ref_max) : o.ref_max;
+  }
+  if (o.max_abs > max_abs) {
+    max_abs = o.max_abs;
+    max_abs_index = o.max_abs_index;
+    max_abs_batch = batch;
+  }
+  count += o.count;
+  nan += o.nan;
+  inf += o.inf;
+  ref_nan += o.ref_nan;
+  ref_inf += o.ref_inf;
+  nonfinite_new += o.nonfinite_new;
+  mismatch += o.mismatch;
+  max_rel = std::max(max_rel, o.max_rel);
+  min_rtol = std::max(min_rtol, o.min_rtol);
+  sum_abs += o.sum_abs;
+  sum_err2 += o.sum_err2;
+  sum_ref2 += o.sum_ref2;
+  sum_cand2 += o.sum_cand2;
+  sum_dot += o.sum_dot;
+  max_ulp = std::max(max_ulp, o.max_ulp);
+  for (int b = 0; b < kErrBuckets; ++b) err_hist[b] += o.err_hist[b];
+  for (int b = 0; b < kUlpBuckets; ++b) ulp_hist[b] += o.ulp_hist[b];
+  ref_sum += o.ref_sum;
+  ref_sumsq += o.ref_sumsq;
+  ref_finite += o.ref_finite;
+  ref_zero += o.ref_zero;
+  over_fp16 += o.over_fp16;
+  over_bf16 += o.over_bf16;
+  under_fp16 += o.under_fp16;
+  under_bf16 += o.under_bf16;
+}
+
+template <class C>
+LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
+                           const CompareOptions& opt, SampleErrors* samples) {
+  int64_t at = 0, per = 0;
+  if (samples && !shape.empty()) {
+    const size_t ns = static_cast<size_t>(shape[0]);
+    per = shape[0] > 0 ? numel(shape) / shape[0] : 0;
+    samples->mismatch.assign(ns, 0);
+    samples->nonfinite_new.assign(ns, 0);
+    samples->err2.assign(ns, 0.0);
+    samples->ref2.assign(ns, 0.0);
+    samples->max_abs.assign(ns, 0.0);
+  }
+  LayerStats s = compare_range(cand, ref, numel(shape), opt, &at, per ? samples : nullptr, per);
+  unravel(at, shape, s.max_abs_index);
+  return s;
+}
+
+LayerStats reference_health(const double* ref, int64_t n) {
+  LayerStats s;
+  start_health(s);
+  for (int64_t i = 0; i < n; ++i) add_health(s, ref[i]);
+  finish_health(s);
+  return s;
+}
+
+void copy_health(LayerStats& to, const LayerStats& h) {
+  to.ref_nan = h.ref_nan;
+  to.ref_inf = h.ref_inf;
+  to.ref_min = h.ref_min;
+  to.ref_max = h.ref_max;
+  to.ref_sum = h.ref_sum;
+  to.ref_sumsq = h.ref_sumsq;
+  to.ref_finite = h.ref_finite;
+  to.ref_zero = h.ref_zero;
+  to.over_fp16 = h.over_fp16;
+  to.over_bf16 = h.over_bf16;
+  to.under_fp16 = h.under_fp16;
+  to.under_bf16 = h.under_bf16;
+}
+
+template <class C>
+std::vector<LayerStats> compare_per_sample(const C* cand, const double* ref, const Shape& shape,
+                                           const CompareOptions& opt) {
+  std::vector<LayerStats> out;
+  if (shape.empty()) return out;
+  const int64_t per = numel(shape) / std::max<int64_t>(shape[0], 1);
+  Shape sample_shape(shape.begin() + 1, shape.end());
+  for (int64_t s = 0; s < shape[0]; ++s) {
+    int64_t at = 0;
+    out.push_back(compare_range(cand + s * per, ref + s * per, per, opt, &at, nullptr, 0));
+    unravel(at, sample_shape, out.back().max_abs_index);
+    out.back().max_abs_index.insert(out.back().max_abs_index.begin(), s);
+  }
+  return out;
+}
+
+template LayerStats compare_tensors<float>(const float*, const double*, const Shape&, const CompareOptions&, SampleErrors*);
+template LayerStats compare_tensors<double>(const double*, const double*, const Shape&, const CompareOptions&, SampleErrors*);
+template std::vector<LayerStats> compare_per_sample<float>(const float*, const double*, const Shape&, const CompareOptions&);
+template std::vector<LayerStats> compare_per_sample<double>(const double*, const double*, const Shape&, const CompareOptions&);
+
+}  // namespace divscope

@@ -1,0 +1,77 @@
+// The one layer walker (DESIGN §1, STYLE 5): walks a model's layers in topological order over
+// one batch, keeping only the activations that a later layer (or the model output) still reads.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "graph/model.h"
+#include "graph/tensor.h"
+
+namespace divscope {
+
+// For every graph input and layer output, the index of the last layer that reads it;
+// model outputs live to the end (index = number of layers).
+struct Liveness {
+  std::vector<int> input_last;
+  std::vector<int> layer_last;
+};
+Liveness compute_liveness(const Model& m);
+
+// Live activations of one run (the reference or one mode's chained run), full shapes.
+template <class T>
+class ValueStore {
+ public:
+  ValueStore(const Model& m, const Liveness& live) : model_(&m), live_(&live) {}
+
+  void set_inputs(std::vector<BasicTensor<T>> inputs) {
+    inputs_ = std::move(inputs);
+    layers_.assign(model_->layers.size(), BasicTensor<T>());
+  }
+  const BasicTensor<T>& get(const ValueRef& r) const {
+    return r.is_input ? inputs_[r.index] : layers_[r.index];
+  }
+  std::vector<const BasicTensor<T>*> inputs_of(const Layer& l) const {
+    std::vector<const BasicTensor<T>*> v;
+    for (const ValueRef& r : l.refs) v.push_back(&get(r));
+    return v;
+  }
+  void put(int layer, BasicTensor<T>&& t) { layers_[layer] = std::move(t); }
+  const BasicTensor<T>& layer(int i) const { return layers_[i]; }
+  // Frees every value whose last reader is `layer`.
+  void release_after(int layer) {
+    for (size_t i = 0; i < inputs_.size(); ++i)
+      if (live_->input_last[i] == layer) BasicTensor<T>().data.swap(inputs_[i].data);
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (live_->layer_last[i] == layer) BasicTensor<T>().data.swap(layers_[i].data);
+  }
+  size_t live_bytes() const {
+    size_t n = 0;
+    for (const auto& t : inputs_) n += t.data.capacity() * sizeof(T);
+    for (const auto& t : layers_) n += t.data.capacity() * sizeof(T);
+    return n;
+  }
+
+ private:
+  const Model* model_;
+  const Liveness* live_;
+  std::vector<BasicTensor<T>> inputs_;
+  std::vector<BasicTensor<T>> layers_;
+};
+
+// The walker: for each layer in order, computes its FP64 reference with `reference`, hands the
+// layer, its reference inputs and output to `on_layer` (where every other run of the layer
+// happens), then frees the reference activations no later layer reads. Callers that keep
+// activations of their own free them with the same Liveness after each layer.
+using ReferenceFn =
+    std::function<void(const Layer&, const std::vector<const Tensor*>&, Tensor&)>;
+using LayerFn =
+    std::function<void(const Layer&, const std::vector<const Tensor*>& in, Tensor& out)>;
+void walk_batch(const Model& m, const Liveness& live, std::vector<Tensor> inputs,
+                const ReferenceFn& reference, const LayerFn& on_layer);
+
+// The FP64 reference alone over one batch (the CPU reference ops); `on_layer(layer, output)`
+// after each layer.
+void run_reference_batch(const Model& m, std::vector<Tensor> inputs,
+                         const std::function<void(const Layer&, const Tensor&)>& on_layer);
+
+}  // namespace divscope

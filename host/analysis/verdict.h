@@ -1,0 +1,79 @@
+// Tolerance policy and verdict (DESIGN §7).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/compare.h"
+#include "precision.h"
+
+namespace divscope {
+
+// How a layer's chained (and isolated) stats are judged (DESIGN §7).
+//   allclose: mismatch / count > max_mismatch, with mismatch = #{|c-r| > atol + rtol*|r|}.
+//   baseline: after PyTorch's accuracy minifier — tf32/fp16/bf16 pass a layer when their error
+//             is at most baseline_factor times the fp32 mode's error on the same layer, both
+//             measured in units of their own rounding (see baseline_limit). fp32 is the anchor
+//             and keeps allclose; strict stays bitwise.
+// Under both, NaN/Inf the reference lacks always diverges.
+enum class Criterion { allclose, baseline };
+const char* criterion_name(Criterion c);
+
+struct Tolerance {
+  double atol = 0, rtol = 0;
+  double max_mismatch = 0;   // fraction of elements allowed outside atol + rtol*|r|
+  double baseline_factor = 0;   // m of the baseline criterion (2 tf32, 3 fp16/bf16)
+};
+
+// A partial override: only the fields present in a flag or a tolerance-file entry.
+struct ToleranceOverride {
+  std::optional<double> atol, rtol, max_mismatch, baseline_factor;
+  void apply(Tolerance& t) const;
+};
+
+Tolerance default_tolerance(Mode m);
+
+// The unit roundoff that bounds one rounding of the mode's numbers: 2^-24 fp32 and strict,
+// 2^-11 tf32 (its GEMM operands) and fp16, 2^-8 bf16.
+double unit_roundoff(Mode m);
+// Does the baseline criterion judge this mode? (tf32, fp16, bf16.)
+bool judged_by_baseline(Mode m);
+// Largest rel_l2 the baseline criterion allows mode m on a layer where fp32's rel_l2 is
+// `fp32_rel_l2`: factor · max(fp32_rel_l2 / u_fp32, 1) · u_m. The fp32 error in units of its own
+// rounding estimates how ill-conditioned the layer (and its upstream chain) is; a mode may lose
+// as much, in its own units, times the factor. The max(·, 1) is the floor: one rounding to the
+// mode's format is never a divergence.
+double baseline_limit(Mode m, double factor, double fp32_rel_l2);
+
+// Resolution order, later wins: per-mode defaults · command-line flags · tolerance file
+// section "all" (patterns in file order) · the file's section for the mode (in file order).
+class TolerancePolicy {
+ public:
+  TolerancePolicy() = default;
+  void set_global(const ToleranceOverride& o) { global_ = o; }
+  // File format: {"all": {"<glob>": {"atol": x, "rtol": y, "max_mismatch": f}, ...},
+  //               "fp16": {"<glob>": {...}}, ...}; an entry may also set "baseline_factor".
+  // Unknown keys are an error (exit 2).
+  void load_file(const std::string& path);
+  Tolerance for_layer(Mode m, const std::string& layer) const;
+
+ private:
+  struct Rule {
+    std::string section;   // "all" or a mode name
+    std::string pattern;
+    ToleranceOverride value;
+  };
+  ToleranceOverride global_;
+  std::vector<Rule> rules_;
+};
+
+// fnmatch-style glob: '*' any run, '?' one character, '[...]' a class.
+bool glob_match(const std::string& pattern, const std::string& text);
+
+// Does one comparison break the policy? (mismatch fraction or new NaN/Inf.)
+bool breaks(const LayerStats& s, const Tolerance& t);
+bool breaks(int64_t mismatch, int64_t nonfinite_new, int64_t count, const Tolerance& t);
+// The baseline criterion: rel_l2 above the limit (NaN rel_l2 included) or new NaN/Inf.
+bool breaks_baseline(double rel_l2, int64_t nonfinite_new, double limit);
+
+}  // namespace divscope

@@ -1,0 +1,127 @@
+// `divscope inspect` and `divscope env`.
+#include <iomanip>
+#include <sstream>
+
+#include "commands/cli.h"
+#include "env.h"
+#include "errors.h"
+#include "io/h5io.h"
+#include "io/h5summary.h"
+#include "graph/model.h"
+
+namespace divscope {
+namespace {
+
+std::string with_commas(int64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(i, ",");
+  return s;
+}
+
+std::string attr_str(const AttrValue& v) {
+  std::ostringstream o;
+  o << std::setprecision(6);
+  std::visit(
+      [&](const auto& x) {
+        using X = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<X, std::string>) {
+          o << '"' << x << '"';
+        } else if constexpr (std::is_same_v<X, int64_t> || std::is_same_v<X, double>) {
+          o << x;
+        } else {
+          o << '[';
+          for (size_t i = 0; i < x.size(); ++i) o << (i ? "," : "") << x[i];
+          o << ']';
+        }
+      },
+      v);
+  return o.str();
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line = " ";
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += " " + r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 1, ' ');
+    }
+    out << line << "\n";
+  }
+}
+
+void inspect_model(const Model& m, std::ostream& out) {
+  out << "model '" << m.name << "' (" << m.file << "): " << m.layers.size() << " layers, "
+      << with_commas(m.parameter_count()) << " parameters\n";
+  out << "inputs (per sample):\n";
+  for (const GraphInput& gi : m.inputs)
+    out << "  " << gi.name << "  " << gi.dtype << "  " << shape_str(gi.shape) << "\n";
+  out << "outputs: " << join(m.outputs, ", ") << "\n\nlayers:\n";
+  std::vector<std::vector<std::string>> rows{
+      {"#", "name", "op", "inputs", "output (per sample)", "params", "attributes"}};
+  for (const Layer& l : m.layers) {
+    int64_t np = 0;
+    std::vector<std::string> ps;
+    for (const auto& kv : l.params) {
+      np += kv.second.size();
+      ps.push_back(kv.first + shape_str(kv.second.shape));
+    }
+    std::vector<std::string> as;
+    for (const auto& kv : l.attrs) as.push_back(kv.first + "=" + attr_str(kv.second));
+    rows.push_back({std::to_string(l.index), l.name, l.op, join(l.inputs, ","),
+                    shape_str(l.out_shape), np ? with_commas(np) + " " + join(ps, " ") : "-",
+                    join(as, " ")});
+  }
+  print_table(out, rows);
+}
+
+void inspect_recording(const std::string& file, const std::string& model_file, std::ostream& out) {
+  RecordingSummary s = summarize_recording(file);
+  out << "recording (" << file << "): " << s.batches.size() << " batches, " << s.total_samples
+      << " samples\n";
+  out << "source: " << s.source << "\ncreated: " << s.created << "\n\n";
+  std::vector<std::vector<std::string>> rows{{"batch", "dataset", "dtype", "shape"}};
+  for (const auto& b : s.batches)
+    for (const auto& d : b.datasets) rows.push_back({b.name, d.name, d.dtype, shape_str(d.shape)});
+  print_table(out, rows);
+  if (!model_file.empty()) {
+    Model m = read_model(model_file);
+    RecordingReader r(file, m);
+    out << "\nvalid for model '" << m.name << "' (" << model_file << ")\n";
+  }
+}
+
+}  // namespace
+
+int run_inspect(const InspectArgs& a, std::ostream& out) {
+  std::string fmt = file_format(a.file);
+  if (fmt == "model") {
+    inspect_model(read_model(a.file), out);
+  } else if (fmt == "recording") {
+    inspect_recording(a.file, a.model, out);
+  } else {
+    throw InputError(a.file, "/", "inspect shows models and recordings, this is a '" + fmt + "' file");
+  }
+  return kExitOk;
+}
+
+int run_env(std::ostream& out, std::ostream& err) {
+  nlohmann::json j = environment_json();
+  out << j.dump(2) << "\n";
+  if (!j["cuda"]["available"].get<bool>())
+    err << "divscope: no CUDA device: " << j["cuda"]["reason"].get<std::string>() << "\n";
+  return kExitOk;
+}
+
+}  // namespace divscope

@@ -1,0 +1,250 @@
+// `divscope run`: recording to verdict, reports and exit code (DESIGN §8).
+#include <unistd.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "analysis/analysis.h"
+#include "commands/cli.h"
+#include "env.h"
+#include "errors.h"
+#include "io/h5io.h"
+#include "kernels/kernels.h"
+#include "report/report.h"
+#include "report/text.h"
+
+namespace divscope {
+namespace {
+
+std::vector<Mode> parse_modes(const std::string& list) {
+  std::vector<Mode> modes;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    Mode m;
+    if (!parse_mode(item, &m) || m == Mode::fp64)
+      throw InputError("run: --modes: unknown mode '" + item + "' (fp32, tf32, fp16, bf16, strict)");
+    for (Mode x : modes)
+      if (x == m) throw InputError("run: --modes: mode '" + item + "' given twice");
+    modes.push_back(m);
+  }
+  if (modes.empty()) throw InputError("run: --modes is empty");
+  return modes;
+}
+
+void parse_batches(const std::string& spec, int64_t* begin, int64_t* end) {
+  *begin = 0;
+  *end = -1;
+  if (spec.empty()) return;
+  auto num = [&](const std::string& s) -> int64_t {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError("run: --batches '" + spec + "': expected A:B with non-negative integers");
+    return std::stoll(s);
+  };
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) {
+    *begin = num(spec);
+    *end = *begin + 1;
+    return;
+  }
+  const std::string a = spec.substr(0, colon), b = spec.substr(colon + 1);
+  if (!a.empty()) *begin = num(a);
+  if (!b.empty()) *end = num(b);
+}
+
+std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& err) {
+  if (want == "cpu") return make_cpu_backend();
+  if (want != "auto" && want != "cuda")
+    throw InputError("run: --backend must be auto, cuda or cpu, got '" + want + "'");
+  DeviceInfo d = query_device();
+  if (d.available) return make_cuda_backend();
+  if (want == "cuda") throw RuntimeFault("--backend cuda: no CUDA device: " + d.reason);
+  err << "divscope: no CUDA device (" << d.reason << "); emulating every mode on the CPU\n";
+  return make_cpu_backend();
+}
+
+// The batch range and the tolerance policy of a replay (flags, then the file over them).
+void set_replay_options(const ReplayArgs& a, const ToleranceOverride& flags, AnalysisOptions& opt) {
+  parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
+  opt.policy.set_global(flags);
+  if (!a.tolerances.empty()) opt.policy.load_file(a.tolerances);
+}
+
+// What the reports say about a replay: files, backend, environment, and the tolerance asked
+// for (per-mode defaults with the flags over them, the file, the criterion, --repeat).
+ReportContext replay_context(const Model& model, const ReplayArgs& a, const Backend& backend,
+                             const AnalysisOptions& opt, const ToleranceOverride& flags) {
+  ReportContext ctx;
+  ctx.model = &model;
+  ctx.model_path = a.model;
+  ctx.recording_path = a.recording;
+  ctx.backend = backend.name();
+  ctx.environment = environment_json();
+  nlohmann::json tol;
+  for (Mode m : opt.modes) {
+    Tolerance t = default_tolerance(m);
+    flags.apply(t);
+    tol["modes"][mode_name(m)] = {{"atol", t.atol}, {"rtol", t.rtol}, {"max_mismatch", t.max_mismatch}};
+    if (opt.criterion == Criterion::baseline && judged_by_baseline(m))
+      tol["modes"][mode_name(m)]["baseline_factor"] = t.baseline_factor;
+  }
+  tol["file"] = a.tolerances.empty() ? nlohmann::json() : nlohmann::json(a.tolerances);
+  tol["criterion"] = criterion_name(opt.criterion);
+  tol["criterion_description"] =
+      opt.criterion == Criterion::baseline
+          ? "baseline: tf32/fp16/bf16 diverge where rel_l2 > baseline_factor * max(fp32 rel_l2 / "
+            "2^-24, 1) * u_mode (u = 2^-11 tf32 and fp16, 2^-8 bf16); fp32 by allclose; strict "
+            "bitwise; NaN/Inf the reference lacks always diverges"
+          : "allclose: |c - r| <= atol + rtol*|r|; a layer diverges when the mismatch fraction "
+            "exceeds max_mismatch or it has NaN/Inf the reference lacks";
+  tol["repeat"] = opt.repeat;
+  ctx.tolerance = tol;
+  return ctx;
+}
+
+}  // namespace
+
+int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
+  AnalysisOptions opt;
+  opt.modes = parse_modes(a.modes);
+  if (a.criterion == "baseline") opt.criterion = Criterion::baseline;
+  else if (a.criterion != "allclose")
+    throw InputError("run: --criterion must be allclose or baseline, got '" + a.criterion + "'");
+  if (a.baseline_factor && !(*a.baseline_factor > 0))
+    throw InputError("run: --baseline-factor must be positive");
+  if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
+  opt.repeat = a.repeat;
+  if (opt.criterion == Criterion::baseline &&
+      std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
+    opt.modes.insert(opt.modes.begin(), Mode::fp32);
+    err << "divscope: --criterion baseline: also running fp32, whose error is the baseline\n";
+  }
+  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, a.baseline_factor};
+  set_replay_options(a, flags, opt);
+
+  Model model = read_model(a.model);
+  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
+  const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
+  opt.dump_path = a.dump;
+  opt.dump_environment = ctx.environment.dump();
+  if (isatty(STDERR_FILENO))
+    opt.progress = [&err](int64_t done, int64_t total) {
+      err << "\rdivscope: batch " << done << "/" << total << (done == total ? "\n" : "") << std::flush;
+    };
+
+  AnalysisResult res = analyze(model, a.recording, *backend, opt);
+
+  if (!a.quiet) print_console(res, ctx, out);
+  if (!a.report.empty()) write_json(report_json(res, ctx), a.report);
+  if (!a.junit.empty()) write_junit(res, ctx, a.junit);
+  if (!a.html.empty()) write_html(res, ctx, a.html);
+  return res.passed() ? kExitOk : kExitDiverged;
+}
+
+
+int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
+  Mode mode;
+  if (!parse_mode(a.mode, &mode) || !reduced_precision(mode))
+    throw InputError("bisect: --mode must be tf32, fp16 or bf16, got '" + a.mode + "'");
+  AnalysisOptions opt;
+  opt.modes = {mode};
+  opt.isolated = false;
+  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, std::nullopt};
+  set_replay_options(a, flags, opt);
+
+  Model model = read_model(a.model);
+  std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
+  const size_t nl = model.layers.size();
+  const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
+
+  auto names = [&](const std::vector<bool>& keep) {
+    std::vector<std::string> v;
+    for (size_t i = 0; i < nl; ++i)
+      if (keep[i]) v.push_back(model.layers[i].name);
+    return v;
+  };
+  int runs = 0;
+  auto attempt = [&](const std::vector<bool>& keep) {
+    opt.fp32_layers = keep;
+    ++runs;
+    return analyze(model, a.recording, *backend, opt);
+  };
+  out << "divscope bisect: model '" << model.name << "', mode " << mode_name(mode)
+      << ": which layers must run in fp32 for every layer to pass?\n";
+  std::vector<bool> keep(nl, false);
+  nlohmann::json steps = nlohmann::json::array();
+  AnalysisResult r = attempt(keep);
+  int stuck = -1;   // a layer that diverges even in fp32
+  while (!r.passed()) {
+    const int f = r.modes[0].first_divergent;
+    const LayerStats& s = r.modes[0].layers[f].chained;
+    steps.push_back({{"fp32_layers", names(keep)}, {"first_divergent_layer", model.layers[f].name}});
+    out << "  run " << runs << ": first divergent layer '" << model.layers[f].name << "' (#" << f
+        << ", rel_l2 " << fmt("%.3e", s.rel_l2()) << ", " << s.nan + s.inf << " NaN/Inf)";
+    if (!keep[f]) {
+      out << " -> run it in fp32\n";
+      keep[f] = true;
+    } else {
+      // Already in fp32: what it reads was rounded to the mode too early (a passing layer's
+      // output that the mode's storage cannot hold well enough for this one). Its producers
+      // follow it into fp32; with none left, fp32 itself does not meet the tolerance.
+      std::string up;
+      for (const ValueRef& ref : model.layers[f].refs)
+        if (!ref.is_input && !keep[ref.index]) {
+          keep[ref.index] = true;
+          up += (up.empty() ? "'" : ", '") + model.layers[ref.index].name + "'";
+        }
+      if (up.empty()) {
+        out << "\n";
+        stuck = f;
+        break;
+      }
+      out << " in fp32 -> also run its inputs " << up << " in fp32\n";
+    }
+    r = attempt(keep);
+  }
+  if (stuck < 0) {
+    steps.push_back({{"fp32_layers", names(keep)}, {"first_divergent_layer", nullptr}});
+    // Greedy promotion can keep a layer that a later promotion made unnecessary: drop each one
+    // whose removal still passes.
+    for (size_t i = 0; i < nl; ++i) {
+      if (!keep[i]) continue;
+      std::vector<bool> fewer = keep;
+      fewer[i] = false;
+      AnalysisResult rf = attempt(fewer);
+      if (!rf.passed()) continue;
+      out << "  run " << runs << ": '" << model.layers[i].name << "' passes in "
+          << mode_name(mode) << " once the later layers are in fp32: back to " << mode_name(mode) << "\n";
+      keep = fewer;
+      r = std::move(rf);
+    }
+  }
+  const std::vector<std::string> kept = names(keep);
+  if (stuck >= 0) {
+    out << mode_name(mode) << ": cannot pass — layer '" << model.layers[stuck].name << "' (#" << stuck
+        << ") diverges even in fp32 (fp32's own error there exceeds the tolerance)\n";
+  } else if (kept.empty()) {
+    out << mode_name(mode) << ": passes with every layer in " << mode_name(mode) << "\n";
+  } else {
+    out << mode_name(mode) << ": passes with " << kept.size() << " of " << nl << " layers in fp32:";
+    for (const std::string& k : kept) out << " " << k;
+    out << "  (" << runs << " runs)\n";
+  }
+  if (!a.report.empty()) {
+    const nlohmann::json j = {{"divscope_bisect", 1},
+                        {"model", a.model},
+                        {"recording", a.recording},
+                        {"backend", ctx.backend},
+                        {"mode", mode_name(mode)},
+                        {"passed", stuck < 0},
+                        {"fp32_layers", kept},
+                        {"stuck_layer", stuck >= 0 ? nlohmann::json(model.layers[stuck].name) : nlohmann::json()},
+                        {"runs", runs},
+                        {"steps", steps},
+                        {"final", report_json(r, ctx)}};
+    write_json(j, a.report);
+  }
+  return stuck < 0 ? kExitOk : kExitDiverged;
+}
+
+}  // namespace divscope

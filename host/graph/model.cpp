@@ -1,0 +1,220 @@
+#include "graph/model.h"
+
+#include <cmath>
+#include <set>
+
+#include "errors.h"
+#include "graph/ops.h"
+
+namespace divscope {
+namespace {
+
+std::string kind_name(const AttrValue& v) {
+  switch (v.index()) {
+    case 0: return "an integer";
+    case 1: return "a float";
+    case 2: return "a string";
+    case 3: return "an integer array";
+    case 4: return "a float array";
+    default: return "a string array";
+  }
+}
+
+[[noreturn]] void bad_attr(const Layer& L, const std::string& key, const std::string& want) {
+  auto it = L.attrs.find(key);
+  std::string got = it == L.attrs.end() ? "missing" : kind_name(it->second);
+  throw std::runtime_error("attribute '" + key + "' must be " + want + ", got " + got);
+}
+
+}  // namespace
+
+int64_t Layer::attr_int(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it != attrs.end()) {
+    if (auto* v = std::get_if<int64_t>(&it->second)) return *v;
+    if (auto* a = std::get_if<std::vector<int64_t>>(&it->second); a && a->size() == 1)
+      return (*a)[0];
+  }
+  bad_attr(*this, key, "an integer");
+}
+
+int64_t Layer::attr_int(const std::string& key, int64_t def) const {
+  return has(key) ? attr_int(key) : def;
+}
+
+double Layer::attr_float(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it != attrs.end()) {
+    if (auto* v = std::get_if<double>(&it->second)) return *v;
+    if (auto* v = std::get_if<int64_t>(&it->second)) return static_cast<double>(*v);
+    if (auto* a = std::get_if<std::vector<double>>(&it->second); a && a->size() == 1)
+      return (*a)[0];
+  }
+  bad_attr(*this, key, "a float");
+}
+
+double Layer::attr_float(const std::string& key, double def) const {
+  return has(key) ? attr_float(key) : def;
+}
+
+std::string Layer::attr_str(const std::string& key, const std::string& def) const {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) return def;
+  if (auto* v = std::get_if<std::string>(&it->second)) return *v;
+  if (auto* a = std::get_if<std::vector<std::string>>(&it->second); a && a->size() == 1)
+    return (*a)[0];
+  bad_attr(*this, key, "a string");
+}
+
+std::vector<int64_t> Layer::attr_ints(const std::string& key) const {
+  auto it = attrs.find(key);
+  if (it != attrs.end()) {
+    if (auto* a = std::get_if<std::vector<int64_t>>(&it->second)) return *a;
+    if (auto* v = std::get_if<int64_t>(&it->second)) return {*v};
+  }
+  bad_attr(*this, key, "an integer array");
+}
+
+std::vector<int64_t> Layer::attr_ints(const std::string& key, size_t n,
+                                      std::vector<int64_t> def) const {
+  if (!has(key)) {
+    if (def.empty()) bad_attr(*this, key, "an integer array of " + std::to_string(n));
+    return def;
+  }
+  std::vector<int64_t> v = attr_ints(key);
+  if (v.size() == 1 && n > 1) v.assign(n, v[0]);
+  if (v.size() != n)
+    throw std::runtime_error("attribute '" + key + "' must have " + std::to_string(n) +
+                             " elements, got " + std::to_string(v.size()));
+  return v;
+}
+
+const Tensor* Layer::param(const std::string& key) const {
+  auto it = params.find(key);
+  return it == params.end() ? nullptr : &it->second;
+}
+
+std::string Layer::where() const { return "layer '" + name + "' (" + path + ")"; }
+
+int Model::find_layer(const std::string& n) const {
+  for (const Layer& l : layers)
+    if (l.name == n) return l.index;
+  return -1;
+}
+
+int Model::find_input(const std::string& n) const {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].name == n) return static_cast<int>(i);
+  return -1;
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const Layer& l : layers)
+    for (const auto& kv : l.params) n += kv.second.size();
+  return n;
+}
+
+void validate_and_infer(Model& m) {
+  std::set<std::string> names;
+  for (const GraphInput& gi : m.inputs) {
+    if (gi.dtype != "float32" && gi.dtype != "int64")
+      throw InputError(m.file, "/inputs/" + gi.name,
+                       "dtype must be \"float32\" or \"int64\", got \"" + gi.dtype + "\"");
+    for (int64_t d : gi.shape)
+      if (d <= 0) throw InputError(m.file, "/inputs/" + gi.name, "shape " + shape_str(gi.shape) + " has a non-positive dim");
+    names.insert(gi.name);
+  }
+  for (Layer& L : m.layers) {
+    auto fail = [&](const std::string& what) {
+      throw InputError(m.file, L.path, "layer '" + L.name + "' (" + L.op + "): " + what);
+    };
+    if (L.name.empty()) fail("empty layer name");
+    if (!names.insert(L.name).second) fail("duplicate name '" + L.name + "'");
+    const OpSpec* spec = find_op(L.op);
+    if (!spec) throw InputError(m.file, L.path, "layer '" + L.name + "': unknown op '" + L.op + "'");
+    if (!accepts_input_count(*spec, L.inputs.size()))
+      fail("expects " + input_count_str(*spec) + ", got " + std::to_string(L.inputs.size()));
+    L.refs.clear();
+    for (const std::string& in : L.inputs) {
+      int li = m.find_layer(in);
+      int gi = m.find_input(in);
+      if (li >= 0 && li < L.index) {
+        L.refs.push_back({false, li});
+      } else if (gi >= 0) {
+        L.refs.push_back({true, gi});
+      } else if (li >= L.index) {
+        fail("input '" + in + "' is a later layer (forward reference or cycle)");
+      } else {
+        fail("unknown input '" + in + "'");
+      }
+      const ValueRef& r = L.refs.back();
+      bool int_input = r.is_input && m.inputs[r.index].dtype == "int64";
+      if (int_input != (L.op == "embedding"))
+        fail(int_input ? "input '" + in + "' is int64; only embedding takes indices"
+                       : "input '" + in + "' must be an int64 graph input");
+    }
+    for (const auto& kv : L.attrs) {
+      const AttrSpec* as = nullptr;
+      for (const AttrSpec& s : spec->attrs)
+        if (kv.first == s.name) as = &s;
+      if (!as && kv.first != "name" && kv.first != "op" && kv.first != "inputs")
+        fail("unknown attribute '" + kv.first + "'");
+    }
+    for (const AttrSpec& s : spec->attrs)
+      if (s.required && !L.has(s.name)) fail(std::string("missing attribute '") + s.name + "'");
+    // Every attribute of the kind its op reads (an op reads some only when it runs, e.g. eps).
+    for (const AttrSpec& s : spec->attrs) {
+      if (!L.has(s.name)) continue;
+      std::string wrong;
+      try {
+        switch (s.kind) {
+          case AttrKind::Int: L.attr_int(s.name); break;
+          case AttrKind::Ints: L.attr_ints(s.name); break;
+          case AttrKind::Str: L.attr_str(s.name, ""); break;
+          case AttrKind::Float:
+            if (!std::isfinite(L.attr_float(s.name)))
+              wrong = std::string("attribute '") + s.name + "' must be finite";
+            break;
+        }
+      } catch (const std::exception& e) {
+        wrong = e.what();
+      }
+      if (!wrong.empty()) fail(wrong);
+    }
+    for (const auto& kv : L.params) {
+      bool known = false;
+      for (const ParamSpec& p : spec->params) known |= kv.first == p.name;
+      if (!known) fail("unknown parameter '" + kv.first + "'");
+      for (double v : kv.second.data)
+        if (!std::isfinite(v)) {
+          throw InputError(m.file, L.path + "/" + kv.first,
+                           std::isnan(v) ? "parameter contains NaN" : "parameter contains Inf");
+        }
+    }
+    for (const ParamSpec& p : spec->params)
+      if (p.required && !L.param(p.name)) fail(std::string("missing parameter '") + p.name + "'");
+    std::vector<Shape> full;
+    for (const ValueRef& r : L.refs) {
+      Shape s{1};
+      const Shape& ps = m.shape_of(r);
+      s.insert(s.end(), ps.begin(), ps.end());
+      full.push_back(s);
+    }
+    try {
+      Shape out = spec->infer(L, full);
+      L.out_shape.assign(out.begin() + 1, out.end());
+    } catch (const InputError&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+  if (m.layers.empty()) throw InputError(m.file, "/layers", "model has no layers");
+  if (m.outputs.empty()) m.outputs.push_back(m.layers.back().name);
+  for (const std::string& o : m.outputs)
+    if (m.find_layer(o) < 0 && m.find_input(o) < 0)
+      throw InputError(m.file, "/", "output '" + o + "' is not a layer");
+}
+
+}  // namespace divscope

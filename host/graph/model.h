@@ -1,0 +1,74 @@
+// The model graph (DESIGN §3): graph inputs, layers in topological order, inferred shapes.
+#pragma once
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "graph/tensor.h"
+
+namespace divscope {
+
+using AttrValue = std::variant<int64_t, double, std::string, std::vector<int64_t>,
+                               std::vector<double>, std::vector<std::string>>;
+
+struct GraphInput {
+  std::string name;
+  Shape shape;          // per sample, no batch dim
+  std::string dtype;    // "float32" | "int64"
+};
+
+// Where a layer input comes from: a graph input or an earlier layer.
+struct ValueRef {
+  bool is_input = false;
+  int index = 0;        // into Model::inputs or Model::layers
+};
+
+struct Layer {
+  int index = 0;
+  std::string name;
+  std::string op;
+  std::vector<std::string> inputs;           // names as written in the file
+  std::vector<ValueRef> refs;                // resolved
+  std::map<std::string, AttrValue> attrs;
+  std::map<std::string, Tensor> params;      // weight, bias, running_mean, ... (FP64)
+  Shape out_shape;                           // per sample, no batch dim
+  std::string path;                          // HDF5 path, e.g. /layers/0003 (for messages)
+
+  // Typed attribute access. A missing attribute gives `def` (or an InputError when no
+  // default is given); a present one of the wrong type is an InputError naming the layer.
+  bool has(const std::string& key) const { return attrs.count(key) != 0; }
+  int64_t attr_int(const std::string& key) const;
+  int64_t attr_int(const std::string& key, int64_t def) const;
+  double attr_float(const std::string& key) const;
+  double attr_float(const std::string& key, double def) const;
+  std::string attr_str(const std::string& key, const std::string& def) const;
+  std::vector<int64_t> attr_ints(const std::string& key) const;
+  // Pairs (`stride[2]`): a scalar is broadcast to both; `n` elements are required.
+  std::vector<int64_t> attr_ints(const std::string& key, size_t n,
+                                 std::vector<int64_t> def) const;
+  const Tensor* param(const std::string& key) const;   // nullptr when absent
+  std::string where() const;                           // "layer 'fc1' (/layers/0001)"
+};
+
+struct Model {
+  std::string file;
+  std::string name;
+  std::vector<GraphInput> inputs;
+  std::vector<Layer> layers;
+  std::vector<std::string> outputs;
+
+  int find_layer(const std::string& name) const;   // -1 when absent
+  int find_input(const std::string& name) const;   // -1 when absent
+  // Per-sample shape of a value (graph input or layer output).
+  const Shape& shape_of(const ValueRef& r) const {
+    return r.is_input ? inputs[r.index].shape : layers[r.index].out_shape;
+  }
+  int64_t parameter_count() const;
+};
+
+// Resolves layer inputs, checks every layer's op, attributes and parameters against the op
+// table, and infers every output shape. Throws InputError naming model.file and the layer path.
+void validate_and_infer(Model& m);
+
+}  // namespace divscope

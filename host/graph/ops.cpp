@@ -1,0 +1,405 @@
+#include "graph/ops.h"
+
+#include "errors.h"
+
+#include <stdexcept>
+
+namespace divscope {
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+void require(bool cond, const std::string& msg) {
+  if (!cond) fail(msg);
+}
+
+void require_rank(const Shape& s, size_t rank, const char* what) {
+  require(s.size() == rank, std::string(what) + " must have rank " + std::to_string(rank) +
+                                " (batch dim included), got " + shape_str(s));
+}
+
+void require_param_shape(const Layer& L, const char* key, const Shape& want) {
+  const Tensor* p = L.param(key);
+  if (p && p->shape != want)
+    fail(std::string("parameter '") + key + "' has shape " + shape_str(p->shape) +
+         ", expected " + shape_str(want));
+}
+
+int64_t norm_axis(int64_t axis, size_t rank, const char* what) {
+  int64_t a = axis < 0 ? axis + static_cast<int64_t>(rank) : axis;
+  require(a >= 0 && a < static_cast<int64_t>(rank),
+          std::string(what) + " " + std::to_string(axis) + " out of range for rank " +
+              std::to_string(rank));
+  return a;
+}
+
+void require_positive(const std::vector<int64_t>& v, const char* what) {
+  for (int64_t x : v) require(x > 0, std::string(what) + " must be positive");
+}
+
+Shape infer_linear(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  require(x.size() >= 2, "input must have rank >= 2, got " + shape_str(x));
+  const Tensor* w = L.param("weight");
+  require(w->rank() == 2, "parameter 'weight' must be [out, in], got " + shape_str(w->shape));
+  require(w->shape[1] == x.back(), "weight " + shape_str(w->shape) +
+                                       " does not match input features " + shape_str(x));
+  require_param_shape(L, "bias", {w->shape[0]});
+  Shape out = x;
+  out.back() = w->shape[0];
+  return out;
+}
+
+Shape broadcast(const Shape& a, const Shape& b) {
+  require(a.size() == b.size(), "inputs must have the same rank (batch dim included): " +
+                                    shape_str(a) + " vs " + shape_str(b));
+  Shape out(a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    require(a[i] == b[i] || a[i] == 1 || b[i] == 1,
+            "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[i] = a[i] == 1 ? b[i] : a[i];
+  }
+  return out;
+}
+
+Shape infer_matmul(const Layer&, const std::vector<Shape>& in) {
+  const Shape &a = in[0], &b = in[1];
+  require(a.size() >= 3 && b.size() >= 3,
+          "inputs must have rank >= 3 (batch dim included): " + shape_str(a) + ", " +
+              shape_str(b));
+  require(a.back() == b[b.size() - 2],
+          "inner dimensions differ: " + shape_str(a) + " @ " + shape_str(b));
+  Shape ab(a.begin(), a.end() - 2), bb(b.begin(), b.end() - 2);
+  Shape out = broadcast(ab, bb);
+  out.push_back(a[a.size() - 2]);
+  out.push_back(b.back());
+  return out;
+}
+
+// 0 when the dilated kernel does not fit the padded input (C++ division would round the
+// negative numerator toward zero and invent an output of 1).
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  const int64_t num = in + 2 * p - d * (k - 1) - 1;
+  return num < 0 ? 0 : num / s + 1;
+}
+
+Shape infer_conv2d(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  require_rank(x, 4, "input");
+  auto stride = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+  auto dil = L.attr_ints("dilation", 2, {});
+  int64_t g = L.attr_int("groups");
+  require_positive(stride, "stride");
+  require_positive(dil, "dilation");
+  require(pad[0] >= 0 && pad[1] >= 0, "padding must be >= 0");
+  require(g >= 1 && x[1] % g == 0, "groups " + std::to_string(g) +
+                                       " does not divide input channels " +
+                                       std::to_string(x[1]));
+  const Tensor* w = L.param("weight");
+  require(w->rank() == 4, "parameter 'weight' must be [Co, C/groups, kh, kw], got " +
+                              shape_str(w->shape));
+  require(w->shape[1] == x[1] / g && w->shape[0] % g == 0,
+          "weight " + shape_str(w->shape) + " does not match input " + shape_str(x) +
+              " with groups " + std::to_string(g));
+  require_param_shape(L, "bias", {w->shape[0]});
+  int64_t oh = conv_out(x[2], w->shape[2], stride[0], pad[0], dil[0]);
+  int64_t ow = conv_out(x[3], w->shape[3], stride[1], pad[1], dil[1]);
+  require(oh > 0 && ow > 0, "kernel larger than the padded input " + shape_str(x));
+  return {x[0], w->shape[0], oh, ow};
+}
+
+Shape infer_conv_transpose2d(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  require_rank(x, 4, "input");
+  auto stride = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+  auto opad = L.attr_ints("output_padding", 2, {}), dil = L.attr_ints("dilation", 2, {});
+  int64_t g = L.attr_int("groups");
+  require_positive(stride, "stride");
+  require_positive(dil, "dilation");
+  require(g >= 1 && x[1] % g == 0, "groups does not divide input channels");
+  const Tensor* w = L.param("weight");
+  require(w->rank() == 4 && w->shape[0] == x[1],
+          "weight " + shape_str(w->shape) + " does not match input " + shape_str(x));
+  for (int i = 0; i < 2; ++i)
+    require(opad[i] >= 0 && (opad[i] < stride[i] || opad[i] < dil[i]),
+            "output_padding must be smaller than stride or dilation");
+  int64_t co = w->shape[1] * g;
+  require_param_shape(L, "bias", {co});
+  int64_t oh = (x[2] - 1) * stride[0] - 2 * pad[0] + dil[0] * (w->shape[2] - 1) + opad[0] + 1;
+  int64_t ow = (x[3] - 1) * stride[1] - 2 * pad[1] + dil[1] * (w->shape[3] - 1) + opad[1] + 1;
+  require(oh > 0 && ow > 0, "output would be empty");
+  return {x[0], co, oh, ow};
+}
+
+Shape infer_batchnorm2d(const Layer& L, const std::vector<Shape>& in) {
+  require_rank(in[0], 4, "input");
+  for (const char* p : {"weight", "bias", "running_mean", "running_var"})
+    require_param_shape(L, p, {in[0][1]});
+  for (double v : L.param("running_var")->data)
+    require(v >= 0, "parameter 'running_var' has a negative value");
+  return in[0];
+}
+
+Shape check_normalized(const Layer& L, const Shape& x, bool has_bias) {
+  auto ns = L.attr_ints("normalized_shape");
+  require(!ns.empty() && ns.size() < x.size(), "normalized_shape must cover 1 to rank-1 dims");
+  for (size_t i = 0; i < ns.size(); ++i)
+    require(x[x.size() - ns.size() + i] == ns[i],
+            "normalized_shape " + shape_str(ns) + " does not match input " + shape_str(x));
+  require_param_shape(L, "weight", ns);
+  if (has_bias) require_param_shape(L, "bias", ns);
+  require(L.attr_float("eps") >= 0, "eps must be >= 0");
+  return x;
+}
+
+Shape infer_layernorm(const Layer& L, const std::vector<Shape>& in) {
+  return check_normalized(L, in[0], true);
+}
+Shape infer_rmsnorm(const Layer& L, const std::vector<Shape>& in) {
+  return check_normalized(L, in[0], false);
+}
+
+Shape infer_groupnorm(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  require(x.size() >= 2, "input must have rank >= 2");
+  int64_t g = L.attr_int("num_groups");
+  require(g >= 1 && x[1] % g == 0, "num_groups " + std::to_string(g) +
+                                       " does not divide channels " + std::to_string(x[1]));
+  require_param_shape(L, "weight", {x[1]});
+  require_param_shape(L, "bias", {x[1]});
+  return x;
+}
+
+Shape infer_same(const Layer&, const std::vector<Shape>& in) { return in[0]; }
+
+Shape infer_gelu(const Layer& L, const std::vector<Shape>& in) {
+  std::string a = L.attr_str("approximate", "");
+  require(a == "none" || a == "tanh", "approximate must be \"none\" or \"tanh\", got \"" + a + "\"");
+  return in[0];
+}
+
+Shape infer_softmax(const Layer& L, const std::vector<Shape>& in) {
+  int64_t a = norm_axis(L.attr_int("axis"), in[0].size(), "axis");
+  require(a != 0, "axis 0 is the batch dim; samples must stay independent");
+  return in[0];
+}
+
+Shape infer_binary(const Layer&, const std::vector<Shape>& in) { return broadcast(in[0], in[1]); }
+
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  int64_t num = in + 2 * p - d * (k - 1) - 1;
+  if (num < 0) return 0;
+  int64_t out = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + p) --out;   // last window must start inside
+  return out;
+}
+
+Shape infer_pool(const Layer& L, const std::vector<Shape>& in, bool with_dilation) {
+  const Shape& x = in[0];
+  require_rank(x, 4, "input");
+  auto k = L.attr_ints("kernel_size", 2, {}), s = L.attr_ints("stride", 2, {});
+  auto p = L.attr_ints("padding", 2, {});
+  auto d = with_dilation ? L.attr_ints("dilation", 2, {1, 1}) : std::vector<int64_t>{1, 1};
+  bool ceil_mode = L.attr_int("ceil_mode", 0) != 0;
+  require_positive(k, "kernel_size");
+  require_positive(s, "stride");
+  require_positive(d, "dilation");
+  for (int i = 0; i < 2; ++i)
+    require(p[i] >= 0 && 2 * p[i] <= k[i], "padding must be at most half the kernel size");
+  int64_t oh = pool_out(x[2], k[0], s[0], p[0], d[0], ceil_mode);
+  int64_t ow = pool_out(x[3], k[1], s[1], p[1], d[1], ceil_mode);
+  require(oh > 0 && ow > 0, "window larger than the padded input " + shape_str(x));
+  return {x[0], x[1], oh, ow};
+}
+Shape infer_maxpool(const Layer& L, const std::vector<Shape>& in) { return infer_pool(L, in, true); }
+Shape infer_avgpool(const Layer& L, const std::vector<Shape>& in) { return infer_pool(L, in, false); }
+
+Shape infer_global_avgpool(const Layer&, const std::vector<Shape>& in) {
+  require_rank(in[0], 4, "input");
+  return {in[0][0], in[0][1], 1, 1};
+}
+
+Shape infer_upsample(const Layer& L, const std::vector<Shape>& in) {
+  require_rank(in[0], 4, "input");
+  auto f = L.attr_ints("scale_factor", 2, {});
+  require_positive(f, "scale_factor");
+  return {in[0][0], in[0][1], in[0][2] * f[0], in[0][3] * f[1]};
+}
+
+Shape infer_flatten(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  int64_t s = norm_axis(L.attr_int("start_dim", 1), x.size(), "start_dim");
+  int64_t e = norm_axis(L.attr_int("end_dim", -1), x.size(), "end_dim");
+  require(s >= 1, "start_dim 0 would merge the batch dim");
+  require(s <= e, "start_dim after end_dim");
+  Shape out(x.begin(), x.begin() + s);
+  int64_t n = 1;
+  for (int64_t i = s; i <= e; ++i) n *= x[i];
+  out.push_back(n);
+  out.insert(out.end(), x.begin() + e + 1, x.end());
+  return out;
+}
+
+Shape infer_reshape(const Layer& L, const std::vector<Shape>& in) {
+  auto target = L.attr_ints("shape");
+  int64_t total = numel(in[0]) / in[0][0], known = 1;
+  int minus = -1;
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == -1) {
+      require(minus < 0, "shape has more than one -1");
+      minus = static_cast<int>(i);
+    } else {
+      require(target[i] > 0, "shape entries must be positive or -1");
+      known *= target[i];
+    }
+  }
+  if (minus >= 0) {
+    require(known > 0 && total % known == 0,
+            "cannot reshape " + shape_str(in[0]) + " to " + shape_str(target));
+    target[minus] = total / known;
+  }
+  require(numel(target) == total, "cannot reshape per-sample " + std::to_string(total) +
+                                      " elements to " + shape_str(target));
+  Shape out{in[0][0]};
+  out.insert(out.end(), target.begin(), target.end());
+  return out;
+}
+
+Shape infer_permute(const Layer& L, const std::vector<Shape>& in) {
+  auto dims = L.attr_ints("dims");
+  const Shape& x = in[0];
+  require(dims.size() == x.size(), "dims must list all " + std::to_string(x.size()) + " dims");
+  require(dims[0] == 0, "dims[0] must be 0 (the batch dim stays first)");
+  std::vector<bool> seen(x.size(), false);
+  Shape out;
+  for (int64_t d : dims) {
+    int64_t a = norm_axis(d, x.size(), "dim");
+    require(!seen[a], "dims is not a permutation");
+    seen[a] = true;
+    out.push_back(x[a]);
+  }
+  return out;
+}
+
+Shape infer_embedding(const Layer& L, const std::vector<Shape>& in) {
+  require(!L.refs.empty() && L.refs[0].is_input, "indices must be a graph input of dtype int64");
+  const Tensor* w = L.param("weight");
+  require(w->rank() == 2, "parameter 'weight' must be [V, D], got " + shape_str(w->shape));
+  Shape out = in[0];
+  out.push_back(w->shape[1]);
+  return out;
+}
+
+Shape infer_sdpa(const Layer& L, const std::vector<Shape>& in) {
+  const Shape &q = in[0], &k = in[1], &v = in[2];
+  require(q.size() >= 3 && k.size() == q.size() && v.size() == q.size(),
+          "q, k, v must have the same rank >= 3");
+  for (size_t i = 0; i + 2 < q.size(); ++i)
+    require(q[i] == k[i] && q[i] == v[i], "q, k, v leading dims differ");
+  require(q.back() == k.back(), "q and k head dims differ");
+  require(k[k.size() - 2] == v[v.size() - 2], "k and v sequence lengths differ");
+  if (L.has("scale")) L.attr_float("scale");
+  Shape out = q;
+  out.back() = v.back();
+  return out;
+}
+
+const AttrSpec kStride{"stride", AttrKind::Ints, true}, kPadding{"padding", AttrKind::Ints, true},
+    kDilation{"dilation", AttrKind::Ints, true}, kEps{"eps", AttrKind::Float, true};
+
+}  // namespace
+
+const std::vector<OpSpec>& all_ops() {
+  static const std::vector<OpSpec> ops = {
+      {"linear", 1, 1, {}, {{"weight", true}, {"bias", false}}, infer_linear},
+      {"matmul", 2, 2, {}, {}, infer_matmul},
+      {"conv2d", 1, 1, {kStride, kPadding, kDilation, {"groups", AttrKind::Int, true}},
+       {{"weight", true}, {"bias", false}}, infer_conv2d},
+      {"conv_transpose2d", 1, 1,
+       {kStride, kPadding, {"output_padding", AttrKind::Ints, true}, kDilation,
+        {"groups", AttrKind::Int, true}},
+       {{"weight", true}, {"bias", false}}, infer_conv_transpose2d},
+      {"batchnorm2d", 1, 1, {kEps},
+       {{"weight", true}, {"bias", true}, {"running_mean", true}, {"running_var", true}},
+       infer_batchnorm2d},
+      {"layernorm", 1, 1, {{"normalized_shape", AttrKind::Ints, true}, kEps},
+       {{"weight", false}, {"bias", false}}, infer_layernorm},
+      {"rmsnorm", 1, 1, {{"normalized_shape", AttrKind::Ints, true}, kEps},
+       {{"weight", false}}, infer_rmsnorm},
+      {"groupnorm", 1, 1, {{"num_groups", AttrKind::Int, true}, kEps},
+       {{"weight", false}, {"bias", false}}, infer_groupnorm},
+      {"relu", 1, 1, {}, {}, infer_same},
+      {"silu", 1, 1, {}, {}, infer_same},
+      {"sigmoid", 1, 1, {}, {}, infer_same},
+      {"tanh", 1, 1, {}, {}, infer_same},
+      {"leaky_relu", 1, 1, {{"negative_slope", AttrKind::Float, true}}, {}, infer_same},
+      {"gelu", 1, 1, {{"approximate", AttrKind::Str, true}}, {}, infer_gelu},
+      {"softmax", 1, 1, {{"axis", AttrKind::Int, true}}, {}, infer_softmax},
+      {"log_softmax", 1, 1, {{"axis", AttrKind::Int, true}}, {}, infer_softmax},
+      {"add", 2, 2, {}, {}, infer_binary},
+      {"mul", 2, 2, {}, {}, infer_binary},
+      {"maxpool2d", 1, 1,
+       {{"kernel_size", AttrKind::Ints, true}, kStride, kPadding,
+        {"dilation", AttrKind::Ints, false}, {"ceil_mode", AttrKind::Int, false}},
+       {}, infer_maxpool},
+      {"avgpool2d", 1, 1,
+       {{"kernel_size", AttrKind::Ints, true}, kStride, kPadding,
+        {"ceil_mode", AttrKind::Int, false}, {"count_include_pad", AttrKind::Int, false}},
+       {}, infer_avgpool},
+      {"global_avgpool2d", 1, 1, {}, {}, infer_global_avgpool},
+      {"upsample_nearest2d", 1, 1, {{"scale_factor", AttrKind::Ints, true}}, {}, infer_upsample},
+      {"flatten", 1, 1, {{"start_dim", AttrKind::Int, false}, {"end_dim", AttrKind::Int, false}}, {},
+       infer_flatten},
+      {"reshape", 1, 1, {{"shape", AttrKind::Ints, true}}, {}, infer_reshape},
+      {"permute", 1, 1, {{"dims", AttrKind::Ints, true}}, {}, infer_permute},
+      {"embedding", 1, 1, {}, {{"weight", true}}, infer_embedding},
+      {"scaled_dot_product_attention", 3, 3,
+       {{"is_causal", AttrKind::Int, false}, {"scale", AttrKind::Float, false}}, {}, infer_sdpa},
+  };
+  return ops;
+}
+
+bool accepts_input_count(const OpSpec& op, size_t n) {
+  const int k = static_cast<int>(n);
+  return k >= op.min_inputs && (op.max_inputs < 0 || k <= op.max_inputs);
+}
+
+std::string input_count_str(const OpSpec& op) {
+  if (op.max_inputs < 0) return std::to_string(op.min_inputs) + " or more inputs";
+  if (op.min_inputs == op.max_inputs)
+    return std::to_string(op.min_inputs) + (op.min_inputs == 1 ? " input" : " inputs");
+  return std::to_string(op.min_inputs) + " to " + std::to_string(op.max_inputs) + " inputs";
+}
+
+const OpSpec* find_op(const std::string& name) {
+  for (const OpSpec& op : all_ops())
+    if (name == op.name) return &op;
+  return nullptr;
+}
+
+Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes) {
+  const OpSpec* spec = find_op(L.op);
+  if (!spec) throw InputError(L.where() + ": unknown op '" + L.op + "'");
+  if (!accepts_input_count(*spec, shapes.size()))
+    throw InputError(L.where() + ": expects " + input_count_str(*spec) + ", got " +
+                     std::to_string(shapes.size()));
+  for (const Shape& s : shapes)
+    if (s.empty() || s[0] != shapes[0][0])
+      throw InputError(L.where() + ": inputs have different batch sizes");
+  Shape want{shapes[0][0]};
+  want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
+  Shape got;
+  try {
+    got = spec->infer(L, shapes);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw InputError(L.where() + ": " + e.what());
+  }
+  if (got != want)
+    throw InputError(L.where() + ": inputs give output shape " + shape_str(got) +
+                     ", the model says " + shape_str(want));
+  return want;
+}
+
+}  // namespace divscope

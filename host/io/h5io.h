@@ -1,0 +1,106 @@
+// HDF5 files of DESIGN §3: model, recording, dump. Every reader validates as it reads and
+// reports a malformed file as one InputError "<file>: <hdf5 path>: <what>" (exit 2); HDF5's
+// own error stack is never printed. HDF5 types stay out of this header (the readers hold their
+// handles behind a pointer). Not thread-safe: use each reader or writer from one thread.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/model.h"
+#include "graph/tensor.h"
+
+namespace divscope {
+
+// Reads and validates a model file: header, /inputs, /layers/NNNN (numbered 0000, 0001, ...
+// in order), every layer's attributes and float32/float64 parameters, then
+// validate_and_infer(). Sets Model::file = path and Layer::path = "/layers/NNNN".
+Model read_model(const std::string& path);
+
+// Writes `m` in the same format (h5py's conventions): parameters as float64 so that a round
+// trip is exact, integers as int64, strings variable-length UTF-8, groups tracking creation
+// order so that /inputs keeps the model's input order.
+void write_model(const Model& m, const std::string& path);
+
+// The root attribute divscope_format ("model" | "recording" | "dump"); InputError when the file
+// is missing, not HDF5, truncated, or has no such attribute.
+std::string file_format(const std::string& path);
+
+// A recording, opened against the model it will be replayed through. The constructor checks
+// the header and every batch's metadata (no data is read, so a recording larger than memory
+// is fine): batch groups /batches/NNNNNN (six digits, at least one, taken in name order); per
+// model input a dataset [N, per-sample shape...] with float32/float64 data for float32 inputs
+// and any integer type for int64 inputs; the same N >= 1 across a batch's inputs. Other
+// members of a batch group (activations/, extra datasets) are ignored.
+class RecordingReader {
+ public:
+  RecordingReader(const std::string& path, const Model& m);
+  ~RecordingReader();
+  RecordingReader(RecordingReader&&) noexcept;
+  RecordingReader& operator=(RecordingReader&&) noexcept;
+
+  const std::string& file() const;
+  size_t num_batches() const;
+  int64_t batch_size(size_t i) const;          // N of batch i
+  std::string batch_name(size_t i) const;      // "000003"
+  std::string source() const;                  // root attrs; "" when absent
+  std::string created() const;
+
+  // One FP64 tensor [N, per-sample shape...] per model input, in Model::inputs order. Integer
+  // (int64) inputs are converted to double, exact below 2^53.
+  std::vector<Tensor> read_batch(size_t i) const;
+
+  // /batches/NNNNNN/activations/<layer>: the capturing framework's own output of a layer.
+  bool has_activation(size_t i, const std::string& layer) const;
+  // Checks the dataset is float and its shape equals `expected_full` ([N, ...]).
+  Tensor read_activation(size_t i, const std::string& layer, const Shape& expected_full) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Dataset name of a layer in a dump: the layer name with each '/' replaced by '|' ('/' would
+// otherwise make HDF5 groups; PyTorch names use '.', which HDF5 takes as is).
+std::string dump_name(const std::string& layer);
+
+// Writes /batches/NNNNNN/<mode>/<dump_name(layer)> as float64 [N, ...]; root attrs
+// divscope_format "dump", divscope_version 1, environment (JSON text). Groups track creation
+// order so that a reader lists layers in the order they were written (topological).
+class DumpWriter {
+ public:
+  DumpWriter(const std::string& path, const std::string& environment_json);
+  ~DumpWriter();
+  DumpWriter(DumpWriter&&) noexcept;
+  DumpWriter& operator=(DumpWriter&&) noexcept;
+
+  // Writing the same (batch, mode, layer) twice is an InputError.
+  void write(size_t batch, const std::string& mode, const std::string& layer, const Tensor& t);
+  const std::string& file() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class DumpReader {
+ public:
+  explicit DumpReader(const std::string& path);   // checks the header
+  ~DumpReader();
+  DumpReader(DumpReader&&) noexcept;
+  DumpReader& operator=(DumpReader&&) noexcept;
+
+  const std::string& file() const;
+  std::string environment() const;
+  std::vector<size_t> batches() const;                           // batch numbers, ascending
+  std::vector<std::string> modes(size_t batch) const;            // in the order written
+  std::vector<std::string> layers(size_t batch, const std::string& mode) const;  // dump names
+  bool has(size_t batch, const std::string& mode, const std::string& layer) const;
+  Tensor read(size_t batch, const std::string& mode, const std::string& layer) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace divscope

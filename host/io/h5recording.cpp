@@ -1,0 +1,171 @@
+// Recording files (DESIGN §3): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
+// against the model at open from metadata only; data is read one batch at a time.
+#include <cctype>
+#include <map>
+
+#include "io/h5io.h"
+#include "io/h5wrap.h"
+
+namespace divscope {
+namespace {
+
+bool is_batch_name(const std::string& s) {
+  if (s.size() != 6) return false;
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+}  // namespace
+
+struct RecordingReader::Impl {
+  h5::File file;
+  std::vector<GraphInput> inputs;    // the model's, in its order
+  std::vector<std::string> names;    // batch group names
+  std::vector<int64_t> sizes;        // N per batch
+  std::string source, created;
+  std::map<std::string, Shape> layer_shapes;   // per-sample output shape of each layer
+
+  h5::Object batch(size_t i) const {
+    h5::init();   // this may be another thread than the one that opened the file
+    if (i >= names.size())
+      throw InputError(file.name(), "/batches",
+                       "batch index " + std::to_string(i) + " out of range (" +
+                           std::to_string(names.size()) + " batches)");
+    return file.root().group("batches").group(names[i]);
+  }
+
+  // Checks one input dataset of a batch and returns its N.
+  int64_t check_input(const h5::Object& b, const GraphInput& gi) const {
+    if (!b.has(gi.name))
+      b.fail_at(b.child_path(gi.name), "missing dataset for model input '" + gi.name + "'");
+    h5::Object d = b.dataset(gi.name);
+    Shape dims = d.dims();
+    Shape want{-1};
+    want.insert(want.end(), gi.shape.begin(), gi.shape.end());
+    if (dims.size() != want.size())
+      d.fail("dataset has rank " + std::to_string(dims.size()) + ", expected " +
+             std::to_string(want.size()) + " ([N] + per-sample shape " + shape_str(gi.shape) + ")");
+    Shape per(dims.begin() + 1, dims.end());
+    if (per != gi.shape)
+      d.fail("dataset has shape " + shape_str(dims) + ": per-sample shape " + shape_str(per) +
+             " does not match the model's input shape " + shape_str(gi.shape));
+    h5::TypeInfo t = d.type();
+    if (gi.dtype == "int64") {
+      if (t.cls != H5T_INTEGER)
+        d.fail("dataset has dtype " + t.name() + ", expected an integer type for int64 input '" +
+               gi.name + "'");
+    } else if (!t.is_float() || (t.bytes != 4 && t.bytes != 8)) {
+      d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+    }
+    if (dims[0] < 1) d.fail("empty batch (N = 0)");
+    return dims[0];
+  }
+
+  // The recorded activations of one batch (if any): those of the model's layers must have the
+  // layer's shape and a float type, checked at open so that a bad one is not found only after
+  // the layers before it have run. Others (not layers of this model) are not compared.
+  void check_activations(const h5::Object& b, int64_t n) const {
+    if (!b.has("activations")) return;
+    h5::Object acts = b.group("activations");
+    for (const std::string& name : acts.members()) {
+      auto it = layer_shapes.find(name);
+      if (it == layer_shapes.end()) continue;
+      h5::Object d = acts.dataset(name);
+      Shape want{n};
+      want.insert(want.end(), it->second.begin(), it->second.end());
+      if (d.dims() != want)
+        d.fail("activation of layer '" + name + "' has shape " + shape_str(d.dims()) +
+               ", expected " + shape_str(want));
+      const h5::TypeInfo t = d.type();
+      if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+    }
+  }
+};
+
+RecordingReader::RecordingReader(const std::string& path, const Model& m)
+    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}}) {
+  for (const Layer& l : m.layers) impl_->layer_shapes[l.name] = l.out_shape;
+  h5::Object root = impl_->file.root();
+  h5::check_header(root, "recording");
+  if (root.has_attr("source")) impl_->source = root.attr_string("source");
+  if (root.has_attr("created")) impl_->created = root.attr_string("created");
+  h5::Object batches = root.group("batches");
+  impl_->names = batches.members();
+  if (impl_->names.empty()) batches.fail("recording has no batches");
+  for (const std::string& name : impl_->names) {
+    if (!is_batch_name(name))
+      batches.fail_at(batches.child_path(name),
+                      "batch groups must be named with six digits (000000, 000001, ...)");
+    h5::Object b = batches.group(name);
+    int64_t n = -1;
+    std::string first;
+    for (const GraphInput& gi : impl_->inputs) {
+      int64_t ni = impl_->check_input(b, gi);
+      if (n >= 0 && ni != n)
+        b.fail_at(b.child_path(gi.name), "batch size " + std::to_string(ni) +
+                                             " differs from " + std::to_string(n) +
+                                             " of input '" + first + "'");
+      if (n < 0) {
+        n = ni;
+        first = gi.name;
+      }
+    }
+    impl_->sizes.push_back(n);
+    impl_->check_activations(b, n);
+  }
+}
+
+RecordingReader::~RecordingReader() = default;
+RecordingReader::RecordingReader(RecordingReader&&) noexcept = default;
+RecordingReader& RecordingReader::operator=(RecordingReader&&) noexcept = default;
+
+const std::string& RecordingReader::file() const { return impl_->file.name(); }
+size_t RecordingReader::num_batches() const { return impl_->names.size(); }
+int64_t RecordingReader::batch_size(size_t i) const {
+  impl_->batch(i);   // range check
+  return impl_->sizes[i];
+}
+std::string RecordingReader::batch_name(size_t i) const {
+  impl_->batch(i);
+  return impl_->names[i];
+}
+std::string RecordingReader::source() const { return impl_->source; }
+std::string RecordingReader::created() const { return impl_->created; }
+
+std::vector<Tensor> RecordingReader::read_batch(size_t i) const {
+  h5::Object b = impl_->batch(i);
+  std::vector<Tensor> out;
+  for (const GraphInput& gi : impl_->inputs) {
+    h5::Object d = b.dataset(gi.name);
+    if (gi.dtype == "int64") {
+      std::vector<int64_t> v = d.read_i64();
+      Tensor t(d.dims());
+      for (size_t k = 0; k < v.size(); ++k) t.data[k] = static_cast<double>(v[k]);
+      out.push_back(std::move(t));
+    } else {
+      out.push_back(d.read_f64());
+    }
+  }
+  return out;
+}
+
+bool RecordingReader::has_activation(size_t i, const std::string& layer) const {
+  h5::Object b = impl_->batch(i);
+  return b.has("activations") && b.has("activations/" + layer) &&
+         b.open("activations/" + layer).is_dataset();
+}
+
+Tensor RecordingReader::read_activation(size_t i, const std::string& layer,
+                                        const Shape& expected_full) const {
+  h5::Object d = impl_->batch(i).dataset("activations/" + layer);
+  h5::TypeInfo t = d.type();
+  if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+  Shape dims = d.dims();
+  if (dims != expected_full)
+    d.fail("activation of layer '" + layer + "' has shape " + shape_str(dims) + ", expected " +
+           shape_str(expected_full));
+  return d.read_f64();
+}
+
+}  // namespace divscope

@@ -1,0 +1,468 @@
+#include "io/h5wrap.h"
+#include "io/h5watch.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <system_error>
+#include <type_traits>
+
+namespace divscope::h5 {
+namespace {
+
+herr_t walk_cb(unsigned, const H5E_error2_t* e, void* data) {
+  // Walking downward (API call first), so the last description is the innermost one.
+  if (e->desc && *e->desc) *static_cast<std::string*>(data) = e->desc;
+  return 0;
+}
+
+std::string with_reason() {
+  std::string r = last_error();
+  return r.empty() ? "" : " (" + r + ")";
+}
+
+herr_t collect_link(hid_t, const char* name, const H5L_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+
+herr_t collect_attr(hid_t, const char* name, const H5A_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->push_back(name);
+  return 0;
+}
+
+std::string kind_name(const AttrValue& v) {
+  static const char* kNames[] = {"an integer", "a float", "a string",
+                                 "an integer array", "a float array", "a string array"};
+  return kNames[v.index()];
+}
+
+// Reads `n` strings of any HDF5 string form: variable- or fixed-length, ASCII or UTF-8.
+std::vector<std::string> read_strings(const Object& o, const std::string& what, hid_t attr,
+                                      hid_t ftype, hid_t space, size_t n) {
+  std::vector<std::string> out;
+  if (n == 0) return out;
+  TypeId mem(H5Tcopy(H5T_C_S1));
+  H5Tset_cset(mem.get(), H5Tget_cset(ftype));
+  if (H5Tis_variable_str(ftype) > 0) {
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    std::vector<char*> buf(n, nullptr);
+    if (H5Aread(attr, mem.get(), buf.data()) < 0) o.fail("cannot read " + what + with_reason());
+    for (char* s : buf) out.emplace_back(s ? s : "");
+    H5Dvlen_reclaim(mem.get(), space, H5P_DEFAULT, buf.data());
+    return out;
+  }
+  size_t size = H5Tget_size(ftype);
+  H5T_str_t pad = H5Tget_strpad(ftype);
+  H5Tset_size(mem.get(), size);
+  H5Tset_strpad(mem.get(), pad);
+  std::vector<char> buf(n * size);
+  if (H5Aread(attr, mem.get(), buf.data()) < 0) o.fail("cannot read " + what + with_reason());
+  for (size_t i = 0; i < n; ++i) {
+    const char* p = buf.data() + i * size;
+    size_t len = 0;
+    while (len < size && p[len] != '\0') ++len;
+    if (pad == H5T_STR_SPACEPAD)
+      while (len > 0 && p[len - 1] == ' ') --len;
+    out.emplace_back(p, len);
+  }
+  return out;
+}
+
+hid_t file_type_of(const AttrValue& v) {
+  switch (v.index()) {
+    case 0: case 3: return H5T_STD_I64LE;
+    case 1: case 4: return H5T_IEEE_F64LE;
+    default: return H5I_INVALID_HID;   // strings: built per call
+  }
+}
+
+}  // namespace
+
+void init() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5open(); });
+  thread_local bool silenced = false;
+  if (!silenced) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    silenced = true;
+  }
+}
+
+std::string last_error() {
+  std::string s;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &s);
+  H5Eclear2(H5E_DEFAULT);
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+std::string padded(size_t i, int width) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%0*zu", width, i);
+  return buf;
+}
+
+std::string TypeInfo::name() const {
+  std::string bits = std::to_string(bytes * 8);
+  switch (cls) {
+    case H5T_FLOAT: return "float" + bits;
+    case H5T_INTEGER: return (is_signed ? "int" : "uint") + bits;
+    case H5T_ENUM: return "enum (bool?)";
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return "compound";
+    case H5T_ARRAY: return "array";
+    case H5T_VLEN: return "vlen";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_REFERENCE: return "reference";
+    case H5T_BITFIELD: return "bitfield";
+    default: return "unknown";
+  }
+}
+
+// ---- File ------------------------------------------------------------------------------------
+
+File File::open(const std::string& path) {
+  Watch watch(path, "/");
+  init();
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(st)) throw InputError(path + ": no such file");
+  if (std::filesystem::is_directory(st)) throw InputError(path + ": is a directory, not a file");
+  htri_t is = H5Fis_hdf5(path.c_str());
+  if (is == 0) {
+    last_error();
+    throw InputError(path + ": not an HDF5 file");
+  }
+  if (is < 0) throw InputError(path + ": cannot read file" + with_reason());
+  // Evict an object's metadata from the cache when it is closed: a replay opens every batch
+  // once, and without this the metadata cache grows with the number of batches read.
+  PlistId fapl(H5Pcreate(H5P_FILE_ACCESS));
+  if (fapl.get() < 0 || H5Pset_evict_on_close(fapl.get(), 1) < 0)
+    throw InputError(path + ": cannot set up HDF5 file access" + with_reason());
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+  if (id < 0)
+    throw InputError(path + ": cannot open HDF5 file, truncated or corrupt" + with_reason());
+  return File(path, id);
+}
+
+File File::create(const std::string& path) {
+  Watch watch(path, "/");
+  init();
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) throw InputError(path + ": cannot create HDF5 file" + with_reason());
+  return File(path, id);
+}
+
+Object File::root() const {
+  Watch watch(name_, "/");
+  hid_t id = H5Oopen(id_.get(), "/", H5P_DEFAULT);
+  if (id < 0) throw InputError(name_, "/", "cannot open root group" + with_reason());
+  return Object(name_, "/", id);
+}
+
+// ---- Object: structure -----------------------------------------------------------------------
+
+std::string Object::child_path(const std::string& name) const {
+  return path_ == "/" ? "/" + name : path_ + "/" + name;
+}
+
+void Object::fail(const std::string& what) const {
+  throw InputError(file_, path_, context_ + what);
+}
+
+void Object::fail_at(const std::string& path, const std::string& what) const {
+  throw InputError(file_, path, context_ + what);
+}
+
+bool Object::has(const std::string& name) const {
+  Watch watch(file_, path_);
+  // H5Lexists needs every intermediate link of a path to exist; check them in turn.
+  if (name.empty()) return false;
+  size_t pos = 0;
+  while (true) {
+    size_t slash = name.find('/', pos);
+    std::string prefix = name.substr(0, slash);
+    if (H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0) {
+      last_error();
+      return false;
+    }
+    if (slash == std::string::npos) break;
+    pos = slash + 1;
+  }
+  if (H5Oexists_by_name(id(), name.c_str(), H5P_DEFAULT) <= 0) {
+    last_error();
+    return false;
+  }
+  return true;
+}
+
+Object Object::open(const std::string& name) const {
+  Watch watch(file_, path_);
+  if (!has(name)) fail_at(child_path(name), "missing object");
+  hid_t h = H5Oopen(id(), name.c_str(), H5P_DEFAULT);
+  if (h < 0) fail_at(child_path(name), "cannot open" + with_reason());
+  return Object(file_, child_path(name), h, context_);
+}
+
+Object Object::group(const std::string& name) const {
+  Watch watch(file_, path_);
+  if (!has(name)) fail_at(child_path(name), "missing group");
+  Object o = open(name);
+  if (!o.is_group()) o.fail("expected a group, found a dataset");
+  return o;
+}
+
+Object Object::dataset(const std::string& name) const {
+  Watch watch(file_, path_);
+  if (!has(name)) fail_at(child_path(name), "missing dataset");
+  Object o = open(name);
+  if (!o.is_dataset()) o.fail("expected a dataset, found a group");
+  return o;
+}
+
+bool Object::is_group() const {
+  Watch watch(file_, path_);
+  return H5Iget_type(id()) == H5I_GROUP;
+}
+bool Object::is_dataset() const {
+  Watch watch(file_, path_);
+  return H5Iget_type(id()) == H5I_DATASET;
+}
+
+std::vector<std::string> Object::members() const {
+  Watch watch(file_, path_);
+  std::vector<std::string> names;
+  if (H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_link, &names) < 0)
+    fail("cannot list group members" + with_reason());
+  return names;
+}
+
+std::vector<std::string> Object::members_in_creation_order() const {
+  Watch watch(file_, path_);
+  unsigned flags = 0;
+  PlistId gcpl(H5Gget_create_plist(id()));
+  if (gcpl.get() >= 0 && H5Pget_link_creation_order(gcpl.get(), &flags) >= 0 &&
+      (flags & H5P_CRT_ORDER_TRACKED)) {
+    std::vector<std::string> names;
+    if (H5Literate(id(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect_link, &names) >= 0)
+      return names;
+  }
+  last_error();
+  return members();
+}
+
+// ---- Object: attributes ----------------------------------------------------------------------
+
+std::vector<std::string> Object::attr_names() const {
+  Watch watch(file_, path_);
+  std::vector<std::string> names;
+  if (H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attr, &names) < 0)
+    fail("cannot list attributes" + with_reason());
+  return names;
+}
+
+bool Object::has_attr(const std::string& name) const {
+  Watch watch(file_, path_);
+  htri_t e = H5Aexists(id(), name.c_str());
+  if (e < 0) last_error();
+  return e > 0;
+}
+
+AttrValue Object::attr(const std::string& name) const {
+  Watch watch(file_, path_);
+  const std::string what = "attribute '" + name + "'";
+  if (!has_attr(name)) fail("missing " + what);
+  AttrId a(H5Aopen(id(), name.c_str(), H5P_DEFAULT));
+  if (a.get() < 0) fail("cannot open " + what + with_reason());
+  TypeId t(H5Aget_type(a.get()));
+  SpaceId s(H5Aget_space(a.get()));
+  if (t.get() < 0 || s.get() < 0) fail("cannot read " + what + with_reason());
+  H5S_class_t sc = H5Sget_simple_extent_type(s.get());
+  bool scalar = sc == H5S_SCALAR;
+  size_t n = 0;
+  if (scalar) {
+    n = 1;
+  } else if (sc == H5S_SIMPLE) {
+    int rank = H5Sget_simple_extent_ndims(s.get());
+    if (rank > 1)
+      fail(what + " has rank " + std::to_string(rank) + ", expected a scalar or a 1-D array");
+    n = static_cast<size_t>(H5Sget_simple_extent_npoints(s.get()));
+  }
+  TypeInfo ti{H5Tget_class(t.get()), H5Tget_size(t.get()), true};
+  switch (ti.cls) {
+    case H5T_INTEGER:
+    case H5T_ENUM: {   // h5py stores numpy bools as an int8 enum; HDF5 converts it to int
+      std::vector<int64_t> v(n);
+      if (n && H5Aread(a.get(), H5T_NATIVE_INT64, v.data()) < 0)
+        fail("cannot read " + what + " as an integer" + with_reason());
+      if (scalar) return v[0];
+      return v;
+    }
+    case H5T_FLOAT: {
+      std::vector<double> v(n);
+      if (n && H5Aread(a.get(), H5T_NATIVE_DOUBLE, v.data()) < 0)
+        fail("cannot read " + what + with_reason());
+      if (scalar) return v[0];
+      return v;
+    }
+    case H5T_STRING: {
+      auto v = read_strings(*this, what, a.get(), t.get(), s.get(), n);
+      if (scalar) return v[0];
+      return v;
+    }
+    default:
+      fail(what + " has unsupported type " + ti.name());
+  }
+}
+
+std::string Object::attr_string(const std::string& name) const {
+  Watch watch(file_, path_);
+  AttrValue v = attr(name);
+  if (auto* s = std::get_if<std::string>(&v)) return *s;
+  if (auto* a = std::get_if<std::vector<std::string>>(&v); a && a->size() == 1) return (*a)[0];
+  fail("attribute '" + name + "' must be a string, got " + kind_name(v));
+}
+
+std::vector<std::string> Object::attr_strings(const std::string& name) const {
+  Watch watch(file_, path_);
+  AttrValue v = attr(name);
+  if (auto* s = std::get_if<std::string>(&v)) return {*s};
+  if (auto* a = std::get_if<std::vector<std::string>>(&v)) return *a;
+  fail("attribute '" + name + "' must be a string array, got " + kind_name(v));
+}
+
+int64_t Object::attr_int(const std::string& name) const {
+  Watch watch(file_, path_);
+  AttrValue v = attr(name);
+  if (auto* i = std::get_if<int64_t>(&v)) return *i;
+  if (auto* a = std::get_if<std::vector<int64_t>>(&v); a && a->size() == 1) return (*a)[0];
+  fail("attribute '" + name + "' must be an integer, got " + kind_name(v));
+}
+
+std::vector<int64_t> Object::attr_ints(const std::string& name) const {
+  Watch watch(file_, path_);
+  AttrValue v = attr(name);
+  if (auto* i = std::get_if<int64_t>(&v)) return {*i};
+  if (auto* a = std::get_if<std::vector<int64_t>>(&v)) return *a;
+  fail("attribute '" + name + "' must be an integer array, got " + kind_name(v));
+}
+
+// ---- Object: datasets ------------------------------------------------------------------------
+
+Shape Object::dims() const {
+  Watch watch(file_, path_);
+  SpaceId s(H5Dget_space(id()));
+  if (s.get() < 0) fail("cannot read dataspace" + with_reason());
+  H5S_class_t sc = H5Sget_simple_extent_type(s.get());
+  if (sc == H5S_SCALAR) return {};
+  if (sc != H5S_SIMPLE) fail("dataset has no dataspace (empty)");
+  int rank = H5Sget_simple_extent_ndims(s.get());
+  std::vector<hsize_t> d(rank > 0 ? rank : 0);
+  H5Sget_simple_extent_dims(s.get(), d.data(), nullptr);
+  return Shape(d.begin(), d.end());
+}
+
+TypeInfo Object::type() const {
+  Watch watch(file_, path_);
+  TypeId t(H5Dget_type(id()));
+  if (t.get() < 0) fail("cannot read datatype" + with_reason());
+  TypeInfo ti{H5Tget_class(t.get()), H5Tget_size(t.get()), true};
+  if (ti.cls == H5T_INTEGER) ti.is_signed = H5Tget_sign(t.get()) != H5T_SGN_NONE;
+  return ti;
+}
+
+Tensor Object::read_f64() const {
+  Watch watch(file_, path_);
+  Tensor t(dims());
+  if (t.size() && H5Dread(id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.ptr()) < 0)
+    fail("cannot read dataset" + with_reason());
+  return t;
+}
+
+std::vector<int64_t> Object::read_i64() const {
+  Watch watch(file_, path_);
+  std::vector<int64_t> v(numel(dims()));
+  if (!v.empty() && H5Dread(id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    fail("cannot read dataset" + with_reason());
+  return v;
+}
+
+// ---- Object: writing -------------------------------------------------------------------------
+
+Object Object::create_group(const std::string& name) const {
+  Watch watch(file_, path_);
+  PlistId gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  hid_t g = H5Gcreate2(id(), name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT);
+  if (g < 0) fail_at(child_path(name), "cannot create group" + with_reason());
+  return Object(file_, child_path(name), g, context_);
+}
+
+void Object::write_attr(const std::string& name, const AttrValue& v) const {
+  Watch watch(file_, path_);
+  const bool scalar = v.index() < 3;
+  std::vector<const char*> strs;
+  const void* data = nullptr;
+  size_t n = 1;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          strs.push_back(x.c_str());
+          data = strs.data();
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          for (const std::string& s : x) strs.push_back(s.c_str());
+          data = strs.data();
+          n = x.size();
+        } else if constexpr (std::is_arithmetic_v<T>) {
+          data = &x;
+        } else {
+          data = x.data();
+          n = x.size();
+        }
+      },
+      v);
+  TypeId strtype;
+  hid_t ftype = file_type_of(v), mtype = v.index() % 3 == 0 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
+  if (v.index() % 3 == 2) {
+    strtype = TypeId(H5Tcopy(H5T_C_S1));
+    H5Tset_size(strtype.get(), H5T_VARIABLE);
+    H5Tset_cset(strtype.get(), H5T_CSET_UTF8);
+    ftype = mtype = strtype.get();
+  }
+  hsize_t dim = n;
+  SpaceId space(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dim, nullptr));
+  AttrId a(H5Acreate2(id(), name.c_str(), ftype, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  if (a.get() < 0) fail("cannot create attribute '" + name + "'" + with_reason());
+  if (n && H5Awrite(a.get(), mtype, data) < 0)
+    fail("cannot write attribute '" + name + "'" + with_reason());
+}
+
+void Object::write_dataset(const std::string& name, const Tensor& t) const {
+  Watch watch(file_, path_);
+  std::vector<hsize_t> d(t.shape.begin(), t.shape.end());
+  SpaceId space(d.empty() ? H5Screate(H5S_SCALAR)
+                          : H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr));
+  ObjectId ds(H5Dcreate2(id(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
+                         H5P_DEFAULT, H5P_DEFAULT));
+  if (ds.get() < 0) fail_at(child_path(name), "cannot create dataset" + with_reason());
+  if (t.size() && H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.ptr()) < 0)
+    fail_at(child_path(name), "cannot write dataset" + with_reason());
+}
+
+// ---- header ----------------------------------------------------------------------------------
+
+void check_header(const Object& root, const std::string& format) {
+  if (!root.has_attr("divscope_format"))
+    root.fail("missing attribute 'divscope_format' (not a divscope file)");
+  std::string f = root.attr_string("divscope_format");
+  if (f != format) root.fail("divscope_format is \"" + f + "\", expected \"" + format + "\"");
+  if (!root.has_attr("divscope_version")) root.fail("missing attribute 'divscope_version'");
+  int64_t v = root.attr_int("divscope_version");
+  if (v != 1)
+    root.fail("unsupported divscope_version " + std::to_string(v) + " (this build reads 1)");
+}
+
+}  // namespace divscope::h5

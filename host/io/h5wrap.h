@@ -1,0 +1,149 @@
+// Internal to h5io: RAII handles for HDF5 ids and checked wrappers around the C API (after
+// HighFive). Every failure becomes an InputError "<file>: <hdf5 path>: <what>"; HDF5's own
+// error stack is never printed. Not part of the public API (hdf5.h stays out of h5io.h).
+#pragma once
+#include <hdf5.h>
+
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "graph/model.h"
+#include "graph/tensor.h"
+
+namespace divscope::h5 {
+
+// Silences HDF5's automatic error printing. The library is built thread-safe, where that
+// setting is per thread, so every entry point calls this (cheap after the first call).
+void init();
+
+// The innermost message on HDF5's error stack (e.g. "truncated file: eof = 800, ..."), on one
+// line, and clears the stack. Empty when the stack holds nothing.
+std::string last_error();
+
+// Owns one id; the destructor closes it and never throws (a close error is ignored: there is
+// nobody to report it to, and the data path never depends on it).
+template <herr_t (*Close)(hid_t)>
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  Handle(Handle&& o) noexcept : id_(o.release()) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = o.release();
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+
+  hid_t get() const { return id_; }
+  hid_t release() {
+    hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
+  void reset() noexcept {
+    if (id_ >= 0) Close(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+using FileId = Handle<H5Fclose>;
+using ObjectId = Handle<H5Oclose>;    // groups and datasets
+using AttrId = Handle<H5Aclose>;
+using SpaceId = Handle<H5Sclose>;
+using TypeId = Handle<H5Tclose>;
+using PlistId = Handle<H5Pclose>;
+
+// What a dataset or attribute holds, in the words an error message uses.
+struct TypeInfo {
+  H5T_class_t cls = H5T_NO_CLASS;
+  size_t bytes = 0;
+  bool is_signed = true;
+  bool is_integer() const { return cls == H5T_INTEGER || cls == H5T_ENUM; }
+  bool is_float() const { return cls == H5T_FLOAT; }
+  std::string name() const;   // "float32", "int32", "uint8", "bool/enum", "string", "compound"
+};
+
+// A group or dataset plus the file name and path that error messages need. `context` (e.g.
+// "layer 'fc1': ") is put in front of every message about it and its children.
+class Object {
+ public:
+  Object(std::string file, std::string path, hid_t id, std::string context = "")
+      : file_(std::move(file)), path_(std::move(path)), context_(std::move(context)), id_(id) {}
+
+  const std::string& file() const { return file_; }
+  const std::string& path() const { return path_; }
+  hid_t id() const { return id_.get(); }
+  void set_context(std::string c) { context_ = std::move(c); }
+  std::string child_path(const std::string& name) const;
+  [[noreturn]] void fail(const std::string& what) const;
+  [[noreturn]] void fail_at(const std::string& path, const std::string& what) const;
+
+  // Members of a group.
+  bool has(const std::string& name) const;            // false for a dangling or absent link
+  Object open(const std::string& name) const;         // "missing object" when absent
+  Object group(const std::string& name) const;        // ... and "expected a group"
+  Object dataset(const std::string& name) const;      // ... and "expected a dataset"
+  bool is_group() const;
+  bool is_dataset() const;
+  std::vector<std::string> members() const;           // ascending by name
+  // Creation order where the group tracks it (write_model and DumpWriter do), else by name.
+  std::vector<std::string> members_in_creation_order() const;
+
+  // Attributes. The typed getters accept every integer width, fixed- or variable-length
+  // strings, scalar or 1-D; they fail with a message naming the attribute.
+  std::vector<std::string> attr_names() const;
+  bool has_attr(const std::string& name) const;
+  AttrValue attr(const std::string& name) const;
+  std::string attr_string(const std::string& name) const;
+  std::vector<std::string> attr_strings(const std::string& name) const;   // scalar -> {s}
+  int64_t attr_int(const std::string& name) const;
+  std::vector<int64_t> attr_ints(const std::string& name) const;          // scalar -> {v}
+
+  // Datasets (metadata only, no data read).
+  Shape dims() const;
+  TypeInfo type() const;
+  // Whole dataset converted by HDF5 to double / int64 (the caller checked the type class).
+  Tensor read_f64() const;
+  std::vector<int64_t> read_i64() const;
+
+  // Writing (h5py's conventions: int64, float64, variable-length UTF-8 strings).
+  Object create_group(const std::string& name) const;   // tracks creation order
+  void write_attr(const std::string& name, const AttrValue& v) const;
+  void write_dataset(const std::string& name, const Tensor& t) const;
+
+ private:
+  std::string file_, path_, context_;
+  ObjectId id_;
+};
+
+class File {
+ public:
+  // Read-only. Missing file, directory, non-HDF5 or truncated file: InputError naming it.
+  static File open(const std::string& path);
+  // Creates or truncates.
+  static File create(const std::string& path);
+  Object root() const;
+  const std::string& name() const { return name_; }
+
+ private:
+  File(std::string name, hid_t id) : name_(std::move(name)), id_(id) {}
+  std::string name_;
+  FileId id_;
+};
+
+// Checks root attrs divscope_format == `format` and divscope_version == 1.
+void check_header(const Object& root, const std::string& format);
+
+// "%0*zu": the zero-padded group names of layers (4) and batches (6).
+std::string padded(size_t i, int width);
+
+}  // namespace divscope::h5
