@@ -1,4 +1,4 @@
-// avgpool2d, global_avgpool2d, upsample_nearest2d (DESIGN §4, §5), matching
+// avgpool2d, adaptive_avgpool2d, global_avgpool2d, upsample_nearest2d (DESIGN §4, §5), matching
 // host/reference/pool.cpp:
 //   avgpool2d: one thread per output. The window [oy*sh - ph, + kh) x [ox*sw - pw, + kw) is
 //     clipped to x and its elements summed in row-major order -- left to right in the non-strict
@@ -8,6 +8,8 @@
 //     padded input [-ph, H + ph) x [-pw, W + pw).
 //   global_avgpool2d: one block of kRowBlock threads per plane, the §5.1 order in every mode
 //     (kernels/row_reduce.cuh), then / (H*W).
+//   adaptive_avgpool2d: as avgpool2d with PyTorch's adaptive windows, rows
+//     [floor(oy*H/OH), ceil((oy+1)*H/OH)) (columns likewise), divided by the window's size.
 //   upsample_nearest2d: a copy, y[oy][ox] = x[oy / fy][ox / fx]; exact in every mode.
 #include <algorithm>
 
@@ -61,6 +63,34 @@ __global__ void avgpool2d_kernel(Mode m, Pool2dDesc d, bool include_pad, const T
       for (int64_t r = y0; r < y1; ++r)
         for (int64_t c = x0; c < x1; ++c) s = s + xp[r * d.W + c];
       y[i] = store(m, s / static_cast<T>(divisor));
+    }
+  }
+}
+
+// The window of output (oy, ox) is y0..y1 x x0..x1 (end exclusive); rows and columns alike.
+__device__ inline int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+__device__ inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out) {
+  return ((o + 1) * in + out - 1) / out;
+}
+
+template <class T, bool kStrict>
+__global__ void adaptive_avgpool2d_kernel(Mode m, const T* __restrict__ x, T* __restrict__ y,
+                                          int64_t n, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t ox = i % OW, oy = (i / OW) % OH, plane = i / (OW * OH);
+    const T* xp = x + plane * H * W;
+    const int64_t y0 = adaptive_start(oy, H, OH), y1 = adaptive_end(oy, H, OH);
+    const int64_t x0 = adaptive_start(ox, W, OW), x1 = adaptive_end(ox, W, OW);
+    const int64_t ww = x1 - x0, count = (y1 - y0) * ww;
+    if constexpr (kStrict) {
+      const float s = strict_reduce(count, WindowElem{xp, W, y0, x0, ww});
+      y[i] = s_div(s, static_cast<float>(count));
+    } else {
+      T s = T(0);
+      for (int64_t r = y0; r < y1; ++r)
+        for (int64_t c = x0; c < x1; ++c) s = s + xp[r * W + c];
+      y[i] = store(m, s / static_cast<T>(count));
     }
   }
 }
@@ -128,6 +158,24 @@ void avgpool2d(Mode mode, const Pool2dDesc& d, bool count_include_pad, const voi
     launch_avgpool<float, true>(mode, d, count_include_pad, x, y, n, layer);
   else
     launch_avgpool<float, false>(mode, d, count_include_pad, x, y, n, layer);
+}
+
+void adaptive_avgpool2d(Mode mode, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                        const void* x, void* y, const std::string& layer) {
+  if (OH < 1 || OW < 1 || H < 1 || W < 1)
+    throw RuntimeFault("adaptive_avgpool2d: bad sizes (layer '" + layer + "')");
+  const int64_t n = planes * OH * OW;
+  if (n == 0) return;
+  if (mode == Mode::fp64)
+    adaptive_avgpool2d_kernel<double, false><<<grid_for(n), kBlock>>>(
+        mode, static_cast<const double*>(x), static_cast<double*>(y), n, H, W, OH, OW);
+  else if (mode == Mode::strict)
+    adaptive_avgpool2d_kernel<float, true><<<grid_for(n), kBlock>>>(
+        mode, static_cast<const float*>(x), static_cast<float*>(y), n, H, W, OH, OW);
+  else
+    adaptive_avgpool2d_kernel<float, false><<<grid_for(n), kBlock>>>(
+        mode, static_cast<const float*>(x), static_cast<float*>(y), n, H, W, OH, OW);
+  check_launch("adaptive_avgpool2d_kernel", layer);
 }
 
 void global_avgpool2d(Mode mode, int64_t planes, int64_t S, const void* x, void* y,

@@ -1,5 +1,7 @@
-// The broadcasting of add (kernels/relu_gelu_add.cu) and mul (kernels/activations_mul.cu): one rule,
-// one index map, one grid-stride kernel; each op brings only its per-element functor.
+// The broadcasting of add (kernels/relu_gelu_add.cu), mul (kernels/activations_mul.cu) and the
+// binary ops of kernels/binary_where.cu: one rule, one index map, one grid-stride kernel; each op
+// brings only its per-element functor. GatherMap is the same rule for K inputs against a given
+// output shape (where: three inputs; expand: one).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -64,6 +66,54 @@ __global__ void broadcast_kernel(const T* __restrict__ a, const T* __restrict__ 
       ib += idx * bc.sb[d];
     }
     y[i] = op(a[ia], b[ib]);
+  }
+}
+
+// K inputs broadcast to `out` (same rank; each input dim equal to the output's or 1).
+template <int K>
+struct GatherMap {
+  int rank = 0;
+  int64_t out[kMaxBroadcastRank] = {};
+  int64_t s[K][kMaxBroadcastRank] = {};   // element strides of input k, 0 along a broadcast dim
+};
+
+// Errors name `op` and the layer; n gets the output's element count.
+template <int K>
+GatherMap<K> make_gather_map(const char* op, const std::vector<int64_t>& out,
+                             const std::vector<int64_t>* const (&in)[K], int64_t& n,
+                             const std::string& layer) {
+  const int rank = static_cast<int>(out.size());
+  bool ok = rank <= kMaxBroadcastRank;
+  for (int k = 0; k < K; ++k) ok = ok && static_cast<int>(in[k]->size()) == rank;
+  if (!ok)
+    throw RuntimeFault(std::string(op) + ": rank " + std::to_string(rank) +
+                       " or input ranks not supported (layer '" + layer + "')");
+  GatherMap<K> g;
+  g.rank = rank;
+  n = 1;
+  for (int d = 0; d < rank; ++d) g.out[d] = out[d];
+  for (int k = 0; k < K; ++k) {
+    int64_t stride = 1;
+    for (int d = rank - 1; d >= 0; --d) {
+      const int64_t dim = (*in[k])[d];
+      if (dim != out[d] && dim != 1)
+        throw RuntimeFault(std::string(op) + ": shapes do not broadcast (layer '" + layer + "')");
+      g.s[k][d] = dim == 1 ? 0 : stride;
+      stride *= dim;
+    }
+  }
+  for (int d = 0; d < rank; ++d) n *= out[d];
+  return g;
+}
+
+// The source offsets of output element i, one per input.
+template <int K>
+__device__ void gather_offsets(const GatherMap<K>& g, int64_t i, int64_t (&off)[K]) {
+  for (int k = 0; k < K; ++k) off[k] = 0;
+  for (int d = g.rank - 1; d >= 0; --d) {
+    const int64_t idx = i % g.out[d];
+    i /= g.out[d];
+    for (int k = 0; k < K; ++k) off[k] += idx * g.s[k][d];
   }
 }
 

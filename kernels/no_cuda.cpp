@@ -97,6 +97,40 @@ void scaled_dot_product_attention(Mode, int64_t, int64_t, int64_t, int64_t, int6
                                   const std::string&) {
   no_cuda("scaled_dot_product_attention");
 }
+// ---- model format v2 ops (unary_math.cu, binary_where.cu, reduce.cu, concat_slice_expand.cu,
+// avgpool_upsample.cu) ----
+void unary_math(Mode, MathOp, double, double, const void*, void*, int64_t, const std::string&) {
+  no_cuda("unary_math");
+}
+void binary(Mode, BinaryOp, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*,
+            const void*, void*, const std::string&) {
+  no_cuda("binary");
+}
+void where(Mode, const std::vector<int64_t>&, const std::vector<int64_t>&,
+           const std::vector<int64_t>&, const void*, const void*, const void*, void*,
+           const std::string&) {
+  no_cuda("where");
+}
+void reduce(Mode, ReduceOp, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*,
+            void*, const std::string&) {
+  no_cuda("reduce");
+}
+void concat(Mode, const std::vector<std::vector<int64_t>>&, const std::vector<const void*>&, int64_t,
+            void*, const std::string&) {
+  no_cuda("concat");
+}
+void slice(Mode, const std::vector<int64_t>&, int64_t, int64_t, int64_t, int64_t, const void*, void*,
+           const std::string&) {
+  no_cuda("slice");
+}
+void expand(Mode, const std::vector<int64_t>&, const std::vector<int64_t>&, const void*, void*,
+            const std::string&) {
+  no_cuda("expand");
+}
+void adaptive_avgpool2d(Mode, int64_t, int64_t, int64_t, int64_t, int64_t, const void*, void*,
+                        const std::string&) {
+  no_cuda("adaptive_avgpool2d");
+}
 LayerStats compare_device(Mode, const float*, const double*, const Shape&, const CompareOptions&,
                           const std::string&) {
   no_cuda("compare_device");
