@@ -9,6 +9,7 @@
 
 #ifdef DIVSCOPE_HAVE_CUDA
 #include <cmath>
+#include <utility>
 
 #include "kernels/kernels.h"
 #include "graph/ops.h"
@@ -74,7 +75,12 @@ bool has_kernel(const std::string& op) {
                                     "conv_transpose2d", "groupnorm", "rmsnorm", "leaky_relu",
                                     "silu", "sigmoid", "tanh", "mul", "avgpool2d",
                                     "global_avgpool2d", "upsample_nearest2d", "reshape", "permute",
-                                    "embedding", "scaled_dot_product_attention"};
+                                    "embedding", "scaled_dot_product_attention",
+                                    // model format v2 (launch_layer_v2)
+                                    "hardtanh", "hardswish", "hardsigmoid", "sqrt", "rsqrt", "exp",
+                                    "log", "abs", "neg", "erf", "sub", "div", "pow", "maximum",
+                                    "minimum", "where", "reduce_mean", "reduce_sum", "reduce_max",
+                                    "concat", "slice", "expand", "adaptive_avgpool2d"};
   for (const char* o : ops)
     if (op == o) return true;
   return false;
@@ -237,6 +243,64 @@ bool launch_layer_ops2(Mode m, const Layer& L, const std::vector<Shape>& in_shap
   return true;
 }
 
+// ---- model format v2 ops (notes/new_ops_contract.md) ----------------------------------------
+// Unary math, binary ops and where, reductions, concat/slice/expand, adaptive_avgpool2d. The
+// binary ops, where and expand take constants (inputs of batch 1): the kernels broadcast dim 0
+// like any other size-1 dim, so the input shapes go in as they are. Returns false for an op that
+// is not one of these.
+bool launch_layer_v2(Mode m, const Layer& L, const std::vector<Shape>& in_shapes, const Shape& os,
+                     const std::vector<const void*>& din, void* y) {
+  static const std::pair<const char*, MathOp> kMath[] = {
+      {"hardtanh", MathOp::hardtanh}, {"hardswish", MathOp::hardswish},
+      {"hardsigmoid", MathOp::hardsigmoid}, {"sqrt", MathOp::sqrt}, {"rsqrt", MathOp::rsqrt},
+      {"exp", MathOp::exp}, {"log", MathOp::log}, {"abs", MathOp::abs}, {"neg", MathOp::neg},
+      {"erf", MathOp::erf}};
+  static const std::pair<const char*, BinaryOp> kBinary[] = {
+      {"sub", BinaryOp::sub}, {"div", BinaryOp::div}, {"pow", BinaryOp::pow},
+      {"maximum", BinaryOp::maximum}, {"minimum", BinaryOp::minimum}};
+  static const std::pair<const char*, ReduceOp> kReduce[] = {
+      {"reduce_mean", ReduceOp::mean}, {"reduce_sum", ReduceOp::sum}, {"reduce_max", ReduceOp::max}};
+  const std::string& name = L.name;
+  const std::string& op = L.op;
+  const Shape& xs = in_shapes[0];
+  const int64_t rank = static_cast<int64_t>(xs.size());
+  const auto axis_of = [&](int64_t a) { return a < 0 ? a + rank : a; };
+  for (const auto& [key, f] : kMath) {
+    if (op != key) continue;
+    const bool ht = f == MathOp::hardtanh;
+    unary_math(m, f, ht ? L.attr_float("min_val") : 0.0, ht ? L.attr_float("max_val") : 0.0,
+               din.at(0), y, numel(xs), name);
+    return true;
+  }
+  for (const auto& [key, f] : kBinary) {
+    if (op != key) continue;
+    binary(m, f, xs, in_shapes.at(1), din.at(0), din.at(1), y, name);
+    return true;
+  }
+  for (const auto& [key, f] : kReduce) {
+    if (op != key) continue;
+    std::vector<int64_t> axes = L.attr_ints("axes");
+    for (int64_t& a : axes) a = axis_of(a);
+    reduce(m, f, xs, axes, din.at(0), y, name);
+    return true;
+  }
+  if (op == "where") {
+    where(m, xs, in_shapes.at(1), in_shapes.at(2), din.at(0), din.at(1), din.at(2), y, name);
+  } else if (op == "concat") {
+    concat(m, in_shapes, din, axis_of(L.attr_int("axis")), y, name);
+  } else if (op == "slice") {
+    const int64_t a = axis_of(L.attr_int("axis"));
+    slice(m, xs, a, L.attr_int("start"), L.attr_int("step", 1), os[a], din.at(0), y, name);
+  } else if (op == "expand") {   // `like` (input 1) gives only the batch size, already in os
+    expand(m, xs, os, din.at(0), y, name);
+  } else if (op == "adaptive_avgpool2d") {
+    adaptive_avgpool2d(m, xs[0] * xs[1], xs[2], xs[3], os[2], os[3], din.at(0), y, name);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // One layer on the device (T = double for fp64, float otherwise).
 template <class T>
 void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
@@ -245,6 +309,7 @@ void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
     throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
   const Shape os = checked_out_shape(L, in_shapes);
   if (launch_layer_ops2<T>(m, L, in_shapes, os, din, y)) return;
+  if (launch_layer_v2(m, L, in_shapes, os, din, y)) return;
   const std::string& name = L.name;
   const void* x = din.at(0);
   const Shape& xs = in_shapes[0];
