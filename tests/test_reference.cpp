@@ -2,6 +2,7 @@
 // plus the order guarantees of the GEMM core and the reference's runtime input checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -209,9 +210,17 @@ Model one_layer_model(const std::string& op, const std::vector<GraphInput>& inpu
   return m;
 }
 
-double rel_l2(const Tensor& c, const Tensor& r, double* ref_norm) {
+// Relative L2 error over the elements where the reference is finite; a non-finite reference
+// element must be matched by the same class (NaN, +inf, -inf), counted in *class_mismatches.
+double rel_l2(const Tensor& c, const Tensor& r, double* ref_norm, int64_t* class_mismatches) {
   double num = 0, den = 0;
+  *class_mismatches = 0;
   for (int64_t i = 0; i < r.size(); ++i) {
+    if (!std::isfinite(r.data[i])) {
+      const bool same = std::isnan(r.data[i]) ? std::isnan(c.data[i]) : c.data[i] == r.data[i];
+      *class_mismatches += !same;
+      continue;
+    }
     double d = c.data[i] - r.data[i];
     num += d * d;
     den += r.data[i] * r.data[i];
@@ -231,7 +240,9 @@ void check_case(const std::string& name) {
   Model m = one_layer_model(c.op, c.inputs, c.attrs, c.params);
   ASSERT_NO_THROW(validate_and_infer(m));
   const Layer& L = m.layers[0];
-  Shape inferred{c.input_data[0].shape[0]};
+  int64_t batch = 0;
+  for (const Tensor& t : c.input_data) batch = std::max(batch, t.shape[0]);
+  Shape inferred{batch};
   inferred.insert(inferred.end(), L.out_shape.begin(), L.out_shape.end());
   ASSERT_EQ(shape_str(inferred), shape_str(c.output.shape)) << "op table shape inference";
   std::vector<const Tensor*> in;
@@ -239,8 +250,11 @@ void check_case(const std::string& name) {
   Tensor out;
   ASSERT_NO_THROW(reference_forward(L, in, out));
   ASSERT_EQ(shape_str(out.shape), shape_str(c.output.shape));
-  double ref_norm = 0, err = rel_l2(out, c.output, &ref_norm);
+  double ref_norm = 0;
+  int64_t class_mismatches = 0;
+  const double err = rel_l2(out, c.output, &ref_norm, &class_mismatches);
   ASSERT_GT(ref_norm, 0.0) << "all-zero reference output proves nothing";
+  EXPECT_EQ(class_mismatches, 0) << "NaN/Inf outputs that differ from torch's";
   EXPECT_LE(err, kMaxRelL2) << "relative L2 error against torch float64";
 }
 
@@ -309,6 +323,44 @@ ORACLE_TEST(Sdpa)
 ORACLE_TEST(SdpaCausal)
 ORACLE_TEST(SdpaCausalRectangular)
 ORACLE_TEST(SdpaRank3Scale)
+// Model format v2 ops (notes/new_ops_contract.md).
+ORACLE_TEST(Hardtanh)
+ORACLE_TEST(Relu6)
+ORACLE_TEST(Hardswish)
+ORACLE_TEST(Hardsigmoid)
+ORACLE_TEST(Sqrt)
+ORACLE_TEST(Rsqrt)
+ORACLE_TEST(Exp)
+ORACLE_TEST(Log)
+ORACLE_TEST(Abs)
+ORACLE_TEST(Neg)
+ORACLE_TEST(Erf)
+ORACLE_TEST(SubBatch1Operand)
+ORACLE_TEST(DivSpecials)
+ORACLE_TEST(DivBatch1Numerator)
+ORACLE_TEST(PowPositiveBase)
+ORACLE_TEST(PowIntegerExponents)
+ORACLE_TEST(PowSpecials)
+ORACLE_TEST(MaximumNaN)
+ORACLE_TEST(MinimumNaN)
+ORACLE_TEST(WhereBroadcast)
+ORACLE_TEST(ReduceSumTwoAxes)
+ORACLE_TEST(ReduceSumLongRow)
+ORACLE_TEST(ReduceMeanKeepdim)
+ORACLE_TEST(ReduceMeanUnorderedAxes)
+ORACLE_TEST(ReduceMaxSpecials)
+ORACLE_TEST(ReduceMaxKeepdim)
+ORACLE_TEST(ConcatMiddle)
+ORACLE_TEST(ConcatLastNegative)
+ORACLE_TEST(ConcatSingle)
+ORACLE_TEST(SliceStep)
+ORACLE_TEST(SliceLastAxis)
+ORACLE_TEST(SliceWhole)
+ORACLE_TEST(ExpandBatch1Like)
+ORACLE_TEST(ExpandPerSample)
+ORACLE_TEST(AdaptiveAvgPool2dRagged)
+ORACLE_TEST(AdaptiveAvgPool2dUpsampling)
+ORACLE_TEST(AdaptiveAvgPool2dBatch1)
 
 // A case the oracle writes but no test checks would silently go unchecked.
 TEST(Reference, EveryOracleCaseHasATest) {

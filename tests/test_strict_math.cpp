@@ -4,6 +4,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -241,3 +242,84 @@ TEST(StrictMath, NormAndSoftmaxPieces) {
   EXPECT_EQ(strict_softmax_elem(strict_softmax_exp(same[0], m), s), 0.25f);
   EXPECT_EQ(strict_log_softmax_elem(same[0], m, strict_log(s)), -strict_log(4.0f));
 }
+
+namespace divscope {
+namespace {
+
+bool same_or_both_nan(float a, float b) {
+  return (a != a && b != b) || std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// v2 formulas (notes/new_ops_contract.md): the selections are exact and keep NaN; neg flips the
+// sign bit (0 - x would give +0 for +0).
+TEST(StrictMath, V2SelectionsAndSignOps) {
+  const float nan = s_nan(), inf = s_inf();
+  EXPECT_TRUE(std::signbit(s_neg(0.0f)));
+  EXPECT_FALSE(std::signbit(s_neg(-0.0f)));
+  EXPECT_EQ(s_neg(inf), -inf);
+  EXPECT_TRUE(std::isnan(strict_hardtanh(nan, 0.0f, 6.0f)));
+  EXPECT_EQ(strict_hardtanh(7.0f, 0.0f, 6.0f), 6.0f);
+  EXPECT_EQ(strict_hardtanh(-inf, -1.0f, 6.0f), -1.0f);
+  EXPECT_EQ(strict_hardtanh(2.5f, 0.0f, 6.0f), 2.5f);
+  for (float a : {nan, 1.0f})
+    for (float b : {nan, 2.0f}) {
+      const bool any_nan = a != a || b != b;
+      EXPECT_EQ(std::isnan(strict_maximum(a, b)), any_nan);
+      EXPECT_EQ(std::isnan(strict_minimum(a, b)), any_nan);
+    }
+  EXPECT_EQ(strict_maximum(-inf, 3.0f), 3.0f);
+  EXPECT_EQ(strict_minimum(-inf, 3.0f), -inf);
+  EXPECT_EQ(strict_hardsigmoid(-3.0f), 0.0f);
+  EXPECT_EQ(strict_hardsigmoid(3.0f), 1.0f);
+  EXPECT_EQ(strict_hardsigmoid(0.0f), s_div(3.0f, 6.0f));
+  EXPECT_EQ(strict_hardswish(3.0f), 3.0f);
+  EXPECT_EQ(strict_hardswish(1.0f), s_div(4.0f, 6.0f));
+  EXPECT_TRUE(std::signbit(strict_hardswish(-4.0f)));   // -4 * 0 / 6 = -0, as PyTorch
+  EXPECT_EQ(strict_rsqrt(4.0f), 0.5f);
+  EXPECT_EQ(strict_rsqrt(0.0f), inf);
+  EXPECT_TRUE(std::isnan(strict_rsqrt(-1.0f)));
+}
+
+// pow: the short forms are exact sequences; the special values are powf's (C99 F.9.4.4).
+TEST(StrictMath, PowShortFormsAndSpecialValues) {
+  const float x = 1.7182817f;
+  EXPECT_EQ(strict_pow(x, 2.0f), s_mul(x, x));
+  EXPECT_EQ(strict_pow(x, 3.0f), s_mul(s_mul(x, x), x));
+  EXPECT_EQ(strict_pow(x, 0.5f), s_sqrt(x));
+  EXPECT_EQ(strict_pow(x, 1.0f), x);
+  EXPECT_EQ(strict_pow(x, -1.0f), s_div(1.0f, x));
+  EXPECT_EQ(strict_pow(x, 2.5f), strict_exp(s_mul(2.5f, strict_log(x))));
+  const float inf = s_inf(), nan = s_nan();
+  const float as[] = {nan, -inf, -3.0f, -1.0f, -0.5f, -0.0f, 0.0f, 0.5f, 1.0f, 2.0f, inf};
+  const float bs[] = {nan, -inf, -5.0f, -4.0f, -2.5f, -0.0f, 0.0f, 0.25f, 4.0f, 5.0f, 7.5f, 16777218.0f, inf};
+  for (float a : as)
+    for (float b : bs) {
+      const float want = std::pow(a, b), got = strict_pow(a, b);
+      if (!std::isfinite(want) || want == 0.0f || std::fabs(a) == 1.0f) {
+        EXPECT_TRUE(same_or_both_nan(got, want)) << "pow(" << a << ", " << b << ") = " << got << ", powf " << want;
+      } else {
+        EXPECT_NEAR(got, want, std::fabs(want) * 1e-5) << "pow(" << a << ", " << b << ")";
+        EXPECT_EQ(std::signbit(got), std::signbit(want)) << "pow(" << a << ", " << b << ")";
+      }
+    }
+}
+
+// pow away from the special values: exp(b log|a|) within the error its steps allow, against
+// glibc's double pow. With y = b log|a|: log's 1 ulp and the product's half ulp are each up to
+// 2^-23 |y| absolute in exp's argument, i.e. up to 2 |y| ulps of the result apiece (an ulp is
+// 2^-24..2^-23 relative), plus exp's own 1 ulp.
+TEST(StrictMath, PowAccuracy) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> ua(0.01f, 50.0f), ub(-6.0f, 6.0f);
+  for (int i = 0; i < 200000; ++i) {
+    const float a = ua(rng), b = ub(rng);
+    const double want = std::pow(double(a), double(b));
+    if (want > FLT_MAX || want < FLT_MIN) continue;
+    const double ulp = std::ldexp(1.0, std::ilogb(want) - 23);
+    const double allowed = 1.5 + 3.0 * std::fabs(b * std::log(double(a)));
+    ASSERT_LE(std::fabs(strict_pow(a, b) - want) / ulp, allowed) << "pow(" << a << ", " << b << ")";
+  }
+}
+
+}  // namespace
+}  // namespace divscope

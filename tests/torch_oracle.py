@@ -416,6 +416,182 @@ def SdpaCausalRectangular(): return sdpa_case("SdpaCausalRectangular", (1, 2, 4,
 def SdpaRank3Scale(): return sdpa_case("SdpaRank3Scale", (2, 9, 16), 11, 5, causal=0, scale=0.125)
 
 
+# ---- model format v2 ops (notes/new_ops_contract.md) ---------------------------------------
+# Special values go in first: NaN, +inf, -inf, 0 (the C++ side compares non-finite outputs by
+# class, finite ones by relative L2). A batch-1 operand is a v2 constant, broadcast over N.
+
+def special(t, values=(float("nan"), float("inf"), float("-inf"), 0.0)):
+    t.view(-1)[:len(values)] = torch.tensor(values)
+    return t
+
+
+def unary_v2_case(name, op, fn, attrs=(), positive=False, values=None):
+    c = Case(name, op)
+    x = c.randn(2, 3, 4, 5) * 3
+    if positive:
+        x = x.abs() + 0.01
+    x = c.input("x", special(x) if values is None else special(x, values))
+    for a in attrs:
+        c.attr(*a)
+    return c, fn(x)
+
+
+@case
+def Hardtanh(): return unary_v2_case("Hardtanh", "hardtanh", lambda x: F.hardtanh(x, -1.5, 2.0), [("min_val", "float", -1.5), ("max_val", "float", 2.0)])
+@case
+def Relu6(): return unary_v2_case("Relu6", "hardtanh", F.relu6, [("min_val", "float", 0.0), ("max_val", "float", 6.0)])
+@case
+def Hardswish(): return unary_v2_case("Hardswish", "hardswish", F.hardswish)
+@case
+def Hardsigmoid(): return unary_v2_case("Hardsigmoid", "hardsigmoid", F.hardsigmoid)
+@case
+def Sqrt(): return unary_v2_case("Sqrt", "sqrt", torch.sqrt, positive=True, values=(float("nan"), float("inf"), -1.0, 0.0))
+@case
+def Rsqrt(): return unary_v2_case("Rsqrt", "rsqrt", torch.rsqrt, positive=True, values=(float("nan"), float("inf"), -1.0, 0.0))
+@case
+def Exp(): return unary_v2_case("Exp", "exp", torch.exp)
+@case
+def Log(): return unary_v2_case("Log", "log", torch.log, positive=True, values=(float("nan"), float("inf"), -1.0, 0.0))
+@case
+def Abs(): return unary_v2_case("Abs", "abs", torch.abs)
+@case
+def Neg(): return unary_v2_case("Neg", "neg", torch.neg)
+@case
+def Erf(): return unary_v2_case("Erf", "erf", torch.erf)
+
+
+def binary_v2_case(name, op, fn, ashape, bshape, a_fill=None, b_fill=None):
+    c = Case(name, op)
+    a, b = c.randn(*ashape), c.randn(*bshape)
+    if a_fill:
+        a = a_fill(a)
+    if b_fill:
+        b = b_fill(b)
+    c.input("a", a)
+    c.input("b", b)
+    return c, fn(a, b)
+
+
+@case
+def SubBatch1Operand(): return binary_v2_case("SubBatch1Operand", "sub", torch.sub, (3, 4, 5), (1, 4, 1))
+@case
+def DivSpecials(): return binary_v2_case("DivSpecials", "div", torch.div, (2, 3, 7), (2, 3, 7), special, lambda b: special(b, (2.0, 0.0, -0.5, 0.0)))
+@case
+def DivBatch1Numerator(): return binary_v2_case("DivBatch1Numerator", "div", torch.div, (3, 2, 5), (1, 2, 5))
+@case
+def PowPositiveBase(): return binary_v2_case("PowPositiveBase", "pow", torch.pow, (2, 3, 6), (1, 3, 6), lambda a: a.abs() + 0.1, lambda b: b * 2)
+@case
+def PowIntegerExponents(): return binary_v2_case("PowIntegerExponents", "pow", torch.pow, (2, 4, 5), (1, 1, 5), None, lambda b: torch.tensor([[[2.0, 3.0, -1.0, 0.0, 4.0]]]))
+@case
+def PowSpecials(): return binary_v2_case("PowSpecials", "pow", torch.pow, (2, 8), (2, 8), lambda a: special(a, (float("nan"), -2.0, 0.0, 1.0, -1.5, float("inf"), -0.5, 3.0)), lambda b: special(b, (0.0, 3.0, -2.0, float("nan"), 0.5, -1.0, 2.5, float("inf"))))
+@case
+def MaximumNaN(): return binary_v2_case("MaximumNaN", "maximum", torch.maximum, (2, 3, 5), (1, 3, 5), special, None)
+@case
+def MinimumNaN(): return binary_v2_case("MinimumNaN", "minimum", torch.minimum, (2, 3, 5), (2, 1, 5), None, special)
+
+
+@case
+def WhereBroadcast():
+    c = Case("WhereBroadcast", "where")
+    cond = c.input("cond", (c.randn(2, 3, 4) > 0).to(torch.float64))
+    a = c.input("a", special(c.randn(1, 3, 4)))
+    b = c.input("b", c.randn(2, 1, 4))
+    return c, torch.where(cond != 0, a, b)
+
+
+def reduce_case(name, op, shape, axes, keepdim=None, fill=None):
+    c = Case(name, op)
+    x = c.randn(*shape)
+    x = c.input("x", fill(x) if fill else x)
+    c.attr("axes", "ints", axes)
+    if keepdim is not None:
+        c.attr("keepdim", "int", keepdim)
+    fn = {"reduce_sum": torch.sum, "reduce_mean": torch.mean, "reduce_max": torch.amax}[op]
+    return c, fn(x, axes, keepdim=bool(keepdim))
+
+
+@case
+def ReduceSumTwoAxes(): return reduce_case("ReduceSumTwoAxes", "reduce_sum", (2, 3, 4, 5), [1, 3])
+@case
+def ReduceSumLongRow(): return reduce_case("ReduceSumLongRow", "reduce_sum", (2, 300, 7), [1], 1)
+@case
+def ReduceMeanKeepdim(): return reduce_case("ReduceMeanKeepdim", "reduce_mean", (2, 5, 7), [-1], 1)
+@case
+def ReduceMeanUnorderedAxes(): return reduce_case("ReduceMeanUnorderedAxes", "reduce_mean", (3, 4, 5, 6), [3, -3], 0)
+@case
+def ReduceMaxSpecials(): return reduce_case("ReduceMaxSpecials", "reduce_max", (2, 4, 6), [2, 1], None, lambda x: special(x, (float("nan"), 1.0, float("inf"))))
+@case
+def ReduceMaxKeepdim(): return reduce_case("ReduceMaxKeepdim", "reduce_max", (2, 3, 4, 5), [2], 1)
+
+
+def concat_case(name, shapes, axis):
+    c = Case(name, "concat")
+    xs = [c.input("x%d" % i, c.randn(*s)) for i, s in enumerate(shapes)]
+    c.attr("axis", "int", axis)
+    return c, torch.cat(xs, axis)
+
+
+@case
+def ConcatMiddle(): return concat_case("ConcatMiddle", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], 1)
+@case
+def ConcatLastNegative(): return concat_case("ConcatLastNegative", [(2, 3, 2, 4), (2, 3, 2, 3)], -1)
+@case
+def ConcatSingle(): return concat_case("ConcatSingle", [(3, 2, 5)], 2)
+
+
+def slice_case(name, shape, axis, start, end, step=None):
+    c = Case(name, "slice")
+    x = c.input("x", c.randn(*shape))
+    c.attr("axis", "int", axis)
+    c.attr("start", "int", start)
+    c.attr("end", "int", end)
+    if step is not None:
+        c.attr("step", "int", step)
+    idx = [slice(None)] * len(shape)
+    idx[axis] = slice(start, end, step)
+    return c, x[tuple(idx)]
+
+
+@case
+def SliceStep(): return slice_case("SliceStep", (2, 10, 3), 1, 1, 9, 3)
+@case
+def SliceLastAxis(): return slice_case("SliceLastAxis", (2, 3, 7), -1, 2, 5)
+@case
+def SliceWhole(): return slice_case("SliceWhole", (2, 4, 3), 2, 0, 3, 1)
+
+
+@case
+def ExpandBatch1Like():
+    c = Case("ExpandBatch1Like", "expand")
+    x = c.input("x", c.randn(1, 1, 4))
+    c.input("like", c.randn(3, 2))
+    c.attr("shape", "ints", [5, -1])
+    return c, x.expand(3, 5, -1)
+
+
+@case
+def ExpandPerSample():
+    c = Case("ExpandPerSample", "expand")
+    x = c.input("x", c.randn(2, 3, 1))
+    c.attr("shape", "ints", [3, 6])
+    return c, x.expand(2, 3, 6)
+
+
+def adaptive_case(name, xshape, out):
+    c = Case(name, "adaptive_avgpool2d")
+    x = c.input("x", c.randn(*xshape))
+    c.attr("output_size", "ints", out)
+    return c, F.adaptive_avg_pool2d(x, out)
+
+
+@case
+def AdaptiveAvgPool2dRagged(): return adaptive_case("AdaptiveAvgPool2dRagged", (2, 3, 7, 10), [3, 4])
+@case
+def AdaptiveAvgPool2dUpsampling(): return adaptive_case("AdaptiveAvgPool2dUpsampling", (2, 2, 4, 3), [6, 5])
+@case
+def AdaptiveAvgPool2dBatch1(): return adaptive_case("AdaptiveAvgPool2dBatch1", (1, 4, 9, 9), [2, 7])
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: torch_oracle.py OUTDIR")

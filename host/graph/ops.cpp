@@ -304,8 +304,98 @@ Shape infer_sdpa(const Layer& L, const std::vector<Shape>& in) {
   return out;
 }
 
+// ---- model format v2 ops (notes/new_ops_contract.md) ----------------------------------------
+
+Shape infer_hardtanh(const Layer& L, const std::vector<Shape>& in) {
+  const double lo = L.attr_float("min_val"), hi = L.attr_float("max_val");
+  require(lo <= hi, "min_val " + std::to_string(lo) + " must be <= max_val " + std::to_string(hi));
+  return in[0];
+}
+
+// cond, a, b broadcast together (batch-1 constants included).
+Shape infer_where(const Layer&, const std::vector<Shape>& in) {
+  return broadcast(broadcast(in[0], in[1]), in[2]);
+}
+
+Shape infer_reduce(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  auto axes = L.attr_ints("axes");
+  require(!axes.empty(), "axes must not be empty");
+  const int64_t keep = L.attr_int("keepdim", 0);
+  require(keep == 0 || keep == 1, "keepdim must be 0 or 1, got " + std::to_string(keep));
+  std::vector<bool> reduced(x.size(), false);
+  for (int64_t a : axes) {
+    const int64_t n = norm_axis(a, x.size(), "axis");
+    require(n != 0, "axis 0 is the batch dim; samples must stay independent");
+    require(!reduced[n], "axes lists dim " + std::to_string(n) + " twice");
+    reduced[n] = true;
+  }
+  Shape out;
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!reduced[i]) out.push_back(x[i]);
+    else if (keep) out.push_back(1);
+  return out;
+}
+
+Shape infer_concat(const Layer& L, const std::vector<Shape>& in) {
+  const int64_t a = norm_axis(L.attr_int("axis"), in[0].size(), "axis");
+  require(a != 0, "axis 0 is the batch dim; samples must stay independent");
+  Shape out = in[0];
+  for (size_t k = 1; k < in.size(); ++k) {
+    require(in[k].size() == out.size(), "inputs must have the same rank: " + shape_str(in[0]) +
+                                            " vs " + shape_str(in[k]));
+    for (size_t i = 0; i < out.size(); ++i)
+      require(static_cast<int64_t>(i) == a || in[k][i] == in[0][i],
+              "input " + std::to_string(k) + " " + shape_str(in[k]) + " differs from " +
+                  shape_str(in[0]) + " outside axis " + std::to_string(a));
+    out[a] += in[k][a];
+  }
+  return out;
+}
+
+Shape infer_slice(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  const int64_t a = norm_axis(L.attr_int("axis"), x.size(), "axis");
+  require(a != 0, "axis 0 is the batch dim; samples must stay independent");
+  const int64_t start = L.attr_int("start"), end = L.attr_int("end"), step = L.attr_int("step", 1);
+  require(0 <= start && start < end && end <= x[a],
+          "need 0 <= start < end <= " + std::to_string(x[a]) + ", got start " +
+              std::to_string(start) + ", end " + std::to_string(end));
+  require(step >= 1, "step must be >= 1, got " + std::to_string(step));
+  Shape out = x;
+  out[a] = (end - start + step - 1) / step;
+  return out;
+}
+
+// x.expand(N, *shape): N is `like`'s batch when given (only its batch size is used), else x's.
+Shape infer_expand(const Layer& L, const std::vector<Shape>& in) {
+  const Shape& x = in[0];
+  auto target = L.attr_ints("shape");
+  require(target.size() + 1 == x.size(), "shape must have " + std::to_string(x.size() - 1) +
+                                             " entries (per sample), got " + shape_str(target));
+  Shape out{in.size() > 1 ? in[1][0] : x[0]};
+  require(x[0] == out[0] || x[0] == 1, "batch " + std::to_string(x[0]) +
+                                           " cannot expand to " + std::to_string(out[0]));
+  for (size_t i = 0; i < target.size(); ++i) {
+    const int64_t have = x[i + 1], want = target[i] == -1 ? have : target[i];
+    require(want > 0, "shape entries must be positive or -1, got " + shape_str(target));
+    require(have == want || have == 1,
+            "cannot expand " + shape_str(x) + " to per-sample " + shape_str(target));
+    out.push_back(want);
+  }
+  return out;
+}
+
+Shape infer_adaptive_avgpool(const Layer& L, const std::vector<Shape>& in) {
+  require_rank(in[0], 4, "input");
+  auto o = L.attr_ints("output_size", 2, {});
+  require_positive(o, "output_size");
+  return {in[0][0], in[0][1], o[0], o[1]};
+}
+
 const AttrSpec kStride{"stride", AttrKind::Ints, true}, kPadding{"padding", AttrKind::Ints, true},
-    kDilation{"dilation", AttrKind::Ints, true}, kEps{"eps", AttrKind::Float, true};
+    kDilation{"dilation", AttrKind::Ints, true}, kEps{"eps", AttrKind::Float, true},
+    kAxes{"axes", AttrKind::Ints, true}, kKeepdim{"keepdim", AttrKind::Int, false};
 
 }  // namespace
 
@@ -355,6 +445,35 @@ const std::vector<OpSpec>& all_ops() {
       {"embedding", 1, 1, {}, {{"weight", true}}, infer_embedding},
       {"scaled_dot_product_attention", 3, 3,
        {{"is_causal", AttrKind::Int, false}, {"scale", AttrKind::Float, false}}, {}, infer_sdpa},
+      {"hardtanh", 1, 1,
+       {{"min_val", AttrKind::Float, true}, {"max_val", AttrKind::Float, true}}, {},
+       infer_hardtanh},
+      {"hardswish", 1, 1, {}, {}, infer_same},
+      {"hardsigmoid", 1, 1, {}, {}, infer_same},
+      {"sqrt", 1, 1, {}, {}, infer_same},
+      {"rsqrt", 1, 1, {}, {}, infer_same},
+      {"exp", 1, 1, {}, {}, infer_same},
+      {"log", 1, 1, {}, {}, infer_same},
+      {"abs", 1, 1, {}, {}, infer_same},
+      {"neg", 1, 1, {}, {}, infer_same},
+      {"erf", 1, 1, {}, {}, infer_same},
+      {"sub", 2, 2, {}, {}, infer_binary},
+      {"div", 2, 2, {}, {}, infer_binary},
+      {"pow", 2, 2, {}, {}, infer_binary},
+      {"maximum", 2, 2, {}, {}, infer_binary},
+      {"minimum", 2, 2, {}, {}, infer_binary},
+      {"where", 3, 3, {}, {}, infer_where},
+      {"reduce_mean", 1, 1, {kAxes, kKeepdim}, {}, infer_reduce},
+      {"reduce_sum", 1, 1, {kAxes, kKeepdim}, {}, infer_reduce},
+      {"reduce_max", 1, 1, {kAxes, kKeepdim}, {}, infer_reduce},
+      {"concat", 1, -1, {{"axis", AttrKind::Int, true}}, {}, infer_concat},
+      {"slice", 1, 1,
+       {{"axis", AttrKind::Int, true}, {"start", AttrKind::Int, true},
+        {"end", AttrKind::Int, true}, {"step", AttrKind::Int, false}},
+       {}, infer_slice},
+      {"expand", 1, 2, {{"shape", AttrKind::Ints, true}}, {}, infer_expand},
+      {"adaptive_avgpool2d", 1, 1, {{"output_size", AttrKind::Ints, true}}, {},
+       infer_adaptive_avgpool},
   };
   return ops;
 }

@@ -1,7 +1,10 @@
-// Elementwise ops: activations (relu, gelu, silu, sigmoid, tanh, leaky_relu) and the binary
-// ops add, mul with NumPy broadcasting. Each result is computed in P::Acc from the stored
+// Elementwise ops: activations (relu, gelu, silu, sigmoid, tanh, leaky_relu, hardtanh,
+// hardsigmoid, hardswish), math (sqrt, rsqrt, exp, log, erf, abs, neg), the binary ops add, mul,
+// sub, div, pow, maximum, minimum and where, with NumPy broadcasting. Each result is computed in P::Acc from the stored
 // inputs and rounded once by P::store.
+#include <array>
 #include <cmath>
+#include <tuple>
 
 #include "reference/internal.h"
 
@@ -76,27 +79,35 @@ void gelu(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     unary<P>(*in[0], out, [&](Acc x) { return half * x * (one + P::erf(x * inv_sqrt2)); });
 }
 
-// out[i] = f(a[ia], b[ib]) where a dim of size 1 repeats along the output (same rank).
-template <class P, class F>
-void binary(const InputsOf<P>& in, TensorOf<P>& out, F f) {
+// out[i] = f(x_0[j_0], ..., x_{K-1}[j_K-1]) where a dim of size 1 repeats along the output (same
+// rank; the batch dim too, so batch-1 constants broadcast over the batch).
+template <class P, size_t K, class F>
+void broadcast_map(const InputsOf<P>& in, TensorOf<P>& out, F f) {
   using Acc = typename P::Acc;
-  const TensorOf<P>&a = *in[0], &b = *in[1];
-  int r = out.rank();
-  Shape sa = strides_of(a.shape), sb = strides_of(b.shape);
-  for (int d = 0; d < r; ++d) {   // broadcast dims do not advance
-    if (a.shape[d] == 1) sa[d] = 0;
-    if (b.shape[d] == 1) sb[d] = 0;
+  const int r = out.rank();
+  std::array<Shape, K> st;
+  for (size_t k = 0; k < K; ++k) {
+    st[k] = strides_of(in[k]->shape);
+    for (int d = 0; d < r; ++d)   // broadcast dims do not advance
+      if (in[k]->shape[d] == 1) st[k][d] = 0;
   }
   for (int64_t i = 0; i < out.size(); ++i) {
-    int64_t ia = 0, ib = 0, rem = i;
+    std::array<int64_t, K> j{};
+    int64_t rem = i;
     for (int d = r - 1; d >= 0; --d) {
-      int64_t idx = rem % out.shape[d];
+      const int64_t idx = rem % out.shape[d];
       rem /= out.shape[d];
-      ia += idx * sa[d];
-      ib += idx * sb[d];
+      for (size_t k = 0; k < K; ++k) j[k] += idx * st[k][d];
     }
-    out.data[i] = P::store(f(Acc(a.data[ia]), Acc(b.data[ib])));
+    std::array<Acc, K> v;
+    for (size_t k = 0; k < K; ++k) v[k] = Acc(in[k]->data[j[k]]);
+    out.data[i] = P::store(std::apply(f, v));
   }
+}
+
+template <class P, class F>
+void binary(const InputsOf<P>& in, TensorOf<P>& out, F f) {
+  broadcast_map<P, 2>(in, out, f);
 }
 
 template <class P>
@@ -111,6 +122,106 @@ void mul(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
   binary<P>(in, out, [](Acc a, Acc b) { return a * b; });
 }
 
+// ---- model format v2 elementwise ops (strict: the strict_math.h formulas) -------------------
+
+// Selections, exact in every mode; NaN propagates (every comparison with it is false).
+template <class T>
+T clamp_keep_nan(T x, T lo, T hi) { return x < lo ? lo : (x > hi ? hi : x); }
+template <class T>
+T max_nan_wins(T a, T b) { return a != a ? a : (b != b ? b : (a < b ? b : a)); }
+template <class T>
+T min_nan_wins(T a, T b) { return a != a ? a : (b != b ? b : (b < a ? b : a)); }
+
+template <class P>
+void hardtanh(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  const Acc lo = Acc(L.attr_float("min_val")), hi = Acc(L.attr_float("max_val"));
+  if constexpr (kStrictFormulas<P>)
+    return unary<P>(*in[0], out, [=](Acc x) { return strict_hardtanh(x, lo, hi); });
+  unary<P>(*in[0], out, [=](Acc x) { return clamp_keep_nan(x, lo, hi); });
+}
+
+// hardsigmoid = min(max(x + 3, 0), 6) / 6; hardswish = x * that (before the / 6), as PyTorch.
+template <class P>
+void hardsigmoid(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, strict_hardsigmoid);
+  unary<P>(*in[0], out, [](Acc x) { return clamp_keep_nan(x + Acc(3), Acc(0), Acc(6)) / Acc(6); });
+}
+
+template <class P>
+void hardswish(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, strict_hardswish);
+  unary<P>(*in[0], out,
+           [](Acc x) { return x * clamp_keep_nan(x + Acc(3), Acc(0), Acc(6)) / Acc(6); });
+}
+
+// The policy's transcendentals are strict_math.h's for StrictPolicy (policy.h), so these
+// are written once for every mode.
+template <class P>
+void sqrt_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) { unary<P>(*in[0], out, P::sqrt); }
+template <class P>
+void exp_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) { unary<P>(*in[0], out, P::exp); }
+template <class P>
+void log_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) { unary<P>(*in[0], out, P::log); }
+template <class P>
+void erf_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) { unary<P>(*in[0], out, P::erf); }
+
+// rsqrt = 1 / sqrt(x): two roundings in every float mode (no approximate rsqrt).
+template <class P>
+void rsqrt(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, strict_rsqrt);
+  unary<P>(*in[0], out, [](Acc x) { return Acc(1) / P::sqrt(x); });
+}
+
+// abs and neg only touch the sign bit (neg(+0) = -0, unlike 0 - x).
+template <class P>
+void abs_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, s_abs);
+  unary<P>(*in[0], out, [](Acc x) { return std::fabs(x); });
+}
+template <class P>
+void neg(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return unary<P>(*in[0], out, s_neg);
+  unary<P>(*in[0], out, [](Acc x) { return -x; });
+}
+
+template <class P>
+void sub(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  binary<P>(in, out, [](Acc a, Acc b) { return a - b; });
+}
+template <class P>
+void div(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  binary<P>(in, out, [](Acc a, Acc b) { return a / b; });
+}
+template <class P>
+void pow_op(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  if constexpr (kStrictFormulas<P>) return binary<P>(in, out, strict_pow);
+  binary<P>(in, out, [](Acc a, Acc b) { return std::pow(a, b); });
+}
+template <class P>
+void maximum(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  binary<P>(in, out, max_nan_wins<typename P::Acc>);
+}
+template <class P>
+void minimum(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  binary<P>(in, out, min_nan_wins<typename P::Acc>);
+}
+
+// where: cond != 0 ? a : b (a NaN cond is != 0, so it selects a).
+template <class P>
+void where(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using Acc = typename P::Acc;
+  broadcast_map<P, 3>(in, out, [](Acc c, Acc a, Acc b) { return c != Acc(0) ? a : b; });
+}
+
 }  // namespace
 
 template <class P>
@@ -123,6 +234,22 @@ void register_elementwise(OpTable<P>& t) {
   t["gelu"] = gelu<P>;
   t["add"] = add<P>;
   t["mul"] = mul<P>;
+  t["hardtanh"] = hardtanh<P>;
+  t["hardsigmoid"] = hardsigmoid<P>;
+  t["hardswish"] = hardswish<P>;
+  t["sqrt"] = sqrt_op<P>;
+  t["rsqrt"] = rsqrt<P>;
+  t["exp"] = exp_op<P>;
+  t["log"] = log_op<P>;
+  t["erf"] = erf_op<P>;
+  t["abs"] = abs_op<P>;
+  t["neg"] = neg<P>;
+  t["sub"] = sub<P>;
+  t["div"] = div<P>;
+  t["pow"] = pow_op<P>;
+  t["maximum"] = maximum<P>;
+  t["minimum"] = minimum<P>;
+  t["where"] = where<P>;
 }
 
 #define DIVSCOPE_INSTANTIATE(P) template void register_elementwise<P>(OpTable<P>&);

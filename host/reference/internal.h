@@ -35,10 +35,12 @@ template <class P> void register_conv(OpTable<P>& t);         // conv2d, conv_tr
 template <class P> void register_norm(OpTable<P>& t);         // batchnorm2d, layernorm, rmsnorm, groupnorm
 template <class P> void register_softmax(OpTable<P>& t);      // softmax, log_softmax
 template <class P> void register_elementwise(OpTable<P>& t);  // activations, add, mul
-template <class P> void register_pool(OpTable<P>& t);         // max/avg/global pools, upsample
+template <class P> void register_pool(OpTable<P>& t);         // max/avg/global/adaptive pools, upsample
 template <class P> void register_shape(OpTable<P>& t);        // flatten, reshape, permute
 template <class P> void register_embedding(OpTable<P>& t);
 template <class P> void register_attention(OpTable<P>& t);
+template <class P> void register_reduce(OpTable<P>& t);        // reduce_sum, reduce_mean, reduce_max
+template <class P> void register_concat_slice(OpTable<P>& t);  // concat, slice, expand
 
 // A parameter in the policy's storage format (parameters are loaded as FP64); empty when the
 // layer has no such parameter.

@@ -1,5 +1,5 @@
 // Pools and resampling over [N, C, H, W]: maxpool2d, avgpool2d, global_avgpool2d,
-// upsample_nearest2d. Window geometry follows PyTorch (ATen's pooling kernels).
+// adaptive_avgpool2d, upsample_nearest2d. Window geometry follows PyTorch (ATen's pooling kernels).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -97,6 +97,25 @@ void global_avgpool2d(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
   });
 }
 
+// adaptive_avgpool2d (F.adaptive_avg_pool2d): output row i averages input rows
+// [floor(i * H / OH), ceil((i + 1) * H / OH)), columns likewise; sums as avgpool2d's.
+template <class P>
+void adaptive_avgpool2d(const Layer&, const InputsOf<P>& in, TensorOf<P>& out) {
+  using T = typename P::T;
+  using Acc = typename P::Acc;
+  const int64_t H = in[0]->dim(2), W = in[0]->dim(3), OH = out.dim(2), OW = out.dim(3);
+  for_planes<P>(*in[0], out, [&](const T* x, T* y) {
+    for (int64_t oy = 0; oy < OH; ++oy)
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t y0 = oy * H / OH, y1 = ((oy + 1) * H + OH - 1) / OH;
+        const int64_t x0 = ox * W / OW, x1 = ((ox + 1) * W + OW - 1) / OW;
+        const int64_t ww = x1 - x0, count = (y1 - y0) * ww;
+        Acc s = P::sum(count, [&](int64_t i) { return Acc(x[(y0 + i / ww) * W + x0 + i % ww]); });
+        y[oy * OW + ox] = P::store(s / Acc(count));
+      }
+  });
+}
+
 // upsample_nearest2d with integer factors: out[oy, ox] = x[oy / fy, ox / fx]
 template <class P>
 void upsample_nearest2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
@@ -116,6 +135,7 @@ void register_pool(OpTable<P>& t) {
   t["maxpool2d"] = maxpool2d<P>;
   t["avgpool2d"] = avgpool2d<P>;
   t["global_avgpool2d"] = global_avgpool2d<P>;
+  t["adaptive_avgpool2d"] = adaptive_avgpool2d<P>;
   t["upsample_nearest2d"] = upsample_nearest2d<P>;
 }
 

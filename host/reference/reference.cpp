@@ -22,6 +22,8 @@ const OpTable<P>& op_table() {
     register_shape<P>(t);
     register_embedding<P>(t);
     register_attention<P>(t);
+    register_reduce<P>(t);
+    register_concat_slice<P>(t);
     return t;
   }();
   return table;
