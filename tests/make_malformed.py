@@ -78,7 +78,7 @@ mlp("nan_param.model.h5",
 mlp("int32_weight.model.h5",
     lambda f: replace(f["layers/0000"], "weight", np.ones((8, 4), dtype=np.int32)))
 mlp("wrong_format.model.h5", lambda f: f.attrs.__setitem__("divscope_format", "recording"))
-mlp("wrong_version.model.h5", lambda f: f.attrs.__setitem__("divscope_version", 2))
+mlp("wrong_version.model.h5", lambda f: f.attrs.__setitem__("divscope_version", 3))
 mlp("bad_numbering.model.h5", lambda f: f["layers"].move("0002", "0003"))
 mlp("missing_op.model.h5", lambda f: f["layers/0001"].attrs.__delitem__("op"))
 mlp("op_not_string.model.h5", lambda f: f["layers/0001"].attrs.__setitem__("op", 3))

@@ -316,7 +316,7 @@ TEST_F(H5io, WrongFormat) {
 }
 
 TEST_F(H5io, WrongVersion) {
-  expect_model_error("wrong_version.model.h5", {": /: ", "divscope_version 2"});
+  expect_model_error("wrong_version.model.h5", {": /: ", "divscope_version 3"});
 }
 
 TEST_F(H5io, LayerNumbering) {

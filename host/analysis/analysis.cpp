@@ -229,7 +229,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
 
   for (int64_t b = b0; b < b1; ++b) {
     std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
-    const int64_t n = inputs.empty() ? 0 : inputs[0].shape[0];
+    const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
     res.samples += n;
     ++res.batches;

@@ -66,10 +66,18 @@ void inspect_model(const Model& m, std::ostream& out) {
       << with_commas(m.parameter_count()) << " parameters\n";
   out << "inputs (per sample):\n";
   for (const GraphInput& gi : m.inputs)
-    out << "  " << gi.name << "  " << gi.dtype << "  " << shape_str(gi.shape) << "\n";
+    if (!gi.constant)
+      out << "  " << gi.name << "  " << gi.dtype << "  " << shape_str(gi.shape)
+          << (gi.batch_axis ? "  (batch axis " + std::to_string(gi.batch_axis) + " in the source model)" : "")
+          << "\n";
+  if (m.has_constants()) {
+    out << "constants (the same for every sample):\n";
+    for (const GraphInput& gi : m.inputs)
+      if (gi.constant) out << "  " << gi.name << "  " << shape_str(gi.shape) << "\n";
+  }
   out << "outputs: " << join(m.outputs, ", ") << "\n\nlayers:\n";
   std::vector<std::vector<std::string>> rows{
-      {"#", "name", "op", "inputs", "output (per sample)", "params", "attributes"}};
+      {"#", "name", "op", "inputs", "output (per sample)", "params", "attributes", "source"}};
   for (const Layer& l : m.layers) {
     int64_t np = 0;
     std::vector<std::string> ps;
@@ -81,7 +89,7 @@ void inspect_model(const Model& m, std::ostream& out) {
     for (const auto& kv : l.attrs) as.push_back(kv.first + "=" + attr_str(kv.second));
     rows.push_back({std::to_string(l.index), l.name, l.op, join(l.inputs, ","),
                     shape_str(l.out_shape), np ? with_commas(np) + " " + join(ps, " ") : "-",
-                    join(as, " ")});
+                    join(as, " "), l.source});
   }
   print_table(out, rows);
 }

@@ -1,6 +1,7 @@
 #include "graph/model.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "errors.h"
@@ -115,16 +116,110 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
+int Model::first_recorded_input() const {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!inputs[i].constant) return static_cast<int>(i);
+  return -1;
+}
+
+bool Model::has_constants() const {
+  for (const GraphInput& gi : inputs)
+    if (gi.constant) return true;
+  return false;
+}
+
+namespace {
+
+// Format v2's multi-output layers. `split` (attrs `axis`, `sizes`) has one output per size,
+// referenced as "<name>:<i>". The graph runs it as one `slice` layer per output, named so that
+// the references resolve as they are written; what was split is checked after inference.
+struct SplitOrigin {
+  std::string name, path;
+  int first = 0;                 // index of the first lowered slice layer
+  int64_t axis = 0, total = 0;   // the input's extent along `axis` must be `total`
+};
+
+std::vector<SplitOrigin> lower_multi_output(Model& m) {
+  std::vector<SplitOrigin> splits;
+  std::vector<Layer> out;
+  for (Layer& L : m.layers) {
+    if (L.op != "split") {
+      L.index = static_cast<int>(out.size());
+      out.push_back(std::move(L));
+      continue;
+    }
+    auto fail = [&](const std::string& what) {
+      throw InputError(m.file, L.path, "layer '" + L.name + "' (split): " + what);
+    };
+    for (const auto& kv : L.attrs)
+      if (kv.first != "axis" && kv.first != "sizes") fail("unknown attribute '" + kv.first + "'");
+    if (!L.params.empty()) fail("unknown parameter '" + L.params.begin()->first + "'");
+    if (L.inputs.size() != 1) fail("expects 1 input, got " + std::to_string(L.inputs.size()));
+    int64_t axis = 0;
+    std::vector<int64_t> sizes;
+    try {
+      axis = L.attr_int("axis");
+      sizes = L.attr_ints("sizes");
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    if (sizes.empty()) fail("sizes is empty");
+    SplitOrigin so{L.name, L.path, static_cast<int>(out.size()), axis, 0};
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] <= 0) fail("sizes must be positive");
+      if (sizes[i] > (int64_t{1} << 40)) fail("sizes entry " + std::to_string(sizes[i]) + " is absurd");
+      Layer S;
+      S.index = static_cast<int>(out.size());
+      S.name = L.name + ":" + std::to_string(i);
+      S.op = "slice";
+      S.inputs = L.inputs;
+      S.path = L.path;
+      S.source = L.source;
+      S.attrs["axis"] = axis;
+      S.attrs["start"] = so.total;
+      S.attrs["end"] = so.total + sizes[i];
+      so.total += sizes[i];
+      out.push_back(std::move(S));
+    }
+    splits.push_back(so);
+  }
+  m.layers = std::move(out);
+  return splits;
+}
+
+}  // namespace
+
 void validate_and_infer(Model& m) {
   std::set<std::string> names;
-  for (const GraphInput& gi : m.inputs) {
+  for (GraphInput& gi : m.inputs) {
+    if (gi.path.empty()) gi.path = (gi.constant ? "/constants/" : "/inputs/") + gi.name;
     if (gi.dtype != "float32" && gi.dtype != "int64")
-      throw InputError(m.file, "/inputs/" + gi.name,
+      throw InputError(m.file, gi.path,
                        "dtype must be \"float32\" or \"int64\", got \"" + gi.dtype + "\"");
     for (int64_t d : gi.shape)
-      if (d <= 0) throw InputError(m.file, "/inputs/" + gi.name, "shape " + shape_str(gi.shape) + " has a non-positive dim");
-    names.insert(gi.name);
+      if (d <= 0) throw InputError(m.file, gi.path, "shape " + shape_str(gi.shape) + " has a non-positive dim");
+    if (gi.constant) {
+      Shape want{1};
+      want.insert(want.end(), gi.shape.begin(), gi.shape.end());
+      if (gi.dtype != "float32" || gi.value.shape != want || gi.value.size() != numel(want))
+        throw InputError(m.file, gi.path, "constant must be a float tensor of shape " + shape_str(gi.shape));
+      for (double v : gi.value.data)
+        if (std::isnan(v)) throw InputError(m.file, gi.path, "constant contains NaN");
+    }
+    if (!names.insert(gi.name).second)
+      throw InputError(m.file, gi.path, "duplicate name '" + gi.name + "'");
   }
+  if (m.first_recorded_input() < 0)
+    throw InputError(m.file, "/inputs", "model has no recorded inputs (only constants)");
+  std::map<std::string, size_t> split_outputs;
+  for (const Layer& L : m.layers)
+    if (L.op == "split" && L.has("sizes")) {
+      try { split_outputs[L.name] = L.attr_ints("sizes").size(); } catch (const std::exception&) {}
+    }
+  const std::vector<SplitOrigin> splits = lower_multi_output(m);
+  // Whether a value depends on a recorded input (has a batch of N): every layer must, a layer
+  // of constants alone is a constant and belongs in /constants.
+  std::vector<bool> batched(m.layers.size(), false);
   for (Layer& L : m.layers) {
     auto fail = [&](const std::string& what) {
       throw InputError(m.file, L.path, "layer '" + L.name + "' (" + L.op + "): " + what);
@@ -145,15 +240,25 @@ void validate_and_infer(Model& m) {
         L.refs.push_back({true, gi});
       } else if (li >= L.index) {
         fail("input '" + in + "' is a later layer (forward reference or cycle)");
+      } else if (split_outputs.count(in)) {
+        fail("input '" + in + "' is a split with " + std::to_string(split_outputs[in]) +
+             " outputs: name one as '" + in + ":0' ... '" + in + ":" +
+             std::to_string(split_outputs[in] - 1) + "'");
       } else {
         fail("unknown input '" + in + "'");
       }
       const ValueRef& r = L.refs.back();
+      if (r.is_input ? !m.inputs[r.index].constant : batched[r.index]) batched[L.index] = true;
       bool int_input = r.is_input && m.inputs[r.index].dtype == "int64";
-      if (int_input != (L.op == "embedding"))
+      // expand's second input lends only its batch size, so it may be any graph input.
+      const size_t k = L.refs.size() - 1;
+      const bool any_dtype = L.op == "expand" && k == 1;
+      if (!any_dtype && int_input != (L.op == "embedding"))
         fail(int_input ? "input '" + in + "' is int64; only embedding takes indices"
                        : "input '" + in + "' must be an int64 graph input");
     }
+    if (!batched[L.index])
+      fail("every input is a constant: the layer is a constant itself (fold it into /constants)");
     for (const auto& kv : L.attrs) {
       const AttrSpec* as = nullptr;
       for (const AttrSpec& s : spec->attrs)
@@ -194,6 +299,7 @@ void validate_and_infer(Model& m) {
     }
     for (const ParamSpec& p : spec->params)
       if (p.required && !L.param(p.name)) fail(std::string("missing parameter '") + p.name + "'");
+    // Shapes with a batch of 1 everywhere (constants have 1, so broadcasting is checked too).
     std::vector<Shape> full;
     for (const ValueRef& r : L.refs) {
       Shape s{1};
@@ -210,11 +316,24 @@ void validate_and_infer(Model& m) {
       fail(e.what());
     }
   }
+  for (const SplitOrigin& so : splits) {
+    const Layer& first = m.layers[so.first];
+    const Shape& in = m.shape_of(first.refs[0]);
+    const int64_t rank = static_cast<int64_t>(in.size()) + 1;
+    const int64_t a = so.axis < 0 ? so.axis + rank : so.axis;
+    if (a >= 1 && a < rank && in[a - 1] != so.total)
+      throw InputError(m.file, so.path, "layer '" + so.name + "' (split): sizes add up to " +
+                                            std::to_string(so.total) + ", the input's axis " +
+                                            std::to_string(so.axis) + " has " +
+                                            std::to_string(in[a - 1]));
+  }
   if (m.layers.empty()) throw InputError(m.file, "/layers", "model has no layers");
   if (m.outputs.empty()) m.outputs.push_back(m.layers.back().name);
-  for (const std::string& o : m.outputs)
-    if (m.find_layer(o) < 0 && m.find_input(o) < 0)
+  for (const std::string& o : m.outputs) {
+    const int gi = m.find_input(o);
+    if (m.find_layer(o) < 0 && (gi < 0 || m.inputs[gi].constant))
       throw InputError(m.file, "/", "output '" + o + "' is not a layer");
+  }
 }
 
 }  // namespace divscope

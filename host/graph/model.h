@@ -12,10 +12,19 @@ namespace divscope {
 using AttrValue = std::variant<int64_t, double, std::string, std::vector<int64_t>,
                                std::vector<double>, std::vector<std::string>>;
 
+// A value every layer can read that no layer computes: a recorded input, or (format v2) a
+// constant stored in the model file (a buffer, a folded arange, a scalar operand), the same for
+// every sample. A constant reaches the ops with batch dim 1; the ops that take one broadcast it.
 struct GraphInput {
   std::string name;
   Shape shape;          // per sample, no batch dim
   std::string dtype;    // "float32" | "int64"
+  bool constant = false;
+  Tensor value;         // constant only: [1] + shape
+  // Where the source framework's tensor had its batch axis (the recording always stores it
+  // first; capture moves it). Informational: the graph is batch-first throughout.
+  int64_t batch_axis = 0;
+  std::string path;     // HDF5 path, e.g. /inputs/x or /constants/pos_embedding
 };
 
 // Where a layer input comes from: a graph input or an earlier layer.
@@ -34,6 +43,7 @@ struct Layer {
   std::map<std::string, Tensor> params;      // weight, bias, running_mean, ... (FP64)
   Shape out_shape;                           // per sample, no batch dim
   std::string path;                          // HDF5 path, e.g. /layers/0003 (for messages)
+  std::string source;                        // v2: what the source framework called it (for messages)
 
   // Typed attribute access. A missing attribute gives `def` (or an InputError when no
   // default is given); a present one of the wrong type is an InputError naming the layer.
@@ -59,7 +69,10 @@ struct Model {
   std::vector<std::string> outputs;
 
   int find_layer(const std::string& name) const;   // -1 when absent
-  int find_input(const std::string& name) const;   // -1 when absent
+  int find_input(const std::string& name) const;   // -1 when absent (constants included)
+  // The first recorded (non-constant) input: the one whose dim 0 is the batch size.
+  int first_recorded_input() const;
+  bool has_constants() const;
   // Per-sample shape of a value (graph input or layer output).
   const Shape& shape_of(const ValueRef& r) const {
     return r.is_input ? inputs[r.index].shape : layers[r.index].out_shape;

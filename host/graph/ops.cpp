@@ -1,5 +1,7 @@
 #include "graph/ops.h"
 
+#include <algorithm>
+
 #include "errors.h"
 
 #include <stdexcept>
@@ -502,10 +504,16 @@ Shape checked_out_shape(const Layer& L, const std::vector<Shape>& shapes) {
   if (!accepts_input_count(*spec, shapes.size()))
     throw InputError(L.where() + ": expects " + input_count_str(*spec) + ", got " +
                      std::to_string(shapes.size()));
+  // The batch N is the largest dim 0; an input with batch 1 (a constant) is broadcast by the
+  // ops that take one (the op's shape rule rejects it elsewhere).
+  int64_t n = 0;
+  for (const Shape& s : shapes) {
+    if (s.empty()) throw InputError(L.where() + ": input of rank 0");
+    n = std::max(n, s[0]);
+  }
   for (const Shape& s : shapes)
-    if (s.empty() || s[0] != shapes[0][0])
-      throw InputError(L.where() + ": inputs have different batch sizes");
-  Shape want{shapes[0][0]};
+    if (s[0] != n && s[0] != 1) throw InputError(L.where() + ": inputs have different batch sizes");
+  Shape want{n};
   want.insert(want.end(), L.out_shape.begin(), L.out_shape.end());
   Shape got;
   try {

@@ -10,14 +10,45 @@ namespace divscope {
 namespace {
 
 // Attributes of a layer group that are Layer fields rather than op attributes.
-bool is_layer_field(const std::string& a) { return a == "name" || a == "op" || a == "inputs"; }
+bool is_layer_field(const std::string& a) {
+  return a == "name" || a == "op" || a == "inputs" || a == "source";
+}
 
-GraphInput read_input(const h5::Object& inputs, const std::string& name) {
+GraphInput read_input(const h5::Object& inputs, const std::string& name, int64_t version) {
   h5::Object g = inputs.group(name);
   GraphInput gi;
   gi.name = name;
+  gi.path = g.path();
   gi.shape = g.attr_ints("shape");
   gi.dtype = g.attr_string("dtype");
+  if (version >= 2 && g.has_attr("batch_axis")) {
+    gi.batch_axis = g.attr_int("batch_axis");
+    if (gi.batch_axis < 0 || gi.batch_axis > static_cast<int64_t>(gi.shape.size()))
+      g.fail("batch_axis " + std::to_string(gi.batch_axis) + " out of range for per-sample shape " +
+             shape_str(gi.shape));
+  }
+  return gi;
+}
+
+// /constants/<name> (v2): a float dataset holding the value without a batch dim.
+GraphInput read_constant(const h5::Object& constants, const std::string& name) {
+  h5::Object d = constants.open(name);
+  if (!d.is_dataset()) d.fail("expected a dataset (constants are datasets)");
+  h5::TypeInfo t = d.type();
+  if (!t.is_float() || (t.bytes != 4 && t.bytes != 8))
+    d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+  GraphInput gi;
+  gi.name = name;
+  gi.path = d.path();
+  gi.dtype = "float32";
+  gi.constant = true;
+  gi.value = d.read_f64();
+  gi.shape = gi.value.shape;
+  if (gi.shape.empty()) gi.shape = {1};   // a scalar is a tensor of one element
+  gi.value.shape.assign(1, 1);
+  gi.value.shape.insert(gi.value.shape.end(), gi.shape.begin(), gi.shape.end());
+  for (double v : gi.value.data)
+    if (std::isnan(v)) d.fail("constant contains NaN");
   return gi;
 }
 
@@ -34,7 +65,7 @@ Tensor read_param(const h5::Object& layer, const std::string& name) {
   return p;
 }
 
-Layer read_layer(const h5::Object& layers, const std::string& gname, int index) {
+Layer read_layer(const h5::Object& layers, const std::string& gname, int index, int64_t version) {
   h5::Object g = layers.group(gname);
   Layer L;
   L.index = index;
@@ -43,6 +74,7 @@ Layer read_layer(const h5::Object& layers, const std::string& gname, int index) 
   g.set_context("layer '" + L.name + "': ");
   L.op = g.attr_string("op");
   L.inputs = g.attr_strings("inputs");
+  if (version >= 2 && g.has_attr("source")) L.source = g.attr_string("source");
   for (const std::string& a : g.attr_names())
     if (!is_layer_field(a)) L.attrs[a] = g.attr(a);
   for (const std::string& p : g.members()) L.params[p] = read_param(g, p);
@@ -54,15 +86,20 @@ Layer read_layer(const h5::Object& layers, const std::string& gname, int index) 
 Model read_model(const std::string& path) {
   h5::File f = h5::File::open(path);
   h5::Object root = f.root();
-  h5::check_header(root, "model");
+  const int64_t version = h5::check_header(root, "model", kModelFormatVersion);
   Model m;
   m.file = path;
   m.name = root.attr_string("name");
 
   h5::Object inputs = root.group("inputs");
   for (const std::string& name : inputs.members_in_creation_order())
-    m.inputs.push_back(read_input(inputs, name));
+    m.inputs.push_back(read_input(inputs, name, version));
   if (m.inputs.empty()) inputs.fail("model has no inputs");
+  if (version >= 2 && root.has("constants")) {
+    h5::Object constants = root.group("constants");
+    for (const std::string& name : constants.members_in_creation_order())
+      m.inputs.push_back(read_constant(constants, name));
+  }
 
   h5::Object layers = root.group("layers");
   std::vector<std::string> names = layers.members();
@@ -72,7 +109,7 @@ Model read_model(const std::string& path) {
       layers.fail_at(layers.child_path(names[i]),
                      "layer groups must be numbered 0000, 0001, ... in order; expected '" +
                          h5::padded(i, 4) + "'");
-    m.layers.push_back(read_layer(layers, names[i], static_cast<int>(i)));
+    m.layers.push_back(read_layer(layers, names[i], static_cast<int>(i), version));
   }
   if (root.has_attr("outputs")) m.outputs = root.attr_strings("outputs");
   validate_and_infer(m);
@@ -83,15 +120,29 @@ void write_model(const Model& m, const std::string& path) {
   h5::File f = h5::File::create(path);
   h5::Object root = f.root();
   root.write_attr("divscope_format", std::string("model"));
-  root.write_attr("divscope_version", int64_t{1});
+  bool v2 = m.has_constants();
+  for (const GraphInput& gi : m.inputs) v2 |= gi.batch_axis != 0;
+  for (const Layer& L : m.layers) v2 |= !L.source.empty();
+  root.write_attr("divscope_version", int64_t{v2 ? 2 : 1});
   root.write_attr("name", m.name);
   if (!m.outputs.empty()) root.write_attr("outputs", m.outputs);
 
   h5::Object inputs = root.create_group("inputs");
   for (const GraphInput& gi : m.inputs) {
+    if (gi.constant) continue;
     h5::Object g = inputs.create_group(gi.name);
     g.write_attr("shape", std::vector<int64_t>(gi.shape));
     g.write_attr("dtype", gi.dtype);
+    if (gi.batch_axis != 0) g.write_attr("batch_axis", gi.batch_axis);
+  }
+  if (m.has_constants()) {
+    h5::Object constants = root.create_group("constants");
+    for (const GraphInput& gi : m.inputs) {
+      if (!gi.constant) continue;
+      Tensor v = gi.value;
+      v.shape = gi.shape;
+      constants.write_dataset(gi.name, v);
+    }
   }
   h5::Object layers = root.create_group("layers");
   for (size_t i = 0; i < m.layers.size(); ++i) {
@@ -100,6 +151,7 @@ void write_model(const Model& m, const std::string& path) {
     g.write_attr("name", L.name);
     g.write_attr("op", L.op);
     g.write_attr("inputs", L.inputs);
+    if (!L.source.empty()) g.write_attr("source", L.source);
     for (const auto& kv : L.attrs) g.write_attr(kv.first, kv.second);
     for (const auto& kv : L.params) g.write_dataset(kv.first, kv.second);
   }

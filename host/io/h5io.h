@@ -12,6 +12,14 @@
 
 namespace divscope {
 
+// The newest model format this build reads (and writes when a model needs it): 1, or 2 with
+// /constants, split layers with several outputs, input batch_axis and layer source
+// (docs/format.md).
+constexpr int64_t kModelFormatVersion = 2;
+// Recordings: 2 adds the capturing environment and the source model's own activations
+// (/batches/*/run_activations), which this build reads as it reads other extra members.
+constexpr int64_t kRecordingFormatVersion = 2;
+
 // Reads and validates a model file: header, /inputs, /layers/NNNN (numbered 0000, 0001, ...
 // in order), every layer's attributes and float32/float64 parameters, then
 // validate_and_infer(). Sets Model::file = path and Layer::path = "/layers/NNNN".
@@ -47,7 +55,8 @@ class RecordingReader {
   std::string created() const;
 
   // One FP64 tensor [N, per-sample shape...] per model input, in Model::inputs order. Integer
-  // (int64) inputs are converted to double, exact below 2^53.
+  // (int64) inputs are converted to double, exact below 2^53. Constants come from the model,
+  // [1, shape...].
   std::vector<Tensor> read_batch(size_t i) const;
 
   // /batches/NNNNNN/activations/<layer>: the capturing framework's own output of a layer.

@@ -87,7 +87,7 @@ RecordingReader::RecordingReader(const std::string& path, const Model& m)
     : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}}) {
   for (const Layer& l : m.layers) impl_->layer_shapes[l.name] = l.out_shape;
   h5::Object root = impl_->file.root();
-  h5::check_header(root, "recording");
+  h5::check_header(root, "recording", kRecordingFormatVersion);
   if (root.has_attr("source")) impl_->source = root.attr_string("source");
   if (root.has_attr("created")) impl_->created = root.attr_string("created");
   h5::Object batches = root.group("batches");
@@ -101,6 +101,7 @@ RecordingReader::RecordingReader(const std::string& path, const Model& m)
     int64_t n = -1;
     std::string first;
     for (const GraphInput& gi : impl_->inputs) {
+      if (gi.constant) continue;   // in the model file, not recorded
       int64_t ni = impl_->check_input(b, gi);
       if (n >= 0 && ni != n)
         b.fail_at(b.child_path(gi.name), "batch size " + std::to_string(ni) +
@@ -137,6 +138,10 @@ std::vector<Tensor> RecordingReader::read_batch(size_t i) const {
   h5::Object b = impl_->batch(i);
   std::vector<Tensor> out;
   for (const GraphInput& gi : impl_->inputs) {
+    if (gi.constant) {
+      out.push_back(gi.value);   // batch dim 1: the ops broadcast it
+      continue;
+    }
     h5::Object d = b.dataset(gi.name);
     if (gi.dtype == "int64") {
       std::vector<int64_t> v = d.read_i64();

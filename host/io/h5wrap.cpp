@@ -454,15 +454,17 @@ void Object::write_dataset(const std::string& name, const Tensor& t) const {
 
 // ---- header ----------------------------------------------------------------------------------
 
-void check_header(const Object& root, const std::string& format) {
+int64_t check_header(const Object& root, const std::string& format, int64_t max_version) {
   if (!root.has_attr("divscope_format"))
     root.fail("missing attribute 'divscope_format' (not a divscope file)");
   std::string f = root.attr_string("divscope_format");
   if (f != format) root.fail("divscope_format is \"" + f + "\", expected \"" + format + "\"");
   if (!root.has_attr("divscope_version")) root.fail("missing attribute 'divscope_version'");
   int64_t v = root.attr_int("divscope_version");
-  if (v != 1)
-    root.fail("unsupported divscope_version " + std::to_string(v) + " (this build reads 1)");
+  if (v < 1 || v > max_version)
+    root.fail("unsupported divscope_version " + std::to_string(v) + " (this build reads 1" +
+              (max_version > 1 ? " to " + std::to_string(max_version) : std::string()) + ")");
+  return v;
 }
 
 }  // namespace divscope::h5

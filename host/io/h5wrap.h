@@ -140,8 +140,9 @@ class File {
   FileId id_;
 };
 
-// Checks root attrs divscope_format == `format` and divscope_version == 1.
-void check_header(const Object& root, const std::string& format);
+// Checks root attrs divscope_format == `format` and 1 <= divscope_version <= max_version;
+// returns the version.
+int64_t check_header(const Object& root, const std::string& format, int64_t max_version = 1);
 
 // "%0*zu": the zero-padded group names of layers (4) and batches (6).
 std::string padded(size_t i, int width);

@@ -108,6 +108,7 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
     for (size_t i = 0; i < mr.inputs.size(); ++i) {
       nlohmann::json ji = stats_json(mr.inputs[i]);
       ji["name"] = m.inputs[i].name;
+      if (m.inputs[i].constant) ji["constant"] = true;
       jm["inputs"].push_back(ji);
     }
     jm["layers"] = nlohmann::json::array();
