@@ -127,7 +127,7 @@ class Mapper:
         return (self.gm64 if fp64 else self.gm).get_submodule(target)
 
     # ----- output metadata of the node being mapped
-    def out(self, like=None, item=None):
+    def out(self, like=None, item=None, layout=None):
         """Val (without ref) of the node's batched output, from the two runs' shapes; outer and
         inner come from `like` (the batched input it keeps the layout of)."""
         inf = self.info[self.node.name]
@@ -136,7 +136,9 @@ class Mapper:
         axis, ext = inf.batch_axis()
         if axis is None:
             self.fail(inf.why)
-        if ext == 1:
+        if layout is not None:
+            outer, inner = layout
+        elif ext == 1:
             outer = inner = 1
         elif like is not None and like.outer * like.inner == ext:
             outer, inner = like.outer, like.inner

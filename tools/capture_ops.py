@@ -143,10 +143,9 @@ def reshape(mp):
         axis, outer, inner = merge_after_reshape(x, big_in, big_out, n)
     except Exception as e:  # CaptureError
         mp.fail(str(e))
-    out = mp.out(x)
-    if out.axis != axis:
+    out = mp.out(x, layout=(outer, inner))
+    if out.axis != axis or outer * inner != out.tshape[axis] // inf_out.n_big:
         mp.fail("cannot follow the batch dim through this reshape")
-    out.outer, out.inner = outer, inner
     if out.per_sample() == x.per_sample():
         v = Val("batched", ref=x.ref, tshape=out.tshape, axis=out.axis, outer=outer, inner=inner,
                 dtype=out.dtype)

@@ -180,7 +180,21 @@ def trace(module64, batch64, input_names, concrete_args=None, trace_fn=None):
     return gm, placeholders
 
 
-class _Run(torch.fx.Interpreter):
+class _Float64Run(torch.fx.Interpreter):
+    """Runs the float64 copy of a model as the model itself: torch.finfo(float64) answers for
+    the model's own dtype (Hugging Face masks with torch.finfo(dtype).min: -3.4e38 in a float32
+    model, not float64's -1.8e308, which no float32 mode could hold)."""
+    model_dtype = torch.float32
+
+    def call_function(self, target, args, kwargs):
+        if target is torch.finfo:
+            args = tuple(self.model_dtype if a is torch.float64 else a for a in args)
+            if kwargs.get("type") is torch.float64:
+                kwargs = dict(kwargs, type=self.model_dtype)
+        return super().call_function(target, args, kwargs)
+
+
+class _Run(_Float64Run):
     """Runs the graph and summarizes every node (capture_values.NodeInfo); the values of nodes
     that do not depend on the inputs are kept (they become constants)."""
 
@@ -329,6 +343,8 @@ def build(module, example_batches, input_names=None, batch_axes=None, concrete_a
         per = list(t.shape[:ax]) + list(t.shape[ax + 1:])
         specs.append((name, per, "int64" if t.dtype == torch.int64 else "float32", ax))
 
+    floats = [p.dtype for p in module.parameters() if p.is_floating_point()]
+    _Float64Run.model_dtype = floats[0] if floats else torch.float32
     mark_sizes(gm64)
     batched = batched_nodes(gm64, placeholders)
     small = probe_batch(batch64, axes)
@@ -442,7 +458,8 @@ def write_model(path, name, cap):
         if cap.constants:
             gc = f.create_group("constants", track_order=True)
             for n, a in cap.constants.items():
-                f32 = a.astype(np.float32)
+                with np.errstate(over="ignore"):
+                    f32 = a.astype(np.float32)
                 exact = np.array_equal(f32.astype(np.float64), a, equal_nan=True)
                 gc.create_dataset(n, data=f32 if exact else a)
         gl = f.create_group("layers")
@@ -491,7 +508,7 @@ def environment():
     return env
 
 
-class _Record(torch.fx.Interpreter):
+class _Record(_Float64Run):
     """Runs the graph on one batch and hands each recorded node's value to `sink`."""
 
     def __init__(self, gm, wanted, sink):
