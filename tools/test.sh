@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh --test
+bash tools/deps_python.sh   # transformers for the Hugging Face models of the zoo
 bash tools/build.sh
 ctest --test-dir build --output-on-failure -j2
 # Say plainly why the GPU tests did not run, when they did not.
