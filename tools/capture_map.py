@@ -113,6 +113,8 @@ class Mapper:
             return v.value
         if isinstance(x, (list, tuple)):
             return type(x)(self.pv(e) for e in x)
+        if isinstance(x, slice):
+            return slice(self.pv(x.start), self.pv(x.stop), self.pv(x.step))
         if isinstance(x, torch.Size):
             return tuple(x)
         return x

@@ -7,6 +7,7 @@ transformer layers) are in capture_modules.py.
 import math
 import operator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -320,6 +321,78 @@ def expand(mp):
     return mp.emit("expand", [src], {"shape": ps}, out=out)
 
 
+def pad(mp):
+    """F.pad (constant mode) as concat with constant blocks (expanded over the batch)."""
+    x = mp.tv(mp.arg(0, "input"))
+    p = list(mp.pv(mp.arg(1, "pad")))
+    if mp.pv(mp.arg(2, "mode", "constant")) != "constant":
+        mp.fail("padding mode other than 'constant'")
+    value = float(mp.pv(mp.arg(3, "value", 0.0)) or 0.0)
+    cur, ps = x.ref, list(x.per_sample())
+    for i in range(len(p) // 2):
+        before, after = p[2 * i], p[2 * i + 1]
+        if before == 0 and after == 0:
+            continue
+        if before < 0 or after < 0:
+            mp.fail("negative padding (cropping)")
+        d = x.rank - 1 - i
+        ax = mp.ds_dim(x, d)
+        parts = []
+        for amount in (before, after):
+            if amount:
+                shape = list(ps)
+                shape[ax - 1] = amount
+                c = mp.constant(None, None, key=f"{mp.node.name}_pad",
+                                per_sample=np.full(shape, value))
+                parts.append(mp.emit("expand", [c, mp.like_input()], {"shape": shape},
+                                     out=mp.virtual(None, shape, mp.n_big),
+                                     name=f"{mp.base_name()}.block", final=False).ref)
+            else:
+                parts.append(None)
+        ps[ax - 1] += before + after
+        ins = [r for r in (parts[0], cur, parts[1]) if r is not None]
+        cur = mp.emit("concat", ins, {"axis": ax}, out=mp.virtual(None, list(ps), mp.n_big),
+                      name=f"{mp.base_name()}", final=False).ref
+    out = mp.out(x)
+    if cur == x.ref:
+        return x
+    out.ref = cur
+    mp.layers[-1].node, mp.layers[-1].val = mp.node, out
+    return out
+
+
+def roll(mp):
+    """torch.roll as concat of the two slices of each rolled dim."""
+    x = mp.tv(mp.arg(0, "input"))
+    shifts, dims = mp.pv(mp.arg(1, "shifts")), mp.pv(mp.arg(2, "dims"))
+    if dims is None:
+        mp.fail("roll without dims (over the flattened tensor)")
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    cur, ps = x.ref, list(x.per_sample())
+    for sh, d in zip(shifts, dims):
+        ax = mp.ds_dim(x, d)
+        size = ps[ax - 1]
+        k = sh % size
+        if k == 0:
+            continue
+        halves = []
+        for start, end in ((size - k, size), (0, size - k)):
+            shape = list(ps)
+            shape[ax - 1] = end - start
+            halves.append(mp.emit("slice", [cur], {"axis": ax, "start": start, "end": end},
+                                  out=mp.virtual(None, shape, mp.n_big),
+                                  name=f"{mp.base_name()}.part", final=False).ref)
+        cur = mp.emit("concat", halves, {"axis": ax}, out=mp.virtual(None, list(ps), mp.n_big),
+                      name=mp.base_name(), final=False).ref
+    out = mp.out(x)
+    if cur == x.ref:
+        return x
+    out.ref = cur
+    mp.layers[-1].node, mp.layers[-1].val = mp.node, out
+    return out
+
+
 # ---------------------------------------------------------------- linear algebra
 def matmul(mp):
     a, b = mp.tv(mp.arg(0, "input")), mp.tv(mp.arg(1, "other"))
@@ -434,6 +507,8 @@ FUNCTIONS = [
     (fns((torch, "chunk"),), chunk),
     (fns((torch, "unbind"),), unbind),
     (fns((torch, "cat"), (torch, "concat"), (torch, "concatenate")), cat),
+    (fns((F, "pad"),), pad),
+    (fns((torch, "roll"),), roll),
     (fns((torch, "stack"),), stack),
     ([operator.matmul] + fns((torch, "matmul"), (torch, "bmm")), matmul),
     (fns((torch, "addmm"),), addmm),
@@ -457,6 +532,6 @@ METHODS = {
     "unsqueeze": reshape, "unflatten": reshape, "view_as": reshape, "reshape_as": reshape,
     "permute": permute, "transpose": transpose, "swapaxes": transpose, "t": transpose,
     "split": split_fn, "chunk": chunk, "unbind": unbind,
-    "expand": expand, "expand_as": expand,
+    "expand": expand, "expand_as": expand, "roll": roll,
     "matmul": matmul, "bmm": matmul,
 }

@@ -113,7 +113,7 @@ _TORCH_RMSNORM = getattr(nn, "RMSNorm", None)
 LEAVES = tuple(c for c in (RMSNorm, _TORCH_RMSNORM, nn.MultiheadAttention,
                            nn.TransformerEncoderLayer, nn.TransformerEncoder) if c is not None)
 # torch.fx.wrap'ed library functions traced into (their bodies map op by op).
-TRACE_INTO = ("_patch_merging_pad",)
+TRACE_INTO = ("_patch_merging_pad", "shifted_window_attention")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +213,10 @@ def batched_nodes(gm, input_placeholders):
     is the same for every sample)."""
     out = set(p.name for p in input_placeholders)
     for n in gm.graph.nodes:
+        if n.op == "call_method" and n.target in _FACTORY_METHODS:
+            continue   # x.new_zeros(shape): x lends only its dtype and device
+        if n.op == "call_function" and n.target in _FACTORY_LIKE:
+            continue   # torch.zeros_like(x): the same for every sample (batch-shaped)
         if n.op in ("call_function", "call_method", "call_module"):
             if any(a.name in out and not _is_size_node(a) for a in n.all_input_nodes):
                 if not _is_size_node(n):
@@ -221,6 +225,8 @@ def batched_nodes(gm, input_placeholders):
 
 
 _SIZE_METHODS = ("size", "dim", "numel", "nelement")
+_FACTORY_METHODS = ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor")
+_FACTORY_LIKE = tuple(getattr(torch, f) for f in ("zeros_like", "ones_like", "full_like", "empty_like"))
 
 
 def _is_size_node(n):

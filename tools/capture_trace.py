@@ -51,6 +51,12 @@ class ConcreteProxy(torch.fx.Proxy):
             return iter([self[i] for i in range(len(v))])
         return super().__iter__()
 
+    def __setitem__(self, key, value):
+        # In-place writes into a tensor (torchvision's swin builds its shift mask this way):
+        # recorded in order, and applied to the value so later reads see them.
+        import operator
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
     def __index__(self):
         return int(self._value())
 
