@@ -43,6 +43,7 @@ class Mapper:
         self.used = set(input_names)
         self.first_input = input_names[0]
         self.node = None          # the node being mapped (for messages and names)
+        self.dropped = {}         # what was dropped as the identity at inference -> count
 
     # ----- messages, names
     def describe(self, node=None):
@@ -212,8 +213,9 @@ class Mapper:
     def const_key(self, v):
         return getattr(v, "key", None)
 
-    def alias(self, v):
-        """The node is its input (identity at inference, or a view that changes nothing)."""
+    def drop(self, v, what):
+        """The node is its input: an op that is the identity at inference (noted)."""
+        self.dropped[what] = self.dropped.get(what, 0) + 1
         return v
 
     def like_input(self):

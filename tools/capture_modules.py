@@ -291,7 +291,7 @@ def map_module(mp, m):
         mp.fail("module called with more than one argument")
     x = mp.tv(node.args[0] if node.args else next(iter(node.kwargs.values())))
     if isinstance(m, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)):
-        return x
+        return mp.drop(x, type(m).__name__)
     if x.kind != "batched":
         mp.fail("module applied to a constant")
     out = mp.out(x)
@@ -446,7 +446,7 @@ def f_sdpa(mp):
 def f_stochastic_depth(mp):
     if mp.pv(mp.arg(3, "training", True)):
         mp.fail("stochastic_depth in training mode (call .eval())")
-    return mp.tv(mp.arg(0, "input"))
+    return mp.drop(mp.tv(mp.arg(0, "input")), "stochastic_depth")
 
 
 def _nn(name):

@@ -48,7 +48,8 @@ def binary(op, swap=False):
 
 
 def identity(mp):
-    return mp.tv(mp.node.args[0] if mp.node.args else mp.arg(0, "input"))
+    what = mp.node.target if isinstance(mp.node.target, str) else mp.node.target.__name__
+    return mp.drop(mp.tv(mp.node.args[0] if mp.node.args else mp.arg(0, "input")), what)
 
 
 def to_dtype(mp):
@@ -57,7 +58,7 @@ def to_dtype(mp):
         a = mp.pv(a) if not isinstance(a, torch.fx.Node) else a
         if isinstance(a, torch.dtype) and not a.is_floating_point:
             mp.fail(f"cast of a float tensor to {a}")
-    return x
+    return mp.drop(x, "float cast")
 
 
 def hardtanh_args(lo_i, hi_i, lo=-1.0, hi=1.0):

@@ -382,7 +382,7 @@ def build(module, example_batches, input_names=None, batch_axes=None, concrete_a
             mp.vals[node.name] = Val("other", value=inf.value)
             continue
         if node.op == "call_function" and any(node.target is f for f in _DROP_FUNCTIONS):
-            mp.vals[node.name] = Val("other", value=None)
+            mp.vals[node.name] = mp.drop(Val("other", value=None), tname(node.target))
             continue
         mp.vals[node.name] = map_node(mp, node)
     if not mp.layers:
@@ -397,7 +397,12 @@ def build(module, example_batches, input_names=None, batch_axes=None, concrete_a
         out_names.append(v.ref)
     if not out_names:
         raise CaptureError("capture_torch: no model output is computed from the inputs")
-    return Capture(module, gm64, mp, out_names, specs, N)
+    cap = Capture(module, gm64, mp, out_names, specs, N)
+    if mp.dropped:
+        cap.notes = "dropped as the identity at inference: " + ", ".join(
+            f"{n} {k}" for k, n in sorted(mp.dropped.items()))
+        print(f"capture_torch: {cap.notes}", file=sys.stderr)
+    return cap
 
 
 def _flatten_outputs(o):
@@ -415,6 +420,7 @@ class Capture:
         self.module, self.gm64, self.mapper = module, gm64, mp
         self.layers, self.constants = mp.layers, mp.constants
         self.outputs, self.specs, self.n = outputs, specs, n
+        self.notes = ""
 
     def recorded(self):
         """(layer name, Val, fx node, tuple item) of every layer with a PyTorch counterpart."""
@@ -454,6 +460,8 @@ def write_model(path, name, cap):
         f.attrs["divscope_version"] = np.int64(FORMAT_VERSION)
         f.attrs["name"] = str(name)
         f.attrs["outputs"] = _str_array(cap.outputs)
+        if cap.notes:
+            f.attrs["capture_notes"] = cap.notes
         gi = f.create_group("inputs", track_order=True)
         for n, shape, dtype, ax in cap.specs:
             g = gi.create_group(n)

@@ -75,7 +75,9 @@ void inspect_model(const Model& m, std::ostream& out) {
     for (const GraphInput& gi : m.inputs)
       if (gi.constant) out << "  " << gi.name << "  " << shape_str(gi.shape) << "\n";
   }
-  out << "outputs: " << join(m.outputs, ", ") << "\n\nlayers:\n";
+  out << "outputs: " << join(m.outputs, ", ") << "\n";
+  if (!m.notes.empty()) out << "capture: " << m.notes << "\n";
+  out << "\nlayers:\n";
   std::vector<std::vector<std::string>> rows{
       {"#", "name", "op", "inputs", "output (per sample)", "params", "attributes", "source"}};
   for (const Layer& l : m.layers) {

@@ -67,6 +67,7 @@ struct Model {
   std::vector<GraphInput> inputs;
   std::vector<Layer> layers;
   std::vector<std::string> outputs;
+  std::string notes;   // v2 root attr capture_notes: what capture did not turn into layers
 
   int find_layer(const std::string& name) const;   // -1 when absent
   int find_input(const std::string& name) const;   // -1 when absent (constants included)

@@ -112,6 +112,7 @@ Model read_model(const std::string& path) {
     m.layers.push_back(read_layer(layers, names[i], static_cast<int>(i), version));
   }
   if (root.has_attr("outputs")) m.outputs = root.attr_strings("outputs");
+  if (version >= 2 && root.has_attr("capture_notes")) m.notes = root.attr_string("capture_notes");
   validate_and_infer(m);
   return m;
 }
@@ -123,9 +124,11 @@ void write_model(const Model& m, const std::string& path) {
   bool v2 = m.has_constants();
   for (const GraphInput& gi : m.inputs) v2 |= gi.batch_axis != 0;
   for (const Layer& L : m.layers) v2 |= !L.source.empty();
+  v2 |= !m.notes.empty();
   root.write_attr("divscope_version", int64_t{v2 ? 2 : 1});
   root.write_attr("name", m.name);
   if (!m.outputs.empty()) root.write_attr("outputs", m.outputs);
+  if (!m.notes.empty()) root.write_attr("capture_notes", m.notes);
 
   h5::Object inputs = root.create_group("inputs");
   for (const GraphInput& gi : m.inputs) {
