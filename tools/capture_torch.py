@@ -320,7 +320,12 @@ def build(module, example_batches, input_names=None, batch_axes=None, concrete_a
     batch0 = _as_batch(example_batches[0], input_names)
     module64 = copy.deepcopy(module).to("cpu").double().eval()
     batch64 = [_to64(t) for t in batch0]
-    gm64, placeholders = trace(module64, batch64, input_names, concrete_args, trace_fn)
+    # The tracer keeps every value until it is done: it gets one sample (its values serve only
+    # Python decisions on shapes; the graph itself is symbolic in the batch size).
+    names0 = list(input_names) if input_names is not None else _forward_params(module64, concrete_args)
+    ax0 = [int((batch_axes or {}).get(n, 0)) for n in names0] + [0] * len(batch64)
+    one = [t.narrow(a, 0, 1) if t.dim() > a else t for t, a in zip(batch64, ax0)]
+    gm64, placeholders = trace(module64, one, input_names, concrete_args, trace_fn)
     if input_names is None:
         input_names = [p.target for p in placeholders]
     input_names = list(input_names)
@@ -544,7 +549,7 @@ def _store(g, name, t, v, n, compress):
         attrs["dtype"] = "bfloat16"
     a = to_divscope(a.numpy(), v, n)
     d = g.create_dataset(name, data=a, compression="gzip" if compress else None,
-                         compression_opts=4 if compress else None, shuffle=compress)
+                         compression_opts=1 if compress else None, shuffle=compress)
     for k, x in attrs.items():
         d.attrs[k] = x
 
