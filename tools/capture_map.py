@@ -52,11 +52,19 @@ class Mapper:
             m = self.gm.get_submodule(node.target)
             path = node.target
             return f"call_module {m.__class__.__module__}.{m.__class__.__name__} at '{path}'"
-        where = ""
-        stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
-        if stack:
-            where = f" in module '{list(stack.keys())[-1]}'"
+        path = self.module_path(node)
+        where = f" in module '{path}'" if path else ""
         return f"{node.op} {tname(node.target)}{where}"
+
+    @staticmethod
+    def module_path(node):
+        """The module a function/method node was created in (ConcreteTracer, or fx's own
+        nn_module_stack where a tracer records it)."""
+        meta = getattr(node, "meta", {})
+        if meta.get("divscope_module"):
+            return meta["divscope_module"]
+        stack = meta.get("nn_module_stack")
+        return list(stack.keys())[-1] if stack else ""
 
     def fail(self, why=""):
         node = self.node
@@ -76,12 +84,8 @@ class Mapper:
         node = node or self.node
         if node.op == "call_module":
             return node.target
-        stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
-        if stack:
-            path = list(stack.keys())[-1]
-            if path:
-                return f"{path}.{node.name}"
-        return node.name
+        path = self.module_path(node)
+        return f"{path}.{node.name}" if path else node.name
 
     # ----- values of arguments
     def tv(self, x):

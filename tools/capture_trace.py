@@ -67,6 +67,7 @@ class ConcreteTracer(torch.fx.Tracer):
     def __init__(self, example_inputs, leaf_types=()):
         super().__init__()
         self.examples = dict(example_inputs)   # placeholder (forward argument) name -> value
+        self.paths = []
         self.values = {}
         self.leaf_types = tuple(leaf_types)
 
@@ -85,7 +86,12 @@ class ConcreteTracer(torch.fx.Tracer):
     def call_module(self, m, forward, args, kwargs):
         if self.evaluating:
             return forward(*args, **kwargs)
-        return super().call_module(m, forward, args, kwargs)
+        # The module path every node is created under, for names and messages.
+        self.paths.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self.paths.pop()
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
         if self.evaluating:
@@ -95,6 +101,8 @@ class ConcreteTracer(torch.fx.Tracer):
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,
                      proxy_factory_fn=None):
         p = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        if isinstance(p, torch.fx.Proxy) and self.paths and not self.evaluating:
+            p.node.meta["divscope_module"] = self.paths[-1]
         if isinstance(p, torch.fx.Proxy):
             try:
                 self.values[p.node] = self._evaluate(kind, target, args, kwargs)
