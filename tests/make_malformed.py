@@ -220,3 +220,50 @@ recording("ids.rec.h5", [{"ids": np.array([[0, 1, 2, 3, 9], [9, 8, 7, 6, 5]], dt
 recording("float_ids.rec.h5", [{"ids": np.zeros((2, 5))}])
 recording("activation_wrong_shape.rec.h5", [{"x": x0}, {"x": x1}],
           lambda f: f.create_dataset("batches/000001/activations/fc2", data=np.ones((3, 4))))
+
+
+# ---- model format v2: constants, a split with two outputs, concat
+def v2(name, edit=None):
+    """x[6] * scale (constant [6]) -> parts = split(axis 1, [2, 4]) -> relu of each ->
+    concat -> + offset (constant [1]); /batches/000000/expected is the output, by numpy."""
+    with h5py.File(path(name), "w", track_order=True) as f:
+        f.attrs["divscope_format"] = "model"
+        f.attrs["divscope_version"] = 2
+        f.attrs["name"] = "v2"
+        x = f.create_group("inputs/x")
+        x.attrs["shape"] = np.array([6], dtype=np.int64)
+        x.attrs["dtype"] = "float32"
+        x.attrs["batch_axis"] = np.int64(1)
+        c = f.create_group("constants", track_order=True)
+        c["scale"] = np.array([1, -2, 3, -4, 5, -6], dtype=np.float32)
+        c["offset"] = np.array(0.5)
+        layers = [("mul1", "mul", ["x", "scale"], {}), ("parts", "split", ["mul1"], {"axis": 1, "sizes": [2, 4]}),
+                  ("a", "relu", ["parts:0"], {}), ("b", "relu", ["parts:1"], {}),
+                  ("cat", "concat", ["b", "a"], {"axis": -1}), ("out", "add", ["cat", "offset"], {})]
+        for i, (n, op, ins, attrs) in enumerate(layers):
+            g = f.create_group(f"layers/{i:04d}")
+            g.attrs["name"], g.attrs["op"], g.attrs["inputs"] = n, op, ins
+            g.attrs["source"] = f"hand-written {op}"
+            for k, v in attrs.items():
+                g.attrs[k] = np.array(v, dtype=np.int64) if isinstance(v, list) else np.int64(v)
+        if edit:
+            edit(f)
+
+
+v2("good_v2.model.h5")
+xv2 = rng.standard_normal((3, 6)).astype(np.float32)
+with h5py.File(path("good_v2.rec.h5"), "w") as f:
+    header(f, "recording")
+    f.attrs["divscope_version"] = 2
+    f["batches/000000/x"] = xv2
+    m = xv2.astype(np.float64) * np.array([1, -2, 3, -4, 5, -6.0])
+    f["batches/000000/expected"] = np.concatenate([np.maximum(m[:, 2:], 0), np.maximum(m[:, :2], 0)], 1) + 0.5
+v2("v2_split_sizes.model.h5", lambda f: f["layers/0001"].attrs.__setitem__("sizes", np.array([2, 3])))
+v2("v2_split_unindexed.model.h5", lambda f: f["layers/0002"].attrs.__setitem__("inputs", ["parts"]))
+v2("v2_constant_nan.model.h5",
+   lambda f: replace(f["constants"], "scale", np.array([1, np.nan, 3, 4, 5, 6.0])))
+v2("v2_constant_int.model.h5", lambda f: replace(f["constants"], "scale", np.arange(6)))
+v2("v2_constants_only.model.h5", lambda f: f["layers/0002"].attrs.__setitem__("inputs", ["scale"]))
+v2("v2_constant_output.model.h5", lambda f: f.attrs.__setitem__("outputs", ["offset"]))
+v2("v2_bad_batch_axis.model.h5", lambda f: f["inputs/x"].attrs.__setitem__("batch_axis", np.int64(5)))
+v2("v2_as_v1.model.h5", lambda f: f.attrs.__setitem__("divscope_version", 1))

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "analysis/runner.h"
 #include "errors.h"
 #include "io/h5io.h"
 #include "io/h5wrap.h"
@@ -512,3 +513,62 @@ TEST_F(H5io, CliInspectBadFileIsOneLineExit2) {
 }
 
 }  // namespace
+
+// ---- model format v2 ------------------------------------------------------------------------
+
+TEST_F(H5io, V2ConstantsSplitAndSourceLoad) {
+  Model m = read_model(file("good_v2.model.h5"));
+  ASSERT_EQ(m.inputs.size(), 3u);
+  EXPECT_FALSE(m.inputs[0].constant);
+  EXPECT_EQ(m.inputs[0].batch_axis, 1);
+  EXPECT_TRUE(m.inputs[1].constant);
+  EXPECT_EQ(m.inputs[1].path, "/constants/scale");
+  EXPECT_EQ(m.inputs[1].value.shape, (Shape{1, 6}));
+  EXPECT_EQ(m.inputs[2].shape, (Shape{1}));   // a scalar constant is one element
+  std::vector<std::string> names;
+  for (const Layer& l : m.layers) names.push_back(l.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"mul1", "parts:0", "parts:1", "a", "b", "cat", "out"}));
+  EXPECT_EQ(m.layers[1].op, "slice");
+  EXPECT_EQ(m.layers[2].out_shape, (Shape{4}));
+  EXPECT_EQ(m.layers[2].source, "hand-written split");
+  EXPECT_EQ(m.layers.back().out_shape, (Shape{6}));
+}
+
+TEST_F(H5io, V2ReplaysToTheIndependentResult) {
+  Model m = read_model(file("good_v2.model.h5"));
+  RecordingReader r(file("good_v2.rec.h5"), m);
+  std::vector<Tensor> in = r.read_batch(0);
+  ASSERT_EQ(in.size(), 3u);
+  EXPECT_EQ(in[1].shape, (Shape{1, 6}));   // constants arrive with batch 1
+  Tensor out;
+  run_reference_batch(m, in, [&](const Layer& l, const Tensor& t) {
+    if (l.name == "out") out = t;
+  });
+  h5::File f = h5::File::open(file("good_v2.rec.h5"));
+  Tensor want = f.root().group("batches").group("000000").dataset("expected").read_f64();
+  ASSERT_EQ(out.shape, want.shape);
+  for (int64_t i = 0; i < out.size(); ++i) EXPECT_EQ(out.data[i], want.data[i]) << i;
+}
+
+TEST_F(H5io, V2RoundTripKeepsConstantsAndVersion) {
+  Model m = read_model(file("good_v2.model.h5"));
+  write_model(m, out("v2_copy.model.h5"));
+  Model c = read_model(out("v2_copy.model.h5"));
+  ASSERT_EQ(c.inputs.size(), m.inputs.size());
+  EXPECT_TRUE(c.inputs[1].constant);
+  EXPECT_EQ(c.inputs[1].value.data, m.inputs[1].value.data);
+  EXPECT_EQ(c.inputs[0].batch_axis, 1);
+  EXPECT_EQ(c.layers.size(), m.layers.size());
+}
+
+TEST_F(H5io, V2Malformed) {
+  expect_model_error("v2_split_sizes.model.h5", {"/layers/0001", "'parts' (split)", "sizes add up to 5", "has 6"});
+  expect_model_error("v2_split_unindexed.model.h5", {"/layers/0002", "split with 2 outputs", "'parts:0'"});
+  expect_model_error("v2_constant_nan.model.h5", {"/constants/scale", "NaN"});
+  expect_model_error("v2_constant_int.model.h5", {"/constants/scale", "expected float32 or float64"});
+  expect_model_error("v2_constants_only.model.h5", {"'a'", "every input is a constant"});
+  expect_model_error("v2_constant_output.model.h5", {"output 'offset' is not a layer"});
+  expect_model_error("v2_bad_batch_axis.model.h5", {"/inputs/x", "batch_axis 5"});
+  // A version-1 file has no /constants: its layers cannot name one.
+  expect_model_error("v2_as_v1.model.h5", {"unknown input 'scale'"});
+}
