@@ -164,7 +164,7 @@ def trace(module64, batch64, input_names, concrete_args=None, trace_fn=None):
             else:
                 names = _forward_params(module64, concrete_args)
                 tracer = ConcreteTracer(list(zip(names, batch64)) + list((concrete_args or {}).items()),
-                                        LEAVES)
+                                        LEAVES, (divscope_sdpa, divscope_rmsnorm))
                 with traced_through(TRACE_INTO):
                     graph = tracer.trace(module64, concrete_args)
                 gm = torch.fx.GraphModule(tracer.root, graph, module64.__class__.__name__)

@@ -64,8 +64,8 @@ class ConcreteProxy(torch.fx.Proxy):
 class ConcreteTracer(torch.fx.Tracer):
     """fx.Tracer whose proxies carry the value of the node on the example inputs."""
 
-    def __init__(self, example_inputs, leaf_types=()):
-        super().__init__()
+    def __init__(self, example_inputs, leaf_types=(), autowrap_functions=()):
+        super().__init__(autowrap_functions=tuple(autowrap_functions))
         self.examples = dict(example_inputs)   # placeholder (forward argument) name -> value
         self.paths = []
         self.values = {}
