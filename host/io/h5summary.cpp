@@ -13,6 +13,8 @@ RecordingSummary summarize_recording(const std::string& path) {
   RecordingSummary s;
   if (root.has_attr("source")) s.source = root.attr_string("source");
   if (root.has_attr("created")) s.created = root.attr_string("created");
+  if (root.has_attr("capture_environment"))
+    s.capture_environment = root.attr_string("capture_environment");
   h5::Object batches = root.group("batches");
   for (const std::string& b : batches.members()) {
     h5::Object g = batches.group(b);
@@ -23,10 +25,13 @@ RecordingSummary summarize_recording(const std::string& path) {
       if (o.is_dataset()) {
         out.datasets.push_back({d, o.type().name(), o.dims()});
         if (!out.datasets.back().shape.empty()) n = out.datasets.back().shape[0];
-      } else if (d == "activations") {
+      } else if (d == "activations" || d == "run_activations") {
         for (const std::string& a : o.members()) {
           h5::Object ds = o.dataset(a);
-          out.datasets.push_back({"activations/" + a, ds.type().name(), ds.dims()});
+          // bfloat16 has no HDF5 type: capture stores its bits as int16 and says so
+          std::string dtype = ds.type().name();
+          if (ds.has_attr("dtype")) dtype = ds.attr_string("dtype");
+          out.datasets.push_back({d + "/" + a, dtype, ds.dims()});
         }
       }
     }

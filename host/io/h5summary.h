@@ -14,9 +14,11 @@ struct RecordingSummary {
   };
   struct Batch {
     std::string name;
-    std::vector<Dataset> datasets;   // inputs, then activations/<layer> when present
+    std::vector<Dataset> datasets;   // inputs, then activations/<layer> and
+                                     // run_activations/<layer> when present
   };
   std::string source, created;
+  std::string capture_environment;   // v2: JSON text of the capturing machine, "" when absent
   std::vector<Batch> batches;
   int64_t total_samples = 0;
 };
