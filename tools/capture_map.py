@@ -183,6 +183,16 @@ class Mapper:
             out[k] = f if np.array_equal(f.astype(np.float64), a) else a
         return out
 
+    def finish(self, ref, x):
+        """The node's value is the last layer emitted (`ref`), laid out like its input x; or x
+        itself when nothing was emitted."""
+        if ref == x.ref:
+            return x
+        out = self.out(x)
+        out.ref = ref
+        self.layers[-1].node, self.layers[-1].val = self.node, out
+        return out
+
     def constant(self, v, like, key=None, per_sample=None):
         """Name of a /constants entry holding constant Val v laid out as an operand of `like`."""
         a = per_sample if per_sample is not None else const_per_sample(v.value, like)

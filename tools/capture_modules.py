@@ -249,7 +249,7 @@ def encoder_layer_module(mp, m):
     if mp.arg(2, "src_key_padding_mask") is not None:
         mp.fail("src_key_padding_mask")
     y = encoder_layer(mp, m, x, mp.tv(mask) if mask is not None else None, mp.node.target, mp.n_big)
-    return finish(mp, y, x)
+    return mp.finish(y.ref, x)
 
 
 def encoder_module(mp, m):
@@ -266,15 +266,7 @@ def encoder_module(mp, m):
                                            "eps": float(m.norm.eps)},
                     {"weight": m.norm.weight, "bias": m.norm.bias}, out=y,
                     name=f"{mp.node.target}.norm", final=False)
-    return finish(mp, y, x)
-
-
-def finish(mp, y, like):
-    """The last layer emitted holds the node's value."""
-    out = mp.out(like)
-    out.ref = y.ref
-    mp.layers[-1].node, mp.layers[-1].val = mp.node, out
-    return out
+    return mp.finish(y.ref, x)
 
 
 # ---------------------------------------------------------------- modules

@@ -354,12 +354,7 @@ def pad(mp):
         ins = [r for r in (parts[0], cur, parts[1]) if r is not None]
         cur = mp.emit("concat", ins, {"axis": ax}, out=mp.virtual(None, list(ps), mp.n_big),
                       name=f"{mp.base_name()}", final=False).ref
-    out = mp.out(x)
-    if cur == x.ref:
-        return x
-    out.ref = cur
-    mp.layers[-1].node, mp.layers[-1].val = mp.node, out
-    return out
+    return mp.finish(cur, x)
 
 
 def roll(mp):
@@ -386,12 +381,7 @@ def roll(mp):
                                   name=f"{mp.base_name()}.part", final=False).ref)
         cur = mp.emit("concat", halves, {"axis": ax}, out=mp.virtual(None, list(ps), mp.n_big),
                       name=mp.base_name(), final=False).ref
-    out = mp.out(x)
-    if cur == x.ref:
-        return x
-    out.ref = cur
-    mp.layers[-1].node, mp.layers[-1].val = mp.node, out
-    return out
+    return mp.finish(cur, x)
 
 
 # ---------------------------------------------------------------- linear algebra

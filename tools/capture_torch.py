@@ -554,6 +554,16 @@ def _store(g, name, t, v, n, compress):
         d.attrs[k] = x
 
 
+def _record(group, gm, wanted, args, n):
+    """Runs gm on one batch, storing each recorded layer's output in `group` as it comes."""
+    def sink(entry, r):
+        name, v, node, item = entry
+        _store(group, name, r[item] if item is not None else r, v, n, True)
+
+    with torch.no_grad():
+        _Record(gm, wanted, sink).run(*args)
+
+
 def write_recording(path, cap, example_batches, input_names, record_activations, source,
                     record_run=False):
     if source is None:
@@ -591,24 +601,10 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
                     g.create_dataset(name, data=a.numpy().astype(np.int64))
                 else:
                     g.create_dataset(name, data=a.to(torch.float32).numpy())
-            if record_activations:
-                ga = g.create_group("activations")
-
-                def sink64(entry, r, ga=ga, n0=n0):
-                    name, v, node, item = entry
-                    _store(ga, name, r[item] if item is not None else r, v, n0, True)
-
-                with torch.no_grad():
-                    _Record(cap.gm64, wanted, sink64).run(*[_to64(t) for t in b])
-            if record_run:
-                gr = g.create_group("run_activations")
-
-                def sink_run(entry, r, gr=gr, n0=n0):
-                    name, v, node, item = entry
-                    _store(gr, name, r[item] if item is not None else r, v, n0, True)
-
-                with torch.no_grad():
-                    _Record(gm_run, wanted, sink_run).run(*b)
+            runs = [("activations", cap.gm64, [_to64(t) for t in b])] if record_activations else []
+            runs += [("run_activations", gm_run, list(b))] if record_run else []
+            for group, gm, args in runs:
+                _record(g.create_group(group), gm, wanted, args, n0)
 
 
 def capture(module, example_batches, model_path, recording_path, input_names=None,
