@@ -20,11 +20,11 @@ struct GraphInput {
   Shape shape;          // per sample, no batch dim
   std::string dtype;    // "float32" | "int64"
   bool constant = false;
-  Tensor value;         // constant only: [1] + shape
+  Tensor value{};       // constant only: [1] + shape
   // Where the source framework's tensor had its batch axis (the recording always stores it
   // first; capture moves it). Informational: the graph is batch-first throughout.
   int64_t batch_axis = 0;
-  std::string path;     // HDF5 path, e.g. /inputs/x or /constants/pos_embedding
+  std::string path{};   // HDF5 path, e.g. /inputs/x or /constants/pos_embedding
 };
 
 // Where a layer input comes from: a graph input or an earlier layer.
