@@ -34,6 +34,7 @@ class Layer:
         self.attrs, self.params = attrs or {}, params or {}
         self.val, self.source, self.node, self.item = val, source, node, item
         self.outputs = None   # split: [(name:i, Val)]
+        self.hook = None      # (module path, tuple item, Val): recorded by a forward hook
 
 
 class Mapper:

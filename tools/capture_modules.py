@@ -211,11 +211,18 @@ def encoder_layer(mp, m, x, mask, prefix, n):
         mp.fail("TransformerEncoderLayer without nn.MultiheadAttention")
     T, E = x.per_sample()
 
+    def hooked(v, module, width=E, item=None):
+        """The layer just emitted is submodule `module`'s output: recorded by a forward hook
+        (in the module's own layout, x's), so that it too is checked against PyTorch."""
+        t = Val("batched", tshape=list(x.tshape[:-1]) + [width], axis=x.axis)
+        mp.layers[-1].hook = (f"{prefix}.{module}" if module else prefix, item, t)
+        return v
+
     def ln(y, norm, name):
-        return mp.emit("layernorm", [y.ref], {"normalized_shape": list(norm.normalized_shape),
-                                              "eps": float(norm.eps)},
-                       {"weight": norm.weight, "bias": norm.bias}, out=y, name=f"{prefix}.{name}",
-                       final=False)
+        return hooked(mp.emit("layernorm", [y.ref], {"normalized_shape": list(norm.normalized_shape),
+                                                     "eps": float(norm.eps)},
+                              {"weight": norm.weight, "bias": norm.bias}, out=y,
+                              name=f"{prefix}.{name}", final=False), name)
 
     def add(a, b, name):
         return mp.emit("add", [a.ref, b.ref], out=a, name=f"{prefix}.{name}", final=False)
@@ -223,16 +230,17 @@ def encoder_layer(mp, m, x, mask, prefix, n):
     def sa(y):
         o = mha(mp, m.self_attn, y, y, y, mask, None, f"{prefix}.self_attn", n)
         o.tshape, o.axis = x.tshape, x.axis
-        return o
+        return hooked(o, "self_attn", item=0)
 
     def ff(y):
+        F1 = m.linear1.out_features
         h = mp.emit("linear", [y.ref], {}, {"weight": m.linear1.weight, "bias": m.linear1.bias},
-                    out=mp.virtual(None, [T, m.linear1.out_features], n), name=f"{prefix}.linear1",
-                    final=False)
+                    out=mp.virtual(None, [T, F1], n), name=f"{prefix}.linear1", final=False)
+        h = hooked(h, "linear1", F1)
         h = activation_of(mp, m.activation, h, f"{prefix}.activation")
         o = mp.emit("linear", [h.ref], {}, {"weight": m.linear2.weight, "bias": m.linear2.bias},
                     out=y, name=f"{prefix}.linear2", final=False)
-        return o
+        return hooked(o, "linear2")
 
     if m.norm_first:
         x = add(x, sa(ln(x, m.norm1, "norm1")), "add1")
@@ -240,7 +248,7 @@ def encoder_layer(mp, m, x, mask, prefix, n):
     else:
         x = ln(add(x, sa(x), "add1"), m.norm1, "norm1")
         x = ln(add(x, ff(x), "add2"), m.norm2, "norm2")
-    return x
+    return hooked(x, "")   # the layer's own output
 
 
 def encoder_layer_module(mp, m):

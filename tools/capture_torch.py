@@ -428,7 +428,7 @@ class Capture:
         self.notes = ""
 
     def recorded(self):
-        """(layer name, Val, fx node, tuple item) of every layer with a PyTorch counterpart."""
+        """(layer name, Val, fx node, tuple item) of every layer that is an fx node's value."""
         out = []
         for L in self.layers:
             if L.outputs:
@@ -436,6 +436,12 @@ class Capture:
             elif L.node is not None:
                 out.append((L.name, L.val, L.node, L.item))
         return out
+
+    def hooked(self):
+        """(layer name, Val, module path, tuple item) of layers inside a module kept whole
+        (attention, transformer layers) that are one of its submodules' outputs."""
+        return [(L.name, L.hook[2], L.hook[0], L.hook[1]) for L in self.layers
+                if L.hook is not None and L.node is None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,14 +560,23 @@ def _store(g, name, t, v, n, compress):
         d.attrs[k] = x
 
 
-def _record(group, gm, wanted, args, n):
+def _record(group, gm, wanted, hooked, args, n):
     """Runs gm on one batch, storing each recorded layer's output in `group` as it comes."""
     def sink(entry, r):
         name, v, node, item = entry
         _store(group, name, r[item] if item is not None else r, v, n, True)
 
-    with torch.no_grad():
-        _Record(gm, wanted, sink).run(*args)
+    handles = []
+    for entry in hooked:
+        module = gm.get_submodule(entry[2])
+        handles.append(module.register_forward_hook(
+            lambda m, i, o, entry=entry: None if entry[0] in group else sink(entry, o)))
+    try:
+        with torch.no_grad():
+            _Record(gm, wanted, sink).run(*args)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def write_recording(path, cap, example_batches, input_names, record_activations, source,
@@ -604,7 +619,7 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
             runs = [("activations", cap.gm64, [_to64(t) for t in b])] if record_activations else []
             runs += [("run_activations", gm_run, list(b))] if record_run else []
             for group, gm, args in runs:
-                _record(g.create_group(group), gm, wanted, args, n0)
+                _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
 
 
 def capture(module, example_batches, model_path, recording_path, input_names=None,
