@@ -30,6 +30,7 @@ CLI: /usr/bin/python3 tools/capture_torch.py --example NAME --out-dir DIR
      (NAME: an example from data/make_examples.py). Errors: one line on stderr, exit 2.
 """
 import argparse
+import contextlib
 import copy
 import datetime
 import inspect
@@ -307,8 +308,25 @@ def _fold(mp, node, inf):
     return Val("other", value=inf.value)
 
 
+@contextlib.contextmanager
+def float64_exact():
+    """The float64 oracle runs outside any autocast region the caller opened (autocast would
+    run its matmuls in half precision); the caller's settings apply to record_run only."""
+    with torch.autocast("cpu", enabled=False):
+        if torch.cuda.is_available():
+            with torch.autocast("cuda", enabled=False):
+                yield
+        else:
+            yield
+
+
 def build(module, example_batches, input_names=None, batch_axes=None, concrete_args=None,
           trace_fn=None):
+    with float64_exact():
+        return _build(module, example_batches, input_names, batch_axes, concrete_args, trace_fn)
+
+
+def _build(module, example_batches, input_names, batch_axes, concrete_args, trace_fn):
     """Trace and map: returns a Capture (layers, constants, inputs, graph modules)."""
     if not example_batches:
         raise CaptureError("capture_torch: need at least one example batch")
@@ -619,7 +637,11 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
             runs = [("activations", cap.gm64, [_to64(t) for t in b])] if record_activations else []
             runs += [("run_activations", gm_run, list(b))] if record_run else []
             for group, gm, args in runs:
-                _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
+                if group == "activations":
+                    with float64_exact():
+                        _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
+                else:
+                    _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
 
 
 def capture(module, example_batches, model_path, recording_path, input_names=None,

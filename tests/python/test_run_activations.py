@@ -83,11 +83,37 @@ def check(out, dtype):
     print(f"ok {dtype}")
 
 
+def check_autocast(out):
+    """Under the caller's autocast the run is the autocast one (bfloat16 linears) while the
+    float64 oracle is untouched by it."""
+    torch.manual_seed(0)
+    net = Net().eval()
+    batches = [(torch.randn(3, 8),)]
+    with torch.no_grad():
+        plain = net(batches[0][0]).double()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        capture_torch.capture(net, batches, f"{out}/ac.model.h5", f"{out}/ac.recording.h5",
+                              input_names=["x"], record_activations=True, record_run=True)
+    with h5py.File(f"{out}/ac.recording.h5", "r") as f:
+        env = json.loads(f.attrs["capture_environment"])
+        if not env["flags"]["autocast_cpu"]:
+            fail("autocast not recorded in the capture environment")
+        d = f["batches/000000/run_activations/fc1"]
+        if d.attrs.get("dtype") != "bfloat16":
+            fail("autocast run: fc1 is not bfloat16")
+        o = f["batches/000000/activations/softmax"][()]
+        rel = np.linalg.norm(o - plain.numpy()) / np.linalg.norm(o)
+        if not rel < 1e-6:
+            fail(f"the float64 oracle ran under autocast (rel_l2 {rel:.2e} to the float32 model)")
+    print("ok autocast")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     check(out, torch.float32)
     check(out, torch.bfloat16)
+    check_autocast(out)
     return 0
 
 
