@@ -310,8 +310,9 @@ def _fold(mp, node, inf):
 
 @contextlib.contextmanager
 def float64_exact():
-    """The float64 oracle runs outside any autocast region the caller opened (autocast would
-    run its matmuls in half precision); the caller's settings apply to record_run only."""
+    """The float64 oracle runs outside any autocast region the caller opened; the caller's
+    settings apply to record_run only. (Autocast leaves float64 ops alone, but a model that
+    casts to float32 itself, `x.float()`, would otherwise have that float32 autocast.)"""
     with torch.autocast("cpu", enabled=False):
         if torch.cuda.is_available():
             with torch.autocast("cuda", enabled=False):

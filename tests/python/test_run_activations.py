@@ -84,8 +84,8 @@ def check(out, dtype):
 
 
 def check_autocast(out):
-    """Under the caller's autocast the run is the autocast one (bfloat16 linears) while the
-    float64 oracle is untouched by it."""
+    """Under the caller's autocast the run is the autocast one (bfloat16 linears), the
+    environment says so, and the float64 oracle stays the model's float64 result."""
     torch.manual_seed(0)
     net = Net().eval()
     batches = [(torch.randn(3, 8),)]
