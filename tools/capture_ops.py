@@ -385,6 +385,60 @@ def roll(mp):
 
 
 # ---------------------------------------------------------------- linear algebra
+def _permuted(mp, x, perm, name):
+    """x permuted by torch permutation perm (a layer unless it is the identity)."""
+    t = Val("batched", tshape=[x.tshape[p] for p in perm], axis=perm.index(x.axis),
+            outer=x.outer, inner=x.inner, dtype=x.dtype)
+    dims = [0]
+    for p in perm:
+        if p == x.axis:
+            k = 1 + x.axis
+            dims += list(range(k, k + sum(1 for d in (x.outer, x.inner) if d > 1)))
+        else:
+            dims.append(x.ds_dim(p))
+    if dims == list(range(len(dims))):
+        t.ref = x.ref
+        return t
+    return mp.emit("permute", [x.ref], {"dims": dims}, out=t, name=name, final=False)
+
+
+def einsum(mp):
+    """Two-operand einsum that is a batched matrix product ("bhid,bhjd->bhij"): permutes,
+    matmul, permute."""
+    eq = mp.pv(mp.node.args[0]).replace(" ", "")
+    ops = mp.node.args[1:]
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = ops[0]
+    if "->" not in eq or "." in eq or len(ops) != 2:
+        mp.fail(f"einsum '{eq}' (only two operands, explicit output, no ellipsis)")
+    ins, out_s = eq.split("->")
+    sa, sb = ins.split(",")
+    a, b = mp.tv(ops[0]), mp.tv(ops[1])
+    if a.kind != "batched" or b.kind != "batched":
+        mp.fail("einsum with a constant operand")
+    batch = [c for c in out_s if c in sa and c in sb]
+    m = [c for c in out_s if c in sa and c not in sb]
+    n = [c for c in out_s if c in sb and c not in sa]
+    k = [c for c in sa if c in sb and c not in out_s]
+    if len(m) != 1 or len(n) != 1 or len(k) != 1 or len(set(sa)) != len(sa) or \
+            len(set(sb)) != len(sb) or len(sa) != len(batch) + 2 or len(sb) != len(batch) + 2:
+        mp.fail(f"einsum '{eq}' is not a batched matrix product")
+    if sa[a.axis] not in batch or sb[b.axis] != sa[a.axis]:
+        mp.fail("einsum with the batch in a matrix dim")
+    base = mp.base_name()
+    pa = _permuted(mp, a, [sa.index(c) for c in batch + m + k], f"{base}.a")
+    pb = _permuted(mp, b, [sb.index(c) for c in batch + k + n], f"{base}.b")
+    if not pa.same_layout(pb):
+        mp.fail("einsum operands hold the batch in different places")
+    prod = Val("batched", tshape=pa.tshape[:-1] + [pb.tshape[-1]], axis=pa.axis, outer=pa.outer,
+               inner=pa.inner)
+    prod = mp.emit("matmul", [pa.ref, pb.ref], out=prod, name=base, final=False)
+    order = batch + m + n
+    res = _permuted(mp, prod, [order.index(c) for c in out_s], f"{base}.out")
+    return mp.finish(res.ref, a if res.ref != a.ref else prod)
+
+
+
 def matmul(mp):
     a, b = mp.tv(mp.arg(0, "input")), mp.tv(mp.arg(1, "other"))
     if a.kind == "batched" and b.kind == "batched":
@@ -503,6 +557,7 @@ FUNCTIONS = [
     (fns((torch, "stack"),), stack),
     ([operator.matmul] + fns((torch, "matmul"), (torch, "bmm")), matmul),
     (fns((torch, "addmm"),), addmm),
+    (fns((torch, "einsum"), (torch.functional, "einsum")), einsum),
     (fns((F, "linear"),), f_linear),
 ]
 
