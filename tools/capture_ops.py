@@ -384,6 +384,28 @@ def roll(mp):
     return mp.finish(cur, x)
 
 
+def normalize(mp):
+    """F.normalize(x, p=2, dim): x / max(sqrt(sum(x*x, dim)), eps), as mul, reduce_sum, sqrt,
+    maximum, div (PyTorch: x / x.norm(2, dim, keepdim=True).clamp_min(eps))."""
+    x = mp.tv(mp.arg(0, "input"))
+    if float(mp.pv(mp.arg(1, "p", 2.0))) != 2.0:
+        mp.fail("normalize with p != 2")
+    ax = mp.ds_dim(x, mp.pv(mp.arg(2, "dim", 1)))
+    eps = float(mp.pv(mp.arg(3, "eps", 1e-12)))
+    base, ps = mp.base_name(), list(x.per_sample())
+    red = list(ps)
+    red[ax - 1] = 1
+    v = lambda shape: mp.virtual(None, shape, mp.n_big)
+    sq = mp.emit("mul", [x.ref, x.ref], out=v(ps), name=f"{base}.square", final=False)
+    ss = mp.emit("reduce_sum", [sq.ref], {"axes": [ax], "keepdim": 1}, out=v(red),
+                 name=f"{base}.sum", final=False)
+    nrm = mp.emit("sqrt", [ss.ref], out=v(red), name=f"{base}.norm", final=False)
+    c = mp.constant(None, None, key=f"{base}.eps", per_sample=np.full([1] * len(ps), eps))
+    den = mp.emit("maximum", [nrm.ref, c], out=v(red), name=f"{base}.clamp", final=False)
+    out = mp.out(x)
+    return mp.emit("div", [x.ref, den.ref], out=out)
+
+
 # ---------------------------------------------------------------- linear algebra
 def _permuted(mp, x, perm, name):
     """x permuted by torch permutation perm (a layer unless it is the identity)."""
@@ -558,6 +580,7 @@ FUNCTIONS = [
     ([operator.matmul] + fns((torch, "matmul"), (torch, "bmm")), matmul),
     (fns((torch, "addmm"),), addmm),
     (fns((torch, "einsum"), (torch.functional, "einsum")), einsum),
+    (fns((F, "normalize"),), normalize),
     (fns((F, "linear"),), f_linear),
 ]
 

@@ -195,6 +195,7 @@ MODELS = {
     "convnext_tiny": (_tv("convnext_tiny"), "zoo"),
     "vit_b_16": (_tv("vit_b_16", hw=32, image_size=32), "zoo"),
     "swin_t": (_tv("swin_t"), "zoo"),
+    "swin_v2_t": (_tv("swin_v2_t", hw=64), "zoo"),
     "maxvit_t": (_tv("maxvit_t", hw=224, n=1), "zoo"),   # its windows need 224x224
     "googlenet": (_tv("googlenet", aux_logits=False, init_weights=True), "zoo"),
     "inception_v3": (_tv("inception_v3", hw=75, aux_logits=False, init_weights=True), "zoo"),
