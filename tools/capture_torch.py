@@ -615,7 +615,11 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
             microsecond=0).isoformat()
         f.attrs["capture_environment"] = json.dumps(environment())
         gb = f.create_group("batches")
+        progress = sys.stderr.isatty() and len(example_batches) > 1
         for bi, b in enumerate(example_batches):
+            if progress:
+                print(f"\rcapture_torch: recording batch {bi + 1}/{len(example_batches)}",
+                      end="", file=sys.stderr, flush=True)
             b = _as_batch(b, input_names)
             if len(b) != len(cap.specs):
                 raise CaptureError(f"capture_torch: batch {bi} has {len(b)} tensors, "
@@ -643,6 +647,8 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
                         _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
                 else:
                     _record(g.create_group(group), gm, wanted, cap.hooked(), args, n0)
+        if progress:
+            print(file=sys.stderr)
 
 
 def capture(module, example_batches, model_path, recording_path, input_names=None,
