@@ -158,6 +158,7 @@ def _to64(t):
 
 def trace(module64, batch64, input_names, concrete_args=None, trace_fn=None):
     """GraphModule over the float64 copy, and the graph's placeholder names in order."""
+    tracer = None
     try:
         with patched_fx():
             if trace_fn is not None:
@@ -173,6 +174,13 @@ def trace(module64, batch64, input_names, concrete_args=None, trace_fn=None):
         raise
     except Exception as e:  # TraceError, data-dependent control flow, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        failed = tracer.first_error if trace_fn is None else None
+        if failed is not None and not isinstance(failed[1], KeyError):
+            node, err = failed
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CaptureError(f"capture_torch: {module64.__class__.__name__} fails on the example "
+                               f"batch at node '{node.name}' ({node.op} {tname(node.target)}): "
+                               f"{msg}") from e
         raise CaptureError(f"capture_torch: torch.fx cannot trace "
                            f"{module64.__class__.__name__}: {first}") from e
     concrete = set(concrete_args or {})

@@ -68,6 +68,7 @@ class ConcreteTracer(torch.fx.Tracer):
         super().__init__(autowrap_functions=tuple(autowrap_functions))
         self.examples = dict(example_inputs)   # placeholder (forward argument) name -> value
         self.paths = []
+        self.first_error = None   # (node, exception): the first value that could not be computed
         self.values = {}
         self.leaf_types = tuple(leaf_types)
 
@@ -108,8 +109,9 @@ class ConcreteTracer(torch.fx.Tracer):
                 self.values[p.node] = self._evaluate(kind, target, args, kwargs)
             except CaptureError:
                 raise
-            except Exception:   # a value we cannot compute: decisions on it fall back to fx
-                pass
+            except Exception as e:   # decisions on this value fall back to fx; if tracing
+                if self.first_error is None:   # then fails, this is the likely reason
+                    self.first_error = (p.node, e)
         return p
 
     def _val(self, a):
