@@ -1,6 +1,6 @@
 // The statistics pass (kernels/compare.cu) in GB/s beside a device-to-device cudaMemcpy measured
 // in the same run (STYLE 11). Bytes counted for the pass: both tensors once (4 B candidate +
-// 8 B reference per element), although it reads them in three passes (DESIGN §6, compare.cu);
+// 8 B reference per element), although it reads them in three passes (README, What divscope run computes, compare.cu);
 // for the copy: bytes read + bytes written. Each timing: L2 flushed (a 256 MiB write, > 50 MiB of
 // H100 L2), then CUDA events around the whole call -- compare_device includes its temp-storage
 // allocations and the small copies back, which is what a caller pays.

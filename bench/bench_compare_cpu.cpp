@@ -1,4 +1,4 @@
-// The CPU comparison pass (host/compare.cpp, DESIGN §6) beside a plain read of both tensors in
+// The CPU comparison pass (host/compare.cpp, README, What divscope run computes) beside a plain read of both tensors in
 // the same run (STYLE 11): the comparison is most of the CPU analysis' time on small models.
 //
 //   build/bench/bench_compare_cpu --benchmark_counters_tabular=true

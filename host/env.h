@@ -1,4 +1,4 @@
-// Environment capture (DESIGN §2): what machine, compiler and CUDA setup produced a result.
+// Environment capture (README, Building): what machine, compiler and CUDA setup produced a result.
 #pragma once
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-// Error types and the exit codes they map to (DESIGN §8).
+// Error types and the exit codes they map to (README, Commands).
 #pragma once
 #include <stdexcept>
 #include <string>

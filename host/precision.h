@@ -1,4 +1,4 @@
-// Precision modes and the roundings that define them (DESIGN §5).
+// Precision modes and the roundings that define them (docs/ops.md, Precision modes).
 //
 // Every rounding here is integer arithmetic on the bit pattern, written once and compiled by both
 // g++ (CPU emulation) and nvcc (kernels), so a value rounded on the CPU and on the GPU has the same
@@ -86,7 +86,7 @@ DS_HD inline double bits_f64(uint64_t u) {
 #endif
 }
 
-// ---- format limits (for activation-health statistics, DESIGN §6) -----------------------------
+// ---- format limits (for activation-health statistics, README, What divscope run computes) -----------------------------
 constexpr double kFp16Max = 65504.0;
 constexpr double kFp16MinNormal = 6.103515625e-05;     // 2^-14
 constexpr double kBf16Max = 3.3895313892515355e+38;    // (2 - 2^-7) * 2^127
@@ -195,7 +195,7 @@ DS_HD inline float round_operand(Mode m, float x) {
   }
 }
 
-// ---- ULPs (DESIGN §6 max_ulp and histogram) ---------------------------------------------------
+// ---- ULPs (README, What divscope run computes max_ulp and histogram) ---------------------------------------------------
 // ulp_of(m, r): spacing of the mode's storage format at |r| -- float for fp32/tf32/strict,
 // binary16 for fp16, bfloat16 for bf16, double for fp64 -- i.e. 2^(max(floor(log2|r|), emin) -
 // (p-1)). Below the smallest normal it is the subnormal spacing (also for r = 0); above the

@@ -1,4 +1,4 @@
-// The strict mode's arithmetic, written once (DESIGN §5.1, §5.2).
+// The strict mode's arithmetic, written once (docs/ops.md, Precision modes: strict reductions, §5.2).
 //
 // Every function is `DS_HD` and spells out each rounding: + - * / sqrt and fma through the s_*
 // wrappers, which are the correctly rounded (RN) IEEE operations on both sides -- plain operators
@@ -15,7 +15,7 @@
 #include "precision.h"
 
 #if defined(__FAST_MATH__) || defined(__USE_FAST_MATH__)
-#error "strict_math.h must not be compiled with fast math (DESIGN §5, STYLE 8)"
+#error "strict_math.h must not be compiled with fast math (docs/ops.md, Precision modes, STYLE 8)"
 #endif
 #if !defined(__CUDA_ARCH__) && defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0
 #error "strict_math.h needs float expressions evaluated in float (SSE, not x87)"
@@ -390,7 +390,7 @@ DS_HD inline float strict_hardsigmoid(float x) {
 DS_HD inline float strict_hardswish(float x) {
   return s_div(s_mul(x, strict_hardtanh(s_add(x, 3.0f), 0.0f, 6.0f)), 6.0f);
 }
-// rsqrt: 1 / sqrt(x), two IEEE roundings (no approximate rsqrt, DESIGN §5.2).
+// rsqrt: 1 / sqrt(x), two IEEE roundings (no approximate rsqrt, docs/ops.md, Precision modes: strict formulas).
 DS_HD inline float strict_rsqrt(float x) { return s_div(1.0f, s_sqrt(x)); }
 
 // maximum / minimum: selection only (bitwise deterministic); a NaN operand wins (a's first), as

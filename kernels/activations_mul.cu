@@ -1,4 +1,4 @@
-// Elementwise ops, second set (DESIGN §4, §5): leaky_relu, silu, sigmoid, tanh, and mul with
+// Elementwise ops, second set (docs/ops.md, §5): leaky_relu, silu, sigmoid, tanh, and mul with
 // add's broadcasting. One thread per element (grid-stride), as kernels/relu_gelu_add.cu.
 // fp64 computes in double; fp32/tf32/fp16/bf16 in float from storage-valued inputs, rounded once
 // by round_storage; strict calls the strict_math.h formulas the CPU strict path calls. Non-strict

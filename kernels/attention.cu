@@ -1,4 +1,4 @@
-// scaled_dot_product_attention (DESIGN §4) as the CPU reference's sequence
+// scaled_dot_product_attention (docs/ops.md) as the CPU reference's sequence
 // (host/reference/attention.cpp), each step one of our kernels and each result stored in the
 // mode's format, so every mode inherits the GEMM's and softmax's contracts (strict: bitwise):
 //   s = q k^T                 gemm(), batched over heads, b_trans (B'[k][n] = k[n][k])

@@ -1,4 +1,4 @@
-// avgpool2d, adaptive_avgpool2d, global_avgpool2d, upsample_nearest2d (DESIGN §4, §5), matching
+// avgpool2d, adaptive_avgpool2d, global_avgpool2d, upsample_nearest2d (docs/ops.md, §5), matching
 // host/reference/pool.cpp:
 //   avgpool2d: one thread per output. The window [oy*sh - ph, + kh) x [ox*sw - pw, + kw) is
 //     clipped to x and its elements summed in row-major order -- left to right in the non-strict

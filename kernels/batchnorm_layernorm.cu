@@ -1,10 +1,10 @@
-// Normalizations (DESIGN §4, §5): batchnorm2d (inference, running statistics) and layernorm.
+// Normalizations (docs/ops.md, §5): batchnorm2d (inference, running statistics) and layernorm.
 // batchnorm is elementwise (one thread per element); layernorm reduces each row with one block
 // in the §5.1 order (kernels/row_reduce.cuh): mean = sum(x) / D, then the biased variance
 // sum((x - mean)^2) / D (two-pass, as the CPU reference), denom = sqrt(var + eps).
 // Per element: fp64/fp32/tf32/fp16/bf16 follow the CPU reference, y = (x - mean) / denom * w + b
 // (fp16/bf16 rounded once at the end); strict uses strict_norm_elem, fma((x - mean) / denom, w, b)
-// with w = 1, b = 0 standing in for absent affine parameters (DESIGN §5.2).
+// with w = 1, b = 0 standing in for absent affine parameters (docs/ops.md, Precision modes: strict formulas).
 #include <algorithm>
 
 #include "host/strict_math.h"

@@ -1,4 +1,4 @@
-// The statistics pass on the GPU (DESIGN §6, STYLE 4): LayerStats of a candidate against the
+// The statistics pass on the GPU (README, What divscope run computes, STYLE 4): LayerStats of a candidate against the
 // FP64 reference by the definitions of host/compare.cpp, read there first.
 //
 // Passes over the two tensors (all CUB, two-phase temp-storage calls):

@@ -2,7 +2,7 @@
 //
 // Per group g: out[co][p] = sum_k W[co][k] * col[k][p] (+ bias[co]) with co < Co/groups, p over
 // all output pixels of all images (N*OH*OW, so small feature maps still fill tiles) and
-// k = (c, r, s), s fastest (DESIGN §5.2). col is never materialised: the B fetcher gathers
+// k = (c, r, s), s fastest (docs/ops.md, Precision modes: strict formulas). col is never materialised: the B fetcher gathers
 // x[n][g*Cg + c][oy*sh - ph + r*dh][ox*sw - pw + s*dw] (zero outside x) straight into the
 // shared-memory tile. The mode semantics are the GEMM's: strict walks k ascending with fma.
 #include <climits>

@@ -1,4 +1,4 @@
-// Device query and error checking (DESIGN §2): everything the rest of kernels/ builds on.
+// Device query and error checking (README, Building): everything the rest of kernels/ builds on.
 #include <cuda_runtime.h>
 
 #include <algorithm>

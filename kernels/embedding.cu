@@ -1,4 +1,4 @@
-// embedding (DESIGN §4): y[i][d] = weight[idx[i]][d]. Indices arrive as values of the mode's
+// embedding (docs/ops.md): y[i][d] = weight[idx[i]][d]. Indices arrive as values of the mode's
 // element type (the int64 graph input converted, as on the CPU); each must be an integer in
 // [0, V) -- the CPU reference's test, v >= 0 && v < V && floor(v) == v, which NaN fails.
 // One pass: every thread gathers its outputs and remembers the smallest flat index position it

@@ -1,4 +1,4 @@
-// GEMM (kernels/kernels.h): C[b] = A[b] * B'[b] (+ bias[n]) in every precision mode (DESIGN §5).
+// GEMM (kernels/kernels.h): C[b] = A[b] * B'[b] (+ bias[n]) in every precision mode (docs/ops.md, Precision modes).
 //
 // fp64: SIMT double, 64x64x8 tiles. fp32 and strict: one SIMT float kernel, 128x128x8 tiles,
 // in which each output is acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0 and then one bias

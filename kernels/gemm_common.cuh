@@ -1,4 +1,4 @@
-// The tile machinery shared by kernels/gemm.cu and kernels/conv.cu (DESIGN §5).
+// The tile machinery shared by kernels/gemm.cu and kernels/conv.cu (docs/ops.md, Precision modes).
 //
 // One SIMT kernel (fp64; fp32 and strict) and one tensor-core kernel (tf32, fp16, bf16), both
 // templated on where the B operand comes from (a strided matrix, k- or n-contiguous, or conv2d's

@@ -8,7 +8,7 @@ namespace gemm_detail {
 // =============================================================================================
 // Tensor-core kernel: tf32 (mma m16n8k8), fp16 and bf16 (mma m16n8k16), float accumulation.
 // 128x128 block tile, 8 warps as 2 (m) x 4 (n), 64x32 per warp = 4x4 mma tiles. Operands are
-// converted once, when a tile is written to shared memory (DESIGN §5: tf32 by cvt.rna, fp16/bf16
+// converted once, when a tile is written to shared memory (docs/ops.md, Precision modes: tf32 by cvt.rna, fp16/bf16
 // by round-to-nearest-even, exact for inputs already in the format). A shared row holds 16 words
 // of k (16 tf32 or 32 halves) plus 4 words of padding: the fragment reads (row g, word t) then hit
 // 32 distinct banks. Ragged edges are zero-padded; zeros leave a float sum unchanged.

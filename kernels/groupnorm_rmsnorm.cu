@@ -1,4 +1,4 @@
-// groupnorm and rmsnorm (DESIGN §4, §5). Both reduce contiguous rows with one block of kRowBlock
+// groupnorm and rmsnorm (docs/ops.md, §5). Both reduce contiguous rows with one block of kRowBlock
 // threads per row in the §5.1 order (kernels/row_reduce.cuh), as layernorm in batchnorm_layernorm.cu:
 //   groupnorm: a row is one (sample, group) block of C/groups channels x S positions.
 //              mean = sum(x) / n; var = sum((x - mean)^2) / n (two-pass, biased);

@@ -1,4 +1,4 @@
-// Plain C++ API of the CUDA kernels (DESIGN §2): no CUDA types in this header, so host code
+// Plain C++ API of the CUDA kernels (README, Building): no CUDA types in this header, so host code
 // compiled by g++ calls it directly. All tensor pointers are DEVICE pointers. Mode::fp64 works
 // on double*, every other mode on float* holding values representable in the mode's storage
 // format (fp16/bf16 values are kept in float). Every function checks every CUDA call and every
@@ -43,7 +43,7 @@ void copy_on_device(void* dst, const void* src, size_t bytes, const std::string&
 // C[b][m][n] = sum_{k ascending} A[b][m][k] * B'[b][k][n]  (+ bias[n]), where
 // A[b][m][k] = A[b*stride_a + m*lda + k], B'[b][k][n] = b_trans ? B[b*stride_b + n*ldb + k]
 // : B[b*stride_b + k*ldb + n], C[b][m][n] = C[b*stride_c + m*ldc + n]. Mode semantics per
-// DESIGN §5: fp64/fp32 SIMT; tf32/fp16/bf16 tensor cores with float accumulation, operands
+// docs/ops.md, Precision modes: fp64/fp32 SIMT; tf32/fp16/bf16 tensor cores with float accumulation, operands
 // converted as §5 says, bias added in float, fp16/bf16 output rounded to storage; strict: each
 // output acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0, then one rounding bias add.
 struct GemmDesc {
@@ -71,7 +71,7 @@ void conv2d(Mode mode, const Conv2dDesc& d, const void* x, const void* w, const 
 // relu_gelu_add.cu, maxpool.cu, compare.cu). Same conventions as above: DEVICE pointers, double* for
 // Mode::fp64 and float* (storage-valued) for every other mode; tf32 behaves as fp32 here (it is
 // a GEMM operand format only). fp16/bf16 compute in float from storage-valued inputs and round
-// each result once with round_storage; strict follows host/strict_math.h (DESIGN §5.1, §5.2)
+// each result once with round_storage; strict follows host/strict_math.h (docs/ops.md, Precision modes: strict reductions, §5.2)
 // and is bitwise equal to the CPU strict path. Parameters (weights, running stats) are device
 // arrays of the same element type, already rounded to the mode's storage by the caller.
 // ================================================================================================
@@ -250,7 +250,7 @@ void adaptive_avgpool2d(Mode mode, int64_t planes, int64_t H, int64_t W, int64_t
 
 // ---- statistics (kernels/compare.cu) ----
 // LayerStats of a device candidate against the device FP64 reference, by the definitions of
-// host/compare.cpp (DESIGN §6). `storage` is the format whose ULPs are counted (it replaces
+// host/compare.cpp (README, What divscope run computes). `storage` is the format whose ULPs are counted (it replaces
 // opt.storage). Deterministic: the same inputs give the same bits. Histogram counts are exact;
 // sums may differ from the CPU's in the last bits (different summation order).
 LayerStats compare_device(Mode storage, const float* cand_dev, const double* ref_dev,

@@ -1,4 +1,4 @@
-// maxpool2d (DESIGN §4): PyTorch's window geometry with padding, dilation and ceil_mode (the op
+// maxpool2d (docs/ops.md): PyTorch's window geometry with padding, dilation and ceil_mode (the op
 // table folds ceil_mode into OH/OW). One thread per output; taps outside x are skipped (padding
 // is -inf), taps are visited in the CPU reference's order (row, then column) with the same
 // NaN-wins step, so every mode -- a max never rounds -- matches the CPU bit for bit.

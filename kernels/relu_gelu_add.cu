@@ -1,4 +1,4 @@
-// Elementwise ops (DESIGN §4, §5): relu, gelu (erf and tanh forms), add with broadcasting.
+// Elementwise ops (docs/ops.md, §5): relu, gelu (erf and tanh forms), add with broadcasting.
 // Each output is a function of its inputs only, so one thread per element, no ordering issues.
 // fp64 computes in double; fp32/tf32/fp16/bf16 in float from storage-valued inputs, rounded once
 // by round_storage; strict calls the strict_math.h formulas the CPU strict path calls.

@@ -1,6 +1,6 @@
 // The §5.1 reduction of one row by one block (kernels/batchnorm_layernorm.cu, kernels/softmax.cu).
 //
-// 256 threads, thread j = lane j of DESIGN §5.1: each thread folds its own elements j, j+256, ...
+// 256 threads, thread j = lane j of docs/ops.md, Precision modes: strict reductions: each thread folds its own elements j, j+256, ...
 // in index order, then the 256 partials are combined in shared memory with the pairing of
 // strict_tree_reduce -- interleaved addressing, p[i] = op(p[i], p[i+w]) for i a multiple of 2w,
 // w = 1, 2, ..., 128. No warp shuffles: the usual halving tree (p[i] += p[i+128]) pairs different

@@ -1,4 +1,4 @@
-// Shape ops (DESIGN §4): reshape/flatten (a device copy: row-major order is unchanged) and
+// Shape ops (docs/ops.md): reshape/flatten (a device copy: row-major order is unchanged) and
 // permute (one thread per output element gathers its source). Values are moved, never rounded,
 // so every mode is exact.
 #include <algorithm>

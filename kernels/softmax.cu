@@ -1,4 +1,4 @@
-// softmax and log_softmax along one axis (DESIGN §4, §5). x is viewed as [outer, n, inner]; each
+// softmax and log_softmax along one axis (docs/ops.md, §5). x is viewed as [outer, n, inner]; each
 // of the outer * inner lines (n elements at stride inner) is one block of kRowBlock threads that
 // reduces in the §5.1 order (kernels/row_reduce.cuh):
 //   m = max x (NaN wins); s = sum exp(x - m); softmax y = exp(x - m) / s; log y = (x - m) - log s.

@@ -68,7 +68,7 @@ int64_t first_bit_difference(const std::vector<T>& a, const std::vector<T>& b) {
   return -1;
 }
 
-// Index of the first element that differs, NaNs of any bits counting as equal (DESIGN §5.1a: the
+// Index of the first element that differs, NaNs of any bits counting as equal (docs/ops.md, Precision modes: NaN: the
 // CPU and the GPU produce different NaN bit patterns), or -1.
 template <class T>
 int64_t first_difference_nan_equal(const std::vector<T>& a, const std::vector<T>& b) {
@@ -141,7 +141,7 @@ inline Built make(const std::string& op, std::vector<Shape> in_shapes,
 
 inline constexpr Mode kModes[] = {Mode::fp64, Mode::fp32, Mode::tf32, Mode::fp16, Mode::bf16, Mode::strict};
 
-// Mode tolerance of DESIGN §7 for GPU vs CPU of the same mode; atol scales with the output's
+// Mode tolerance of README, What divscope run computes for GPU vs CPU of the same mode; atol scales with the output's
 // magnitude (a long dot product's rounding error grows with it). fp64: both sides are double.
 struct Tol {
   double atol, rtol;

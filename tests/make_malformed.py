@@ -4,7 +4,7 @@ usage: /usr/bin/python3 tests/make_malformed.py OUTDIR
 
 Valid files cover h5py's string forms (variable-length UTF-8, fixed-length ASCII), narrow and
 unsigned integer attributes, numpy bools, float32 parameters. Each malformed file breaks one
-rule of DESIGN §3 and is named after it; test_h5io.cpp expects the matching error.
+rule of docs/format.md and is named after it; test_h5io.cpp expects the matching error.
 """
 import os
 import sys

@@ -1,4 +1,4 @@
-// The CLI end to end (DESIGN §8): exit codes, the console table, the JSON report, the planted
+// The CLI end to end (README, Commands): exit codes, the console table, the JSON report, the planted
 // divergence examples (data/EXPECTED.md).
 #include <gtest/gtest.h>
 
@@ -342,7 +342,7 @@ TEST(Cli, DumpHoldsChainedOutputsPerMode) {
 }
 
 // Every example was captured with the module's own FP64 activations: the FP64 reference of
-// every layer must reproduce them (DESIGN §3 recording activations; issue: real architectures).
+// every layer must reproduce them (docs/format.md recording activations; issue: real architectures).
 class ExampleEndToEnd : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ExampleEndToEnd, Fp64ReferenceMatchesTheModulesOwnActivations) {

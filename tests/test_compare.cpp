@@ -1,4 +1,4 @@
-// LayerStats on hand-computed tensors (DESIGN §6).
+// LayerStats on hand-computed tensors (README, What divscope run computes).
 #include <gtest/gtest.h>
 
 #include <cmath>

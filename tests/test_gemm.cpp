@@ -238,7 +238,7 @@ TYPED_TEST(Gemm, ScalarSimdAndThreadCountsBitwiseEqual) {
 }
 
 // The two definitions written out independently of the policies: strict is fmaf from 0 in
-// k order, then one add; fp64 is a * b + acc in k order (DESIGN §5.2, policy.h).
+// k order, then one add; fp64 is a * b + acc in k order (docs/ops.md, Precision modes: strict formulas, policy.h).
 TEST(GemmDefinition, StrictIsAnFmafLoopFp64AMulAddLoop) {
   const Shape3 s{41, 35, 1031};
   const unsigned seed = 500;

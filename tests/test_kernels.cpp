@@ -7,9 +7,9 @@
 //             flatten, batchnorm with a power-of-two denominator, the GEMMs: sums of small
 //             products stay below 2^24) every mode must equal the CPU value exactly; ops with a
 //             transcendental or a division (gelu, softmax, layernorm) use the tolerance.
-//   real:     uniform random values, compared with the mode's tolerance (DESIGN §7) -- the GPU and
+//   real:     uniform random values, compared with the mode's tolerance (README, What divscope run computes) -- the GPU and
 //             the CPU round the same operations in another order or with another libm.
-// strict is bitwise equal to the CPU strict path in both regimes (DESIGN §5.1), and every mode is
+// strict is bitwise equal to the CPU strict path in both regimes (docs/ops.md, Precision modes: strict reductions), and every mode is
 // bitwise equal to itself across two launches and through the Backend interface.
 // Without a device every test skips with the reason.
 #include <gtest/gtest.h>

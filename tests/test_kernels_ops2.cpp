@@ -7,8 +7,8 @@
 //             the same exact sum divided by the same divisor --, copies, gathers, the transposed
 //             convolution's sums) must equal the CPU value in every mode; ops with a
 //             transcendental, a square root or a softmax use the tolerance.
-//   real:     uniform random values, compared with the mode's tolerance (DESIGN §7).
-// strict is bitwise equal to the CPU strict path in both regimes (DESIGN §5.1), and every mode is
+//   real:     uniform random values, compared with the mode's tolerance (README, What divscope run computes).
+// strict is bitwise equal to the CPU strict path in both regimes (docs/ops.md, Precision modes: strict reductions), and every mode is
 // bitwise equal to itself across two launches and through the Backend interface. Bad embedding
 // indices are an InputError naming the layer. Without a device every test skips with the reason.
 // The harness is test_kernels.cpp's, in kernel_test_util.h (same seeds, tolerances and checks).

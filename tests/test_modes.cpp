@@ -1,4 +1,4 @@
-// The CPU path of every precision mode (DESIGN §5): exact on small integers, within the mode's
+// The CPU path of every precision mode (docs/ops.md, Precision modes): exact on small integers, within the mode's
 // rounding on real values, and the rounding rules themselves visible where they must be.
 #include <gtest/gtest.h>
 

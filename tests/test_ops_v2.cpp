@@ -193,7 +193,7 @@ namespace {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
-// The special values every strict op is fed (DESIGN §5.1a), first in input 0.
+// The special values every strict op is fed (docs/ops.md, Precision modes: NaN), first in input 0.
 void poison_specials(Case& c) {
   const double sp[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 3.0, -3.0};
   for (size_t i = 0; i < 7 && i < c.inputs[0].data.size(); ++i) c.inputs[0].data[i] = sp[i];

@@ -297,7 +297,7 @@ ORACLE_TEST(MaxPool2dPaddingDilationCeil)
 ORACLE_TEST(MaxPool2dCeilBatch1)
 ORACLE_TEST(FlattenDefault)
 ORACLE_TEST(FlattenMiddleDims)
-// The rest of DESIGN §4.
+// The rest of docs/ops.md
 ORACLE_TEST(ConvTranspose2dStride2)
 ORACLE_TEST(ConvTranspose2dGroupsDilation)
 ORACLE_TEST(RmsNorm)
@@ -404,7 +404,7 @@ TEST(Reference, GemmBlockedKeepsNaiveOrderBitwise) {
 }
 
 // conv2d's reduction index is (input channel, kernel row, kernel column), last fastest
-// (DESIGN §5.2): the reference must equal that direct loop bit for bit.
+// (docs/ops.md, Precision modes: strict formulas): the reference must equal that direct loop bit for bit.
 TEST(Reference, Conv2dKeepsChannelRowColumnOrderBitwise) {
   const int64_t N = 2, C = 4, H = 7, W = 6, Co = 6, G = 2, kh = 3, kw = 2;
   const int64_t sh = 2, sw = 1, ph = 1, pw = 1, dh = 1, dw = 2, cg = C / G;

@@ -1,4 +1,4 @@
-// Tolerance policy, glob patterns and the divergence rule (DESIGN §7).
+// Tolerance policy, glob patterns and the divergence rule (README, What divscope run computes).
 #include <gtest/gtest.h>
 
 #include <cmath>

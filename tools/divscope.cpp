@@ -1,6 +1,6 @@
 // The divscope CLI: finds the subcommand word, parses that subcommand's own options into a
 // plain struct, and dispatches. Every error becomes one line and the documented exit code
-// (DESIGN §8): 0 ok · 1 divergence · 2 bad input or usage · 3 runtime/CUDA failure.
+// (README, Commands): 0 ok · 1 divergence · 2 bad input or usage · 3 runtime/CUDA failure.
 #include <cxxopts.hpp>
 
 #include <cstdio>

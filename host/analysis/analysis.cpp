@@ -63,7 +63,7 @@ int64_t count_bitwise_differences(const TensorF& a, const TensorF& b) {
   return n;
 }
 
-// The device FP64 reference must agree with the CPU FP64 reference (DESIGN §1): checked on the
+// The device FP64 reference must agree with the CPU FP64 reference (README, What divscope run computes): checked on the
 // first batch; a disagreement is a fault of the tool or the machine, not a divergence.
 void cross_check_reference(const Layer& l, const std::vector<const Tensor*>& in,
                            const Tensor& device_out, const std::string& backend) {

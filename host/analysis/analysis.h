@@ -1,4 +1,4 @@
-// The analysis (DESIGN §1): replays a recording through a model — reference, then for every
+// The analysis (README, What divscope run computes): replays a recording through a model — reference, then for every
 // mode a chained and an isolated run — compares every layer and applies the verdict.
 #pragma once
 #include <functional>
@@ -79,7 +79,7 @@ struct AnalysisResult {
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt);
 
-// The verdict over the statistics gathered (DESIGN §7): each layer's diverged / isolated_failed,
+// The verdict over the statistics gathered (README, What divscope run computes): each layer's diverged / isolated_failed,
 // every mode's first divergent layer and culprit, amplification, samples sorted worst first.
 // analyze() calls it after the last batch; a merge of partial results calls it again.
 // `backend` is the backend's name ("cpu": strict is the CPU strict path itself, nothing to judge).

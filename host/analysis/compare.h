@@ -1,4 +1,4 @@
-// One metrics module (DESIGN §6, STYLE 4): LayerStats of a candidate tensor against the FP64
+// One metrics module (README, What divscope run computes, STYLE 4): LayerStats of a candidate tensor against the FP64
 // reference. The CUDA version (kernels/compare.cu) fills the same struct by the same definitions.
 #pragma once
 #include <array>

@@ -1,4 +1,4 @@
-// The one layer walker (DESIGN §1, STYLE 5): walks a model's layers in topological order over
+// The one layer walker (README, What divscope run computes, STYLE 5): walks a model's layers in topological order over
 // one batch, keeping only the activations that a later layer (or the model output) still reads.
 #pragma once
 #include <functional>

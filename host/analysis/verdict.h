@@ -1,4 +1,4 @@
-// Tolerance policy and verdict (DESIGN §7).
+// Tolerance policy and verdict (README, What divscope run computes).
 #pragma once
 #include <optional>
 #include <string>
@@ -9,7 +9,7 @@
 
 namespace divscope {
 
-// How a layer's chained (and isolated) stats are judged (DESIGN §7).
+// How a layer's chained (and isolated) stats are judged (README, What divscope run computes).
 //   allclose: mismatch / count > max_mismatch, with mismatch = #{|c-r| > atol + rtol*|r|}.
 //   baseline: after PyTorch's accuracy minifier — tf32/fp16/bf16 pass a layer when their error
 //             is at most baseline_factor times the fp32 mode's error on the same layer, both

@@ -1,4 +1,4 @@
-// Backend interface (DESIGN §2): where the layers run. The CPU backend emulates every mode;
+// Backend interface (README, Building): where the layers run. The CPU backend emulates every mode;
 // the CUDA backend runs our kernels.
 #pragma once
 #include <memory>
@@ -21,7 +21,7 @@ class Backend {
   // One layer in mode `m`: inputs and output hold values representable in the mode's storage.
   virtual void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
                        TensorF& out) = 0;
-  // LayerStats of a candidate against the reference (DESIGN §6), with per-sample errors when
+  // LayerStats of a candidate against the reference (README, What divscope run computes), with per-sample errors when
   // `samples` is given. The CPU compare by default; the CUDA backend computes them on the device.
   virtual LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
                              SampleErrors* samples, const std::string& layer);

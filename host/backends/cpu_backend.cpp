@@ -1,4 +1,4 @@
-// The CPU backend: FP64 reference and the CPU emulation of every mode (DESIGN §5).
+// The CPU backend: FP64 reference and the CPU emulation of every mode (docs/ops.md, Precision modes).
 #include "backends/backend.h"
 #include "reference/modes.h"
 #include "reference/reference.h"

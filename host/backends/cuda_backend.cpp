@@ -1,4 +1,4 @@
-// The CUDA backend (DESIGN §1, §2): the FP64 reference, every mode and the statistics on our own
+// The CUDA backend (README, What divscope run computes, §2): the FP64 reference, every mode and the statistics on our own
 // kernels. Each call copies the layer's inputs and parameters to the device, runs the op's
 // kernel(s) and copies the output back; nothing is cached between calls (correct first, fast
 // later: device-resident activations are the next step). Ops without a kernel are an InputError
@@ -403,7 +403,7 @@ class CudaBackend : public Backend {
       throw RuntimeFault("cuda backend: fp64 is the reference, not a float mode (" + l.where() + ")");
     run_layer<float>(m, l, in, out);
   }
-  // DESIGN §6 on the device (kernels/compare.cu: one fused CUB pass, histograms, segmented
+  // README, What divscope run computes on the device (kernels/compare.cu: one fused CUB pass, histograms, segmented
   // per-sample reduction); same definitions as the CPU compare.
   LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
                      SampleErrors* samples, const std::string& layer) override {

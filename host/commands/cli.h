@@ -23,7 +23,7 @@ struct ReplayArgs {
 
 struct RunArgs : ReplayArgs {
   std::string modes = "fp32,tf32,fp16,bf16,strict";
-  std::string criterion = "allclose";   // allclose | baseline (DESIGN §7)
+  std::string criterion = "allclose";   // allclose | baseline (README, What divscope run computes)
   std::optional<double> baseline_factor;
   int repeat = 1;                    // runs of every chained layer, checked bitwise equal
   std::string report, junit, html, dump;

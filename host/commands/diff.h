@@ -1,4 +1,4 @@
-// `divscope diff A.h5 B.h5` (DESIGN §8): two dumps of `run --dump`, typically from two machines,
+// `divscope diff A.h5 B.h5` (README, Commands): two dumps of `run --dump`, typically from two machines,
 // compared entry by entry — every /batches/NNNNNN/<mode>/<layer> present in both, B against A.
 // The default tolerance is zero (exact): "does my GPU give the same numbers as theirs?".
 // Layers are taken in the order the dump wrote them (its groups track creation order), which

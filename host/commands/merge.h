@@ -1,4 +1,4 @@
-// `divscope merge REPORTS… --model M.h5` (DESIGN §8): JSON reports of `divscope run --report`
+// `divscope merge REPORTS… --model M.h5` (README, Commands): JSON reports of `divscope run --report`
 // over disjoint batch ranges of one recording (CI shards: --batches 0:10, 10:20, …) combined
 // into the report one run over all those batches would have given, then judged again (judge()).
 //

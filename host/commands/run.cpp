@@ -1,4 +1,4 @@
-// `divscope run`: recording to verdict, reports and exit code (DESIGN §8).
+// `divscope run`: recording to verdict, reports and exit code (README, Commands).
 #include <unistd.h>
 
 #include <algorithm>

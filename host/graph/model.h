@@ -1,4 +1,4 @@
-// The model graph (DESIGN §3): graph inputs, layers in topological order, inferred shapes.
+// The model graph (docs/format.md): graph inputs, layers in topological order, inferred shapes.
 #pragma once
 #include <map>
 #include <string>

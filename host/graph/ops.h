@@ -1,4 +1,4 @@
-// The op table (DESIGN §4): for each op its inputs, attributes, parameters and shape rule.
+// The op table (docs/ops.md): for each op its inputs, attributes, parameters and shape rule.
 // The single place that knows which ops exist; readers, inspect and backends consult it.
 #pragma once
 #include <string>

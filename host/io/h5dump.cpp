@@ -1,4 +1,4 @@
-// Dump files (DESIGN §3): /batches/NNNNNN/<mode>/<layer> float64, written by `run --dump` and
+// Dump files (docs/format.md): /batches/NNNNNN/<mode>/<layer> float64, written by `run --dump` and
 // compared across machines by `divscope diff`.
 #include <cctype>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-// Model files (DESIGN §3): read_model, write_model, file_format. Recordings and dumps are in
+// Model files (docs/format.md): read_model, write_model, file_format. Recordings and dumps are in
 // h5recording.cpp and h5dump.cpp; the HDF5 handles and checked calls in h5wrap.cpp.
 #include "io/h5io.h"
 

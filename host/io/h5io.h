@@ -1,4 +1,4 @@
-// HDF5 files of DESIGN §3: model, recording, dump. Every reader validates as it reads and
+// HDF5 files of docs/format.md: model, recording, dump. Every reader validates as it reads and
 // reports a malformed file as one InputError "<file>: <hdf5 path>: <what>" (exit 2); HDF5's
 // own error stack is never printed. HDF5 types stay out of this header (the readers hold their
 // handles behind a pointer). Not thread-safe: use each reader or writer from one thread.

@@ -1,4 +1,4 @@
-// Recording files (DESIGN §3): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
+// Recording files (docs/format.md): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
 // against the model at open from metadata only; data is read one batch at a time.
 #include <cctype>
 #include <map>

@@ -2,7 +2,7 @@
 //
 // Both are, per sample and group, out[m, pixel] = sum_k A[m, k] * col[k, pixel] (+ bias[m])
 // with the reduction index k = (input channel, kernel row, kernel column), last fastest
-// (DESIGN §5.2). col is built for a chunk of output pixels at a time to bound memory; the
+// (docs/ops.md, Precision modes: strict formulas). col is built for a chunk of output pixels at a time to bound memory; the
 // chunking does not touch any output's sum order (that runs over k only). Taps that fall in
 // the padding (or, for the transpose, between strides) are zeros in col and still take their
 // step, acc = madd(w, 0, acc): that leaves acc unchanged up to the sign of a zero, which a

@@ -6,7 +6,7 @@
 // Each SIMD lane is a different output (the lanes run across j; a row r is a broadcast), so the
 // vector code does, per output, exactly the scalar sequence of the policy's P::madd steps:
 //   gemm_tile_avx2      a * b + acc, two roundings: Fp64Policy and fp32/tf32/fp16/bf16
-//   gemm_tile_avx2_fma  fmaf(a, b, acc) per lane: StrictPolicy (DESIGN §5.2)
+//   gemm_tile_avx2_fma  fmaf(a, b, acc) per lane: StrictPolicy (docs/ops.md, Precision modes: strict formulas)
 // The tile is parked in C between k blocks as the same float/double. So every policy's result
 // is bitwise the same on the SIMD and the scalar path, on any CPU, at any blocking or thread
 // count. (Fused fp64 steps would be ~1e-16 different and cost the same here: see the .cpp.)

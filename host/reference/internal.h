@@ -13,7 +13,7 @@
 namespace divscope {
 
 // The strict policy's per-element formulas are the shared __host__ __device__ functions of
-// strict_math.h (DESIGN §5.2), so the CPU strict path and the strict kernels cannot drift.
+// strict_math.h (docs/ops.md, Precision modes: strict formulas), so the CPU strict path and the strict kernels cannot drift.
 template <class P>
 constexpr bool kStrictFormulas = std::is_same_v<P, StrictPolicy>;
 

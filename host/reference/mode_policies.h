@@ -1,4 +1,4 @@
-// The CPU emulation of every precision mode (DESIGN §5) as policies of the reference loops
+// The CPU emulation of every precision mode (docs/ops.md, Precision modes) as policies of the reference loops
 // (see policy.h for the members a policy has). Storage is float; fp16/bf16 values are floats
 // that are exactly representable in the 16-bit format.
 #pragma once
@@ -29,7 +29,7 @@ struct Tf32Policy : FloatPolicyBase<Mode::tf32> { static constexpr const char* k
 struct Fp16Policy : FloatPolicyBase<Mode::fp16> { static constexpr const char* kName = "fp16"; };
 struct Bf16Policy : FloatPolicyBase<Mode::bf16> { static constexpr const char* kName = "bf16"; };
 
-// strict (DESIGN §5.1, §5.2): dot products acc = fma(a, b, acc) for k ascending from 0, the
+// strict (docs/ops.md, Precision modes: strict reductions, §5.2): dot products acc = fma(a, b, acc) for k ascending from 0, the
 // bias in one rounding, reductions in the fixed 256-lane tree, transcendentals from
 // strict_math.h. Bitwise identical to the GPU strict kernels.
 struct StrictPolicy {

@@ -1,4 +1,4 @@
-// The CPU path of every precision mode (DESIGN §5): the reference loops under the mode's policy.
+// The CPU path of every precision mode (docs/ops.md, Precision modes): the reference loops under the mode's policy.
 #pragma once
 #include <vector>
 

@@ -1,4 +1,4 @@
-// Precision policies of the CPU reference loops (DESIGN §5).
+// Precision policies of the CPU reference loops (docs/ops.md, Precision modes).
 //
 // Every reference op is written once, as a template over a policy P; the FP64 reference is
 // that template with Fp64Policy. A precision mode (fp32, tf32, fp16, bf16, strict) is another
@@ -11,10 +11,10 @@
 //   operand(T)      round a GEMM operand as the tensor core sees it (tf32: cvt.rna)
 //   madd(a, b, acc) one dot-product step. The GEMM core calls it for k = 0..K-1 ascending from
 //                   acc = 0 for every output, whatever its blocking; strict makes it
-//                   fmaf(a, b, acc) (DESIGN §5.2)
+//                   fmaf(a, b, acc) (docs/ops.md, Precision modes: strict formulas)
 //   add(a, b)       the one rounding that adds a bias to a finished dot product
 //   sum(n, f)       f(0) + f(1) + ... + f(n-1) in the policy's order (strict: the 256-lane
-//                   tree of DESIGN §5.1); used by norms, softmax and average pools
+//                   tree of docs/ops.md, Precision modes: strict reductions); used by norms, softmax and average pools
 //   exp log sqrt tanh erf   transcendentals (strict: host/strict_math.h)
 //
 // To add a policy: define it here and list it in DIVSCOPE_REFERENCE_POLICIES; every op family

@@ -1,6 +1,6 @@
 // Reductions over a set of axes: reduce_sum, reduce_mean, reduce_max (torch.sum/mean/amax).
 // The reduced elements of one output are visited in row-major order of the reduced axes (last
-// fastest): that is the row P::sum adds (strict: the 256-lane tree of DESIGN §5.1 over that
+// fastest): that is the row P::sum adds (strict: the 256-lane tree of docs/ops.md, Precision modes: strict reductions over that
 // row, so the kernels must number the row the same way).
 #include <cmath>
 #include <limits>

@@ -1,4 +1,4 @@
-// The CPU reference: forward of one layer (DESIGN §1, §4).
+// The CPU reference: forward of one layer (README, What divscope run computes, §4).
 #pragma once
 #include <vector>
 

@@ -1,4 +1,4 @@
-// The HTML report (DESIGN §1, §8): one self-contained file — inline CSS and SVG, no scripts,
+// The HTML report (README, What divscope run computes, §8): one self-contained file — inline CSS and SVG, no scripts,
 // fonts or links — with the run's header, a log-scale plot of every mode's rel_l2 per layer
 // (chained and isolated), the per-mode layer tables and the worst samples.
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Reading a JSON report of `divscope run --report` back (DESIGN §8): the inverse of stats_json
+// Reading a JSON report of `divscope run --report` back (README, Commands): the inverse of stats_json
 // and of the parts of report_json that `divscope merge` needs. Every error is one InputError
 // naming the file and the JSON pointer of the offending value (exit 2), e.g.
 // "a.json: /modes/1/layers/3/chained/sums: missing key 'err2'".

@@ -1,4 +1,4 @@
-// Reports of an analysis (DESIGN §8): console table, JSON (versioned), JUnit XML, HTML.
+// Reports of an analysis (README, Commands): console table, JSON (versioned), JUnit XML, HTML.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <ostream>
