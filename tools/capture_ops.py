@@ -308,7 +308,22 @@ def _const_block(mp, v, out, dim):
 
 
 def stack(mp):
-    mp.fail("torch.stack (use cat of unsqueezed tensors)")
+    """torch.stack as concat of the inputs, each reshaped with a new dim of 1."""
+    ts = mp.node.args[0] if mp.node.args else mp.node.kwargs["tensors"]
+    vals = [mp.tv(t) for t in ts]
+    if any(v.kind != "batched" for v in vals):
+        mp.fail("torch.stack of a constant")
+    out = mp.out(vals[0])
+    ax = mp.ds_dim(out, mp.pv(mp.arg(1, "dim", 0)))
+    refs = []
+    for i, v in enumerate(vals):
+        if not v.same_layout(vals[0]) or v.tshape != vals[0].tshape:
+            mp.fail("torch.stack of tensors with different shapes or batch layouts")
+        ps = list(v.per_sample())
+        ps.insert(ax - 1, 1)
+        refs.append(mp.emit("reshape", [v.ref], {"shape": ps}, out=mp.virtual(None, ps, mp.n_big),
+                            name=f"{mp.base_name()}.{i}", final=False).ref)
+    return mp.emit("concat", refs, {"axis": ax}, out=out)
 
 
 def expand(mp):

@@ -166,6 +166,41 @@ def unet():
     return m, _images(2, hw=16), ["x"], {}
 
 
+class OpsCoverage(nn.Module):
+    """The mappings the zoo's networks do not reach: stack, einsum, normalize, pad (non-zero),
+    roll, unbind, chunk, strided slices, masked_fill, where, clamp, expand, seq-first attention
+    with a mask, addmm, elementwise math with scalars."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+        self.attn = nn.MultiheadAttention(8, 2)          # seq-first
+        self.w = nn.Parameter(torch.randn(8, 6))
+        self.b = nn.Parameter(torch.randn(6))
+        self.register_buffer("mask", torch.triu(torch.ones(6, 6, dtype=torch.bool), 1))
+
+    def forward(self, x):                                 # x [N, 6, 8]
+        a, b = self.proj(x).chunk(2, dim=-1)              # [N, 6, 4] each
+        s = torch.stack([a, b], dim=1)                    # [N, 2, 6, 4]
+        e = torch.einsum("nhid,nhjd->nhij", s, s)         # [N, 2, 6, 6]
+        e = e.masked_fill(self.mask, -1e4).softmax(-1)
+        u0, u1 = e.unbind(1)
+        n = torch.nn.functional.normalize(u0 + 2 * u1, dim=-1)
+        p = torch.nn.functional.pad(n, (1, 2, 0, 1), value=0.5)[:, ::2, 1:-1]   # [N, 4, 6]
+        r = torch.roll(p, shifts=(1, -2), dims=(1, 2)).clamp(0.1, 0.9)
+        t = x.transpose(0, 1)                             # [6, N, 8] seq-first
+        o, _ = self.attn(t, t, t, attn_mask=self.mask, need_weights=False)
+        g = torch.addmm(self.b, o.reshape(-1, 8), self.w).view(6, -1, 6).transpose(0, 1)
+        return r.sum(-1, keepdim=True) * g[:, :4] + (1 - torch.exp(-g[:, 2:].abs())).sqrt() / 3
+
+
+def ops_coverage():
+    torch.manual_seed(0)
+    m = OpsCoverage().eval()
+    g = torch.Generator().manual_seed(0)
+    return m, [(torch.randn(3, 6, 8, generator=g),), (torch.randn(2, 6, 8, generator=g),)], ["x"], {}
+
+
 def hf_bert():
     from transformers import BertConfig, BertModel
     torch.manual_seed(0)
@@ -203,6 +238,7 @@ MODELS = {
     "encoder_batch_first": (encoder(True), "quick"),
     "encoder_seq_first": (encoder(False), "quick"),
     "unet_block": (unet, "quick"),
+    "ops_coverage": (ops_coverage, "quick"),
     "hf_bert": (hf_bert, "hf"),
     "hf_gpt2": (hf_gpt2, "hf"),
 }
