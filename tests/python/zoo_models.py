@@ -201,6 +201,35 @@ def ops_coverage():
     return m, [(torch.randn(3, 6, 8, generator=g),), (torch.randn(2, 6, 8, generator=g),)], ["x"], {}
 
 
+class SeqFirstAttention(nn.Module):
+    """Self-attention on [T, N, E] written as F.multi_head_attention_forward writes it: the batch
+    merged with the heads ([T, N*H, d] -> [N*H, T, d]) and with the sequence ([T*N, E])."""
+
+    def __init__(self, E=8, H=2):
+        super().__init__()
+        self.E, self.H = E, H
+        self.in_proj = nn.Linear(E, 3 * E)
+        self.out_proj = nn.Linear(E, E)
+
+    def forward(self, x):
+        T, N, E = x.shape
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        d = E // self.H
+        q = q.contiguous().view(T, N * self.H, d).transpose(0, 1)
+        k = k.contiguous().view(T, N * self.H, d).transpose(0, 1)
+        v = v.contiguous().view(T, N * self.H, d).transpose(0, 1)
+        a = torch.bmm(q / math.sqrt(d), k.transpose(1, 2)).softmax(-1)
+        o = torch.bmm(a, v).transpose(0, 1).contiguous().view(T * N, E)
+        return self.out_proj(o).view(T, N, E)
+
+
+def seq_first_attention():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(5, 3, 8, generator=g),), (torch.randn(5, 2, 8, generator=g),)]
+    return SeqFirstAttention().eval(), batches, ["x"], {"batch_axes": {"x": 1}}
+
+
 def hf_bert():
     from transformers import BertConfig, BertModel
     torch.manual_seed(0)
@@ -239,6 +268,7 @@ MODELS = {
     "encoder_seq_first": (encoder(False), "quick"),
     "unet_block": (unet, "quick"),
     "ops_coverage": (ops_coverage, "quick"),
+    "seq_first_attention": (seq_first_attention, "quick"),
     "hf_bert": (hf_bert, "hf"),
     "hf_gpt2": (hf_gpt2, "hf"),
 }
