@@ -2,6 +2,8 @@
 // marked, every model string escaped, and a clear error when the file cannot be written.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -58,7 +60,8 @@ class Html : public ::testing::Test {
     ctx_.backend = "cpu";
     ctx_.environment = {{"host", {{"hostname", "box"}}},
                         {"cuda", {{"available", false}, {"reason", "no driver"}}}};
-    path_ = ::testing::TempDir() + "divscope_test_report.html";
+    // One file per process: ctest -j runs this suite's tests side by side.
+    path_ = ::testing::TempDir() + "divscope_test_report_" + std::to_string(getpid()) + ".html";
   }
   Model model_;
   AnalysisResult result_;
