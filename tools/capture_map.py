@@ -98,6 +98,10 @@ class Mapper:
             if v.kind == "absent":
                 self.fail(f"uses '{x.name}': {v.why}")
             if v.kind == "other" and isinstance(v.value, (int, float, bool)):
+                inf = self.info.get(x.name)
+                if inf is not None and inf.value_small is not None and inf.value_small != inf.value:
+                    self.fail(f"operand '{x.name}' is a number that depends on the batch size "
+                              f"({inf.value} vs {inf.value_small}): it would be fixed at one batch's")
                 return Val("const", value=float(v.value))   # 1.0 / math.sqrt(x.size(-1))
             return v
         if isinstance(x, (int, float, bool)):

@@ -212,7 +212,14 @@ class _Run(_Float64Run):
         self.batched, self.info = batched, {}
 
     def run_node(self, n):
-        r = super().run_node(n)
+        try:
+            r = super().run_node(n)
+        except CaptureError:
+            raise
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CaptureError(f"capture_torch: the model fails on the example batch at node "
+                               f"'{n.name}' ({n.op} {tname(n.target)}): {msg}") from e
         self.info[n.name] = summarize(r, keep=n.name not in self.batched)
         return r
 
@@ -388,12 +395,11 @@ def _build(module, example_batches, input_names, batch_axes, concrete_args, trac
     small = probe_batch(batch64, axes)
     with torch.no_grad():
         ra, rb = _Run(gm64, batched), _Run(gm64, batched)
-        try:
+        try:   # a failing node is a CaptureError naming it (_Run); fx appends lines to it
             ra.run(*batch64)
             rb.run(*small)
-        except Exception as e:
-            raise CaptureError(f"capture_torch: the traced model fails on the example batch: "
-                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+        except CaptureError as e:
+            raise CaptureError(str(e).strip().splitlines()[0]) from None
     n_small = int(small[0].shape[axes[0]])
     for name, inf in ra.info.items():
         pair_runs(inf, rb.info[name], N, n_small)

@@ -152,6 +152,7 @@ class NodeInfo:
     def __init__(self, kind, shape=None, dtype=None, value=None, items=None):
         self.kind, self.shape, self.dtype, self.value, self.items = kind, shape, dtype, value, items
         self.shape_small = None
+        self.value_small = None   # 'other': the value in the second run
         self.n_big = self.n_small = None
         self.why = ""
 
@@ -189,6 +190,8 @@ def summarize(r, keep):
 def pair_runs(big, small, n_big, n_small):
     """Puts the second run's shapes beside the first's."""
     big.n_big, big.n_small = n_big, n_small
+    if big.kind == "other" and small.kind == "other":
+        big.value_small = small.value
     if big.kind == "tensor" and small.kind == "tensor":
         big.shape_small = list(small.shape)
     if big.kind == "seq" and small.kind == "seq" and len(big.items) == len(small.items):
