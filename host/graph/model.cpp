@@ -136,6 +136,7 @@ namespace {
 struct SplitOrigin {
   std::string name, path;
   int first = 0;                 // index of the first lowered slice layer
+  size_t outputs = 0;            // how many (one slice each)
   int64_t axis = 0, total = 0;   // the input's extent along `axis` must be `total`
 };
 
@@ -164,7 +165,7 @@ std::vector<SplitOrigin> lower_multi_output(Model& m) {
       fail(e.what());
     }
     if (sizes.empty()) fail("sizes is empty");
-    SplitOrigin so{L.name, L.path, static_cast<int>(out.size()), axis, 0};
+    SplitOrigin so{L.name, L.path, static_cast<int>(out.size()), sizes.size(), axis, 0};
     for (size_t i = 0; i < sizes.size(); ++i) {
       if (sizes[i] <= 0) fail("sizes must be positive");
       if (sizes[i] > (int64_t{1} << 40)) fail("sizes entry " + std::to_string(sizes[i]) + " is absurd");
@@ -211,12 +212,9 @@ void validate_and_infer(Model& m) {
   }
   if (m.first_recorded_input() < 0)
     throw InputError(m.file, "/inputs", "model has no recorded inputs (only constants)");
-  std::map<std::string, size_t> split_outputs;
-  for (const Layer& L : m.layers)
-    if (L.op == "split" && L.has("sizes")) {
-      try { split_outputs[L.name] = L.attr_ints("sizes").size(); } catch (const std::exception&) {}
-    }
   const std::vector<SplitOrigin> splits = lower_multi_output(m);
+  std::map<std::string, size_t> split_outputs;   // a split's name is not a value: say so
+  for (const SplitOrigin& so : splits) split_outputs[so.name] = so.outputs;
   // Whether a value depends on a recorded input (has a batch of N): every layer must, a layer
   // of constants alone is a constant and belongs in /constants.
   std::vector<bool> batched(m.layers.size(), false);

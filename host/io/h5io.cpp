@@ -30,13 +30,20 @@ GraphInput read_input(const h5::Object& inputs, const std::string& name, int64_t
   return gi;
 }
 
-// /constants/<name> (v2): a float dataset holding the value without a batch dim.
-GraphInput read_constant(const h5::Object& constants, const std::string& name) {
-  h5::Object d = constants.open(name);
-  if (!d.is_dataset()) d.fail("expected a dataset (constants are datasets)");
+// Member `name` of `parent`, which must be a float32 or float64 dataset (parameters, constants).
+h5::Object float_dataset(const h5::Object& parent, const std::string& name, const char* not_dataset) {
+  h5::Object d = parent.open(name);
+  if (!d.is_dataset()) d.fail(not_dataset);
   h5::TypeInfo t = d.type();
   if (!t.is_float() || (t.bytes != 4 && t.bytes != 8))
     d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+  return d;
+}
+
+// /constants/<name> (v2): a float dataset holding the value without a batch dim.
+// NaN is refused by validate_and_infer, which checks in-memory models too.
+GraphInput read_constant(const h5::Object& constants, const std::string& name) {
+  h5::Object d = float_dataset(constants, name, "expected a dataset (constants are datasets)");
   GraphInput gi;
   gi.name = name;
   gi.path = d.path();
@@ -47,17 +54,11 @@ GraphInput read_constant(const h5::Object& constants, const std::string& name) {
   if (gi.shape.empty()) gi.shape = {1};   // a scalar is a tensor of one element
   gi.value.shape.assign(1, 1);
   gi.value.shape.insert(gi.value.shape.end(), gi.shape.begin(), gi.shape.end());
-  for (double v : gi.value.data)
-    if (std::isnan(v)) d.fail("constant contains NaN");
   return gi;
 }
 
 Tensor read_param(const h5::Object& layer, const std::string& name) {
-  h5::Object d = layer.open(name);
-  if (!d.is_dataset()) d.fail("unexpected group in a layer (parameters are datasets)");
-  h5::TypeInfo t = d.type();
-  if (!t.is_float() || (t.bytes != 4 && t.bytes != 8))
-    d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+  h5::Object d = float_dataset(layer, name, "unexpected group in a layer (parameters are datasets)");
   Tensor p = d.read_f64();
   for (double v : p.data)
     if (!std::isfinite(v))
