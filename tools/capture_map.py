@@ -10,7 +10,7 @@ import copy
 import numpy as np
 import torch
 
-from capture_values import (CaptureError, Val, const_per_sample, norm_dim)
+from capture_values import CaptureError, Val, const_per_sample
 
 
 def tname(target):
@@ -216,7 +216,7 @@ class Mapper:
         """divscope value name of operand v for an elementwise op whose output is `out`
         (same-rank broadcasting: constants laid out per sample, lower-rank values reshaped)."""
         if v.kind == "const":
-            return self.constant(v, out, key=self.const_key(v))
+            return self.constant(v, out, key=v.key)
         if v.kind != "batched":
             self.fail("operand is not a tensor")
         shift = out.rank - v.rank
@@ -228,9 +228,6 @@ class Mapper:
         r = self.emit("reshape", [v.ref], {"shape": ps}, self.virtual(None, ps, self.n_big),
                       name=f"{v.ref}.unsqueeze", final=False)
         return r.ref
-
-    def const_key(self, v):
-        return getattr(v, "key", None)
 
     def drop(self, v, what):
         """The node is its input: an op that is the identity at inference (noted)."""
@@ -245,8 +242,3 @@ class Mapper:
             return v.ds_dim(d)
         except ValueError:
             self.fail(f"dim {d} is the batch dim (samples would mix)")
-
-    def check_not_batch(self, v, dims):
-        for d in dims:
-            if norm_dim(d, v.rank) == v.axis:
-                self.fail(f"dim {d} is the batch dim (samples would mix)")

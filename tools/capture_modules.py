@@ -205,6 +205,13 @@ def activation_of(mp, act, x, name):
     mp.fail(f"transformer activation {act!r}")
 
 
+def layernorm_of(mp, y, norm, name):
+    """nn.LayerNorm `norm` inside a module written out: a layer of its own (not a node's value)."""
+    return mp.emit("layernorm", [y.ref], {"normalized_shape": list(norm.normalized_shape),
+                                          "eps": float(norm.eps)},
+                   {"weight": norm.weight, "bias": norm.bias}, out=y, name=name, final=False)
+
+
 def encoder_layer(mp, m, x, mask, prefix, n):
     """nn.TransformerEncoderLayer (eval) on Val x -> Val."""
     if not isinstance(m.self_attn, nn.MultiheadAttention):
@@ -219,10 +226,7 @@ def encoder_layer(mp, m, x, mask, prefix, n):
         return v
 
     def ln(y, norm, name):
-        return hooked(mp.emit("layernorm", [y.ref], {"normalized_shape": list(norm.normalized_shape),
-                                                     "eps": float(norm.eps)},
-                              {"weight": norm.weight, "bias": norm.bias}, out=y,
-                              name=f"{prefix}.{name}", final=False), name)
+        return hooked(layernorm_of(mp, y, norm, f"{prefix}.{name}"), name)
 
     def add(a, b, name):
         return mp.emit("add", [a.ref, b.ref], out=a, name=f"{prefix}.{name}", final=False)
@@ -270,10 +274,7 @@ def encoder_module(mp, m):
     for i, layer in enumerate(m.layers):
         y = encoder_layer(mp, layer, y, mask, f"{mp.node.target}.layers.{i}", mp.n_big)
     if m.norm is not None:
-        y = mp.emit("layernorm", [y.ref], {"normalized_shape": list(m.norm.normalized_shape),
-                                           "eps": float(m.norm.eps)},
-                    {"weight": m.norm.weight, "bias": m.norm.bias}, out=y,
-                    name=f"{mp.node.target}.norm", final=False)
+        y = layernorm_of(mp, y, m.norm, f"{mp.node.target}.norm")
     return mp.finish(y.ref, x)
 
 

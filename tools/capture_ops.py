@@ -4,14 +4,13 @@ A handler gets the Mapper (node in mp.node) and returns the node's Val. Element-
 reductions, views and data movement are here; modules (Linear, Conv2d, norms, attention,
 transformer layers) are in capture_modules.py.
 """
-import math
 import operator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from capture_values import Val, merge_after_reshape, norm_dim
+from capture_values import Val, const_per_sample, merge_after_reshape, norm_dim
 
 
 def fns(*specs):
@@ -149,26 +148,18 @@ def reshape(mp):
     if out.axis != axis or outer * inner != out.tshape[axis] // inf_out.n_big:
         mp.fail("cannot follow the batch dim through this reshape")
     if out.per_sample() == x.per_sample():
-        v = Val("batched", ref=x.ref, tshape=out.tshape, axis=out.axis, outer=outer, inner=inner,
-                dtype=out.dtype)
-        return v
+        out.ref = x.ref
+        return out
     return mp.emit("reshape", [x.ref], {"shape": out.per_sample()}, out=out)
 
 
 def permute_dims(mp, x, perm):
     """torch permutation perm (out dim j <- in dim perm[j]) -> divscope permute."""
     out = mp.out(x)
-    dims = [0]
-    for p in perm:
-        if p == x.axis:   # the batch's outer/inner parts travel with it
-            k = 1 + x.axis
-            dims += list(range(k, k + sum(1 for d in (x.outer, x.inner) if d > 1)))
-        else:
-            dims.append(x.ds_dim(p))
+    dims = x.ds_permutation(perm)
     if dims == list(range(len(dims))):
-        v = Val("batched", ref=x.ref, tshape=out.tshape, axis=out.axis, outer=out.outer,
-                inner=out.inner, dtype=out.dtype)
-        return v
+        out.ref = x.ref
+        return out
     return mp.emit("permute", [x.ref], {"dims": dims}, out=out)
 
 
@@ -291,20 +282,15 @@ def cat(mp):
     refs = []
     for v in vals:
         if v.kind == "const":
-            ps = _const_block(mp, v, out, norm_dim(dim, out.rank))
+            ps = const_per_sample(v.value, out)
             c = mp.constant(v, out, per_sample=ps)
             e = mp.emit("expand", [c, mp.like_input()], {"shape": list(ps.shape)},
                         out=mp.virtual(None, list(ps.shape), mp.n_big),
                         name=f"{c}.expand", final=False)
             refs.append(e.ref)
         else:
-            refs.append(mp.operand(v, out) if v.rank == out.rank else mp.fail("cat of different ranks"))
+            refs.append(mp.operand(v, out))
     return mp.emit("concat", refs, {"axis": ax}, out=out)
-
-
-def _const_block(mp, v, out, dim):
-    from capture_values import const_per_sample
-    return const_per_sample(v.value, out)
 
 
 def stack(mp):
@@ -426,13 +412,7 @@ def _permuted(mp, x, perm, name):
     """x permuted by torch permutation perm (a layer unless it is the identity)."""
     t = Val("batched", tshape=[x.tshape[p] for p in perm], axis=perm.index(x.axis),
             outer=x.outer, inner=x.inner, dtype=x.dtype)
-    dims = [0]
-    for p in perm:
-        if p == x.axis:
-            k = 1 + x.axis
-            dims += list(range(k, k + sum(1 for d in (x.outer, x.inner) if d > 1)))
-        else:
-            dims.append(x.ds_dim(p))
+    dims = x.ds_permutation(perm)
     if dims == list(range(len(dims))):
         t.ref = x.ref
         return t
@@ -540,10 +520,6 @@ def sdpa(mp, q, k, v, mask, dropout, is_causal, scale):
 
 
 # ---------------------------------------------------------------- tables
-def pow_h(mp):
-    return binary("pow")(mp)
-
-
 FUNCTIONS = [
     (fns((F, "relu"), (torch, "relu")), unary("relu")),
     (fns((F, "relu6"),), unary("hardtanh", {"min_val": 0.0, "max_val": 6.0})),
@@ -570,7 +546,7 @@ FUNCTIONS = [
     (fns((torch, "rsub"),), binary("sub", swap=True)),
     ([operator.mul, operator.imul] + fns((torch, "mul")), binary("mul")),
     ([operator.truediv, operator.itruediv] + fns((torch, "div"), (torch, "true_divide")), binary("div")),
-    ([operator.pow] + fns((torch, "pow")), pow_h),
+    ([operator.pow] + fns((torch, "pow")), binary("pow")),
     (fns((torch, "maximum"),), binary("maximum")),
     (fns((torch, "minimum"),), binary("minimum")),
     (fns((torch, "where"),), where),
@@ -606,7 +582,7 @@ METHODS = {
     "clamp": clamp, "clip": clamp,
     "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
     "mul": binary("mul"), "mul_": binary("mul"), "div": binary("div"), "div_": binary("div"),
-    "pow": pow_h, "maximum": binary("maximum"), "minimum": binary("minimum"),
+    "pow": binary("pow"), "maximum": binary("maximum"), "minimum": binary("minimum"),
     "softmax": softmax("softmax"), "log_softmax": softmax("log_softmax"),
     "masked_fill": masked_fill, "masked_fill_": masked_fill, "where": where,
     "mean": reduce("reduce_mean"), "sum": reduce("reduce_sum"), "amax": reduce("reduce_max"),

@@ -48,7 +48,8 @@ import torch.fx
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from capture_values import CaptureError, NodeInfo, Val, pair_runs, summarize, to_divscope  # noqa: E402
+from capture_values import (CaptureError, Val, pair_runs, sample_slice, summarize,  # noqa: E402
+                            to_divscope)
 from capture_map import Mapper, tname  # noqa: E402
 import capture_ops  # noqa: E402
 import capture_modules  # noqa: E402
@@ -309,15 +310,12 @@ def _fold(mp, node, inf):
         axis, _ = inf.batch_axis() if inf.shape_small is not None and inf.shape != inf.shape_small else (None, None)
         v = inf.value
         if axis is not None:   # batch-shaped (torch.ones(x.shape)): one sample of it
-            from capture_values import sample_slice
             mp.node = node
             try:
                 v = sample_slice(v, axis)
             except CaptureError as e:
                 mp.fail(str(e))
-        val = Val("const", value=v)
-        val.key = node.target if node.op == "get_attr" else node.name
-        return val
+        return Val("const", value=v, key=node.target if node.op == "get_attr" else node.name)
     if inf.kind == "seq":
         return Val("multi", items=[Val("const", value=i.value) for i in inf.items])
     return Val("other", value=inf.value)
@@ -435,7 +433,7 @@ def _build(module, example_batches, input_names, batch_axes, concrete_args, trac
         out_names.append(v.ref)
     if not out_names:
         raise CaptureError("capture_torch: no model output is computed from the inputs")
-    cap = Capture(module, gm64, mp, out_names, specs, N)
+    cap = Capture(module, gm64, mp, out_names, specs)
     if mp.dropped:
         cap.notes = "dropped as the identity at inference: " + ", ".join(
             f"{n} {k}" for k, n in sorted(mp.dropped.items()))
@@ -454,10 +452,10 @@ def _flatten_outputs(o):
 
 
 class Capture:
-    def __init__(self, module, gm64, mp, outputs, specs, n):
+    def __init__(self, module, gm64, mp, outputs, specs):
         self.module, self.gm64, self.mapper = module, gm64, mp
         self.layers, self.constants = mp.layers, mp.constants
-        self.outputs, self.specs, self.n = outputs, specs, n
+        self.outputs, self.specs = outputs, specs
         self.notes = ""
 
     def recorded(self):
@@ -616,7 +614,6 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
                     record_run=False):
     if source is None:
         source = f"pytorch {torch.__version__}, cpu"
-    names = [s[0] for s in cap.specs]
     wanted = {}
     for entry in cap.recorded():
         wanted.setdefault(entry[2].name, []).append(entry)

@@ -41,10 +41,11 @@ class Val:
     """
 
     def __init__(self, kind, ref=None, tshape=None, axis=0, outer=1, inner=1, dtype=None,
-                 value=None, items=None, why=None):
+                 value=None, items=None, why=None, key=None):
         self.kind, self.ref, self.tshape, self.axis = kind, ref, tshape, axis
         self.outer, self.inner, self.dtype = outer, inner, dtype
         self.value, self.items, self.why = value, items, why
+        self.key = key   # const: the name its /constants entry starts with
 
     @property
     def rank(self):
@@ -65,6 +66,18 @@ class Val:
             return 1 + d
         return d + (self.outer > 1) + (self.inner > 1)
 
+    def ds_permutation(self, perm):
+        """torch permutation perm (out dim j <- in dim perm[j]) -> divscope permute dims; the
+        batch's outer/inner parts travel with it."""
+        dims = [0]
+        for p in perm:
+            if p == self.axis:
+                k = 1 + self.axis
+                dims += list(range(k, k + sum(1 for d in (self.outer, self.inner) if d > 1)))
+            else:
+                dims.append(self.ds_dim(p))
+        return dims
+
     def same_layout(self, other):
         return (self.axis, self.outer, self.inner) == (other.axis, other.outer, other.inner)
 
@@ -74,11 +87,6 @@ def norm_dim(d, rank):
     if d < -rank or d >= rank:
         raise ValueError(f"dim {d} out of range for rank {rank}")
     return d % rank
-
-
-def batched(ref, t, axis, outer=1, inner=1):
-    return Val("batched", ref=ref, tshape=list(t.shape), axis=axis, outer=outer, inner=inner,
-               dtype=t.dtype)
 
 
 def to_divscope(arr, v, n):
