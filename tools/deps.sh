@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(cmake g++ make libhdf5-dev libcxxopts-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
       libopenblas-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3-torch python3-torchvision python3-h5py python3-numpy hdf5-tools)
+  pkgs+=(python3-torch python3-torchvision python3-h5py python3-numpy python3-venv hdf5-tools)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,17 +14,8 @@ pins=(transformers==4.40.2 tokenizers==0.19.1 huggingface_hub==0.36.2 safetensor
       hf-xet==1.8.0 filelock==4.3.1 fsspec==2026.9.0 packaging==26.4 regex==2026.11.19
       tqdm==4.70.1)
 
-pkgs=(python3-venv python3-torch)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "divscope: installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# Debian's side (python3-venv, python3-torch, ...): the test dependencies of tools/deps.sh.
+bash "$root/tools/deps.sh" --test
 
 created=""
 if [ ! -x "$venv/bin/python" ]; then

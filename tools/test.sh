@@ -2,8 +2,7 @@
 # Quick start 2: install, build, and run the whole test suite (GPU tests skip without a device).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/deps.sh --test
-bash tools/deps_python.sh   # transformers for the Hugging Face models of the zoo
+bash tools/deps_python.sh   # tools/deps.sh --test, then transformers for the zoo's Hugging Face models
 bash tools/build.sh
 ctest --test-dir build --output-on-failure -j2
 # Say plainly why the GPU tests did not run, when they did not.
