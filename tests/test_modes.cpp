@@ -9,8 +9,11 @@
 #include "reference/modes.h"
 #include "reference/reference.h"
 #include "strict_math.h"
+#include "mode_test_util.h"
 
 using namespace divscope;
+using divscope::testing::bound;
+using divscope::testing::rel_l2;
 
 namespace {
 
@@ -80,25 +83,6 @@ TensorF run_mode(const Case& c, Mode m) {
   TensorF out;
   mode_forward(m, c.model.layers[0], in, out);
   return out;
-}
-
-double rel_l2(const TensorF& c, const Tensor& r) {
-  double e = 0, n = 0;
-  for (int64_t i = 0; i < r.size(); ++i) {
-    e += (c.data[i] - r.data[i]) * (c.data[i] - r.data[i]);
-    n += r.data[i] * r.data[i];
-  }
-  return std::sqrt(e / n);
-}
-
-// Bound on rel L2 for O(1) values and short reductions: a few units of the mode's precision.
-double bound(Mode m) {
-  switch (m) {
-    case Mode::fp16: return 4e-3;
-    case Mode::bf16: return 3e-2;
-    case Mode::tf32: return 4e-3;
-    default: return 1e-6;
-  }
 }
 
 std::vector<std::pair<std::string, Case>> cases(bool small_ints) {

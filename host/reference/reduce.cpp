@@ -35,21 +35,10 @@ ReducePlan plan_reduce(const Layer& L, const Shape& x) {
   return p;
 }
 
-template <class P>
-void reduce_sum(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
-  using Acc = typename P::Acc;
-  const ReducePlan p = plan_reduce(L, in[0]->shape);
-  const auto* x = in[0]->ptr();
-  const int64_t n = static_cast<int64_t>(p.row.size());
-  for (size_t o = 0; o < p.base.size(); ++o) {
-    const int64_t b = p.base[o];
-    out.data[o] = P::store(P::sum(n, [&](int64_t i) { return Acc(x[b + p.row[i]]); }));
-  }
-}
-
-// mean = sum / n, n converted to Acc once (strict: strict_mean_of_sum, the same IEEE division).
-template <class P>
-void reduce_mean(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
+// sum; mean = sum / n, n converted to Acc once (strict: strict_mean_of_sum, the same IEEE
+// division).
+template <class P, bool kMean>
+void reduce_sum_or_mean(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   using Acc = typename P::Acc;
   const ReducePlan p = plan_reduce(L, in[0]->shape);
   const auto* x = in[0]->ptr();
@@ -57,7 +46,9 @@ void reduce_mean(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   for (size_t o = 0; o < p.base.size(); ++o) {
     const int64_t b = p.base[o];
     const Acc s = P::sum(n, [&](int64_t i) { return Acc(x[b + p.row[i]]); });
-    if constexpr (kStrictFormulas<P>)
+    if constexpr (!kMean)
+      out.data[o] = P::store(s);
+    else if constexpr (kStrictFormulas<P>)
       out.data[o] = strict_mean_of_sum(s, n);
     else
       out.data[o] = P::store(s / Acc(n));
@@ -90,8 +81,8 @@ void reduce_max(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
 
 template <class P>
 void register_reduce(OpTable<P>& t) {
-  t["reduce_sum"] = reduce_sum<P>;
-  t["reduce_mean"] = reduce_mean<P>;
+  t["reduce_sum"] = reduce_sum_or_mean<P, false>;
+  t["reduce_mean"] = reduce_sum_or_mean<P, true>;
   t["reduce_max"] = reduce_max<P>;
 }
 
