@@ -358,6 +358,171 @@ def ex_planted_layernorm_offset():
     return m, batches, ["x"]
 
 
+class _MatMulT(nn.Module):
+    """a @ b^T (the attention logits): its layers are named `<module>.transpose`, `<module>.matmul`."""
+
+    def forward(self, a, b):
+        return a @ b.transpose(-2, -1)
+
+
+class _BMM(nn.Module):
+    def forward(self, a, b):
+        return torch.bmm(a, b)
+
+
+class _Mul(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return x * self.c
+
+
+class _Add(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return x + self.c
+
+
+class _Sub(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return x - self.c
+
+
+class _LayerScale(nn.Module):
+    """x * gamma, one gamma per feature (the layer scale of ConvNeXt / CaiT)."""
+
+    def __init__(self, n, value):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((n,), value))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class PlantedFP16Underflow(nn.Module):
+    """fc1 -> act -> shrink (layer scale gamma = 2^-26: outputs ~1e-8) -> rescale (weights
+    ~4e4) -> head."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(16, 32)
+        self.act = nn.ReLU()
+        self.shrink = _LayerScale(32, 2.0 ** -26)
+        self.rescale = nn.Linear(32, 8, bias=False)
+        self.head = nn.Linear(8, 4, bias=False)
+
+    def forward(self, x):
+        return self.head(self.rescale(self.shrink(self.act(self.fc1(x)))))
+
+
+def ex_planted_fp16_underflow():
+    torch.manual_seed(14)
+    m = PlantedFP16Underflow()
+    with torch.no_grad():
+        m.fc1.weight.copy_(_grid((32, 16), -16, 16, 64))            # [-1/4, 1/4], step 1/64
+        m.fc1.bias.copy_(_grid((32,), -16, 16, 64))
+        m.rescale.weight.copy_(_grid((8, 32), 1, 15, 1) * 4096)     # 4096 ... 61440, positive
+        m.head.weight.copy_(_grid((4, 8), -64, 64, 1))              # integers in [-64, 64]
+    batches = [(_grid((16, 16), -64, 64, 64),) for _ in range(3)]  # [-1, 1], step 1/64
+    return m, batches, ["x"]
+
+
+class PlantedAttentionOverflow(nn.Module):
+    """q, k (positive weights: entries ~30..140) -> logits = q k^T (~1e4..3e5) -> scale (2^-14)
+    -> softmax -> v -> mix = p v -> head. Input x [T=8, D=16] per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = nn.Linear(16, 16, bias=False)
+        self.k = nn.Linear(16, 16, bias=False)
+        self.v = nn.Linear(16, 16, bias=False)
+        self.logits = _MatMulT()
+        self.scale = _Mul(2.0 ** -14)
+        self.softmax = nn.Softmax(dim=-1)
+        self.mix = _BMM()
+        self.head = nn.Linear(16, 4, bias=False)
+
+    def forward(self, x):
+        p = self.softmax(self.scale(self.logits(self.q(x), self.k(x))))
+        return self.head(self.mix(p, self.v(x)))
+
+
+def ex_planted_attention_overflow():
+    torch.manual_seed(15)
+    m = PlantedAttentionOverflow()
+    with torch.no_grad():
+        m.q.weight.copy_(_grid((16, 16), 1, 15, 1))                 # integers 1 ... 15
+        m.k.weight.copy_(_grid((16, 16), 1, 15, 1))
+        m.v.weight.copy_(_grid((16, 16), -32, 32, 64))              # [-1/2, 1/2], step 1/64
+        m.head.weight.copy_(_grid((4, 16), -32, 32, 64))
+    batches = [(_grid((8, 8, 16), 16, 64, 64),) for _ in range(2)]  # [1/4, 1], step 1/64
+    return m, batches, ["x"]
+
+
+class PlantedBF16Offset(nn.Module):
+    """shift (x + 256) -> act (relu, identity here) -> unshift (- 256) -> head."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = _Add(256.0)
+        self.act = nn.ReLU()
+        self.unshift = _Sub(256.0)
+        self.head = nn.Linear(32, 8, bias=False)
+
+    def forward(self, x):
+        return self.head(self.unshift(self.act(self.shift(x))))
+
+
+def ex_planted_bf16_offset():
+    torch.manual_seed(16)
+    m = PlantedBF16Offset()
+    with torch.no_grad():
+        m.head.weight.copy_(_grid((8, 32), 1, 16, 64))              # [1/64, 1/4], positive
+    batches = [(_grid((16, 32), 0, 32, 32),) for _ in range(3)]    # [0, 1], step 1/32
+    return m, batches, ["x"]
+
+
+class PlantedConvCancellation(nn.Module):
+    """pre (relu, identity here) -> edges (3x3 conv, zero-sum kernels x 64, on images
+    1 + k 2^-16) -> act -> pool -> flatten -> head."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.ReLU()
+        self.edges = nn.Conv2d(2, 4, 3, bias=False)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(4 * 4 * 4, 4, bias=False)
+
+    def forward(self, x):
+        return self.head(self.flatten(self.pool(self.act(self.edges(self.pre(x))))))
+
+
+def ex_planted_conv_cancellation():
+    torch.manual_seed(17)
+    m = PlantedConvCancellation()
+    with torch.no_grad():
+        w = torch.randint(-3, 4, (4, 2, 3, 3)).to(torch.float32)
+        for o in range(4):                                          # every kernel sums to 0
+            w[o, 0, 1, 1] -= w[o].sum()
+        m.edges.weight.copy_(w * 64)
+        m.head.weight.copy_(_grid((4, 64), -8, 8, 64))
+    # 1 + k * 2^-16, |k| <= 24: exact in fp32; TF32 and fp16 keep steps of 2^-11 below 1 and
+    # 2^-10 above (k = -32, 0, +64), bf16 steps of 2^-8
+    batches = [(1.0 + _grid((8, 2, 10, 10), -24, 24, 65536),) for _ in range(3)]
+    return m, batches, ["image"]
+
+
 EXAMPLES = {
     "mlp": ex_mlp,
     "cnn": ex_cnn,
@@ -368,6 +533,10 @@ EXAMPLES = {
     "planted_fp16_overflow": ex_planted_fp16_overflow,
     "planted_tf32_cancellation": ex_planted_tf32_cancellation,
     "planted_layernorm_offset": ex_planted_layernorm_offset,
+    "planted_fp16_underflow": ex_planted_fp16_underflow,
+    "planted_attention_overflow": ex_planted_attention_overflow,
+    "planted_bf16_offset": ex_planted_bf16_offset,
+    "planted_conv_cancellation": ex_planted_conv_cancellation,
 }
 
 
@@ -442,6 +611,8 @@ def ref_layer(op, g, xs):
         return torch.log_softmax(x, A("axis"))
     if op == "add":
         return xs[0] + xs[1]
+    if op == "sub":
+        return xs[0] - xs[1]
     if op == "mul":
         return xs[0] * xs[1]
     if op == "maxpool2d":
@@ -474,6 +645,13 @@ def ref_layer(op, g, xs):
     raise ValueError(f"unknown op {op}")
 
 
+def _constants(fm):
+    """A version 2 model's /constants as float64 arrays [1, shape...] (empty for version 1)."""
+    if int(fm.attrs["divscope_version"]) < 2 or "constants" not in fm:
+        return {}
+    return {k: np.asarray(d[()], dtype=np.float64)[None] for k, d in fm["constants"].items()}
+
+
 def check_files(name, out_dir):
     import h5py
     mp = os.path.join(out_dir, f"{name}.model.h5")
@@ -481,12 +659,13 @@ def check_files(name, out_dir):
     worst = 0.0
     ops = set()
     with h5py.File(mp, "r") as fm, h5py.File(rp, "r") as fr:
-        assert _attr(fm, "divscope_format") == "model" and int(fm.attrs["divscope_version"]) == 1
-        assert _attr(fr, "divscope_format") == "recording" and int(fr.attrs["divscope_version"]) == 1
+        assert _attr(fm, "divscope_format") == "model" and int(fm.attrs["divscope_version"]) in (1, 2)
+        assert _attr(fr, "divscope_format") == "recording" and int(fr.attrs["divscope_version"]) in (1, 2)
         inputs = {k: (_attr(g, "shape"), _attr(g, "dtype")) for k, g in fm["inputs"].items()}
+        consts = _constants(fm)
         layers = [fm["layers"][k] for k in sorted(fm["layers"].keys())]
         assert [int(k) for k in sorted(fm["layers"].keys())] == list(range(len(layers)))
-        known = set(inputs)
+        known = set(inputs) | set(consts)
         for g in layers:
             for i in _attr(g, "inputs"):
                 assert i in known, f"{name}: layer {_attr(g, 'name')} input {i} not earlier"
@@ -496,7 +675,7 @@ def check_files(name, out_dir):
             assert o in known
         for bk in sorted(fr["batches"].keys()):
             b = fr["batches"][bk]
-            env = {}
+            env = {k: torch.from_numpy(v) for k, v in consts.items()}
             for k, (shape, dtype) in inputs.items():
                 arr = b[k][()]
                 assert list(arr.shape[1:]) == shape, (name, k, arr.shape, shape)
@@ -555,6 +734,19 @@ def emulate_layer(op, g, xs, mode, ln_algo="two_pass"):
             y = operand(x) @ operand(P["weight"]).T
             if "bias" in P:
                 y = y + store(P["bias"])
+        elif op == "matmul":
+            y = np.matmul(operand(xs[0]), operand(xs[1]))
+        elif op == "conv2d":
+            A = lambda k: _attr(g, k)
+            y = F.conv2d(torch.from_numpy(operand(x)), torch.from_numpy(operand(P["weight"])),
+                         None, A("stride"), A("padding"), A("dilation"), A("groups")).numpy()
+            if "bias" in P:
+                y = y + store(P["bias"]).reshape(-1, 1, 1)
+        elif op in ("add", "sub", "mul"):
+            a, b = np.asarray(xs[0], np.float32), np.asarray(xs[1], np.float32)
+            y = a + b if op == "add" else a - b if op == "sub" else a * b
+        elif op in ("permute", "reshape", "flatten", "maxpool2d"):
+            y = ref_layer(op, g, [torch.from_numpy(np.asarray(x, np.float32))]).numpy()
         elif op == "relu":
             y = np.maximum(x, np.float32(0))
         elif op == "softmax":
@@ -601,6 +793,7 @@ def emulate_planted(name, out_dir, ln_algo="two_pass"):
             for bk in sorted(fr["batches"].keys()):
                 b = fr["batches"][bk]
                 env = {k: store(b[k][()]) for k in fm["inputs"].keys()}
+                env.update({k: store(v) for k, v in _constants(fm).items()})
                 for g in layers:
                     ln = _attr(g, "name")
                     c = emulate_layer(_attr(g, "op"), g, [env[i] for i in _attr(g, "inputs")],
@@ -621,6 +814,81 @@ def emulate_planted(name, out_dir, ln_algo="two_pass"):
     return res
 
 
+UNIT = {"fp32": 2.0 ** -24, "tf32": 2.0 ** -11, "fp16": 2.0 ** -11, "bf16": 2.0 ** -8}
+PROBE = 2.0 ** -30
+COLLAPSE = 0.5
+
+
+def _sample_rel_l2(c, r):
+    """Per-sample ||c - r|| / ||r|| (inf where the reference is 0 and c is not)."""
+    n = r.shape[0]
+    d = (c.astype(np.float64) - r).reshape(n, -1)
+    rr = np.sqrt((r.reshape(n, -1) ** 2).sum(1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.sqrt((d ** 2).sum(1))
+        return np.where(rr > 0, e / np.where(rr > 0, rr, 1), np.where(e > 0, np.inf, 0.0))
+
+
+def probe_sensitivity(fm, fr, layers, seed=0):
+    """kappa per layer: an FP64 run where every layer's output is multiplied by (1 + 2^-30 s),
+    s = +-1 at random; kappa = max over samples of that run's rel_l2 / 2^-30, at least 1."""
+    rng = np.random.default_rng(seed)
+    kappa = {}
+    for bk in sorted(fr["batches"].keys()):
+        b = fr["batches"][bk]
+        env = {k: torch.from_numpy(v) for k, v in _constants(fm).items()}
+        for k in fm["inputs"].keys():
+            a = b[k][()]
+            env[k] = torch.from_numpy(a.astype(np.float64) if a.dtype != np.int64 else a)
+        for g in layers:
+            ln = _attr(g, "name")
+            y = ref_layer(_attr(g, "op"), g, [env[i] for i in _attr(g, "inputs")]).numpy()
+            y = y * (1.0 + PROBE * rng.choice([-1.0, 1.0], size=y.shape))
+            env[ln] = torch.from_numpy(y)
+            k = float(np.nanmax(_sample_rel_l2(y, b["activations"][ln][()]))) / PROBE
+            kappa[ln] = max(kappa.get(ln, 1.0), k)
+    return kappa
+
+
+def emulate_budget(name, out_dir, factor=32.0):
+    """The `budget` verdict on the emulated chained run: per mode, rows (layer, max and min over
+    samples of rel_l2, count of NaN/Inf the reference lacks, kappa, budget_use = max rel_l2 /
+    (u kappa), rule) where rule is nonfinite / collapse (a sample's rel_l2 >= 0.5) / budget
+    (budget_use > factor) or None."""
+    import h5py
+    res = {}
+    with h5py.File(os.path.join(out_dir, f"{name}.model.h5"), "r") as fm, \
+            h5py.File(os.path.join(out_dir, f"{name}.recording.h5"), "r") as fr:
+        layers = [fm["layers"][k] for k in sorted(fm["layers"].keys())]
+        kappa = probe_sensitivity(fm, fr, layers)
+        for mode, (store, _, _, _) in MODES.items():
+            rows = {}
+            for bk in sorted(fr["batches"].keys()):
+                b = fr["batches"][bk]
+                env = {k: store(b[k][()]) for k in fm["inputs"].keys()}
+                env.update({k: store(v) for k, v in _constants(fm).items()})
+                for g in layers:
+                    ln = _attr(g, "name")
+                    c = emulate_layer(_attr(g, "op"), g, [env[i] for i in _attr(g, "inputs")],
+                                      mode)
+                    env[ln] = c
+                    r = b["activations"][ln][()]
+                    newbad = int((~np.isfinite(c) & np.isfinite(r)).sum())
+                    with np.errstate(invalid="ignore"):
+                        rel = _sample_rel_l2(np.where(np.isfinite(c), c, 0.0), r)
+                    worst, least, nf = rows.get(ln, (0.0, np.inf, 0))
+                    rows[ln] = (max(worst, float(np.max(rel))), min(least, float(np.min(rel))),
+                                nf + newbad)
+            out = []
+            for ln, (worst, least, nf) in rows.items():
+                use = worst / (UNIT[mode] * kappa[ln])
+                rule = ("nonfinite" if nf else "collapse" if worst >= COLLAPSE
+                        else "budget" if use > factor else None)
+                out.append((ln, worst, least, nf, kappa[ln], use, rule))
+            res[mode] = out
+    return res
+
+
 def first_divergent(rows):
     for ln, mm, cnt, wr, nf in rows:
         if mm > 0:
@@ -634,6 +902,8 @@ def main():
     ap.add_argument("--only", action="append", help="example name (repeatable)")
     ap.add_argument("--check", action="store_true", help="verify the written files")
     ap.add_argument("--no-write", action="store_true", help="with --check: check existing files")
+    ap.add_argument("--budget-factor", type=float, default=32.0,
+                    help="with --check: F of the emulated budget criterion (default 32)")
     args = ap.parse_args()
     names = args.only or list(EXAMPLES)
     for n in names:
@@ -651,6 +921,15 @@ def main():
             if not n.startswith("planted_"):
                 continue
             algos = ["two_pass", "welford", "one_pass"] if "layernorm" in n else ["two_pass"]
+            res = emulate_budget(n, args.out_dir, args.budget_factor)
+            print(f"emulate {n}, budget criterion (F = {args.budget_factor:g})")
+            for mode, rows in res.items():
+                first = next((r[0] for r in rows if r[6]), None)
+                print(f"  {mode}: first divergent = {first}")
+                for ln, worst, least, nf, kap, use, rule in rows:
+                    print(f"      {ln:18s} rel_l2 max {worst:9.3g} min {least:9.3g}  kappa "
+                          f"{kap:9.3g}  budget_use {use:9.3g}  new nonfinite {nf:5d}  "
+                          f"{rule or 'ok'}")
             for algo in algos:
                 res = emulate_planted(n, args.out_dir, algo)
                 print(f"emulate {n}" + (f" (layernorm {algo})" if len(algos) > 1 else ""))
