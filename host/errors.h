@@ -5,7 +5,10 @@
 
 namespace divscope {
 
-enum ExitCode { kExitOk = 0, kExitDiverged = 1, kExitBadInput = 2, kExitRuntime = 3 };
+// 4: the run finished, but the recorded data or the FP64 reference itself is unhealthy (NaN/Inf,
+// empty or constant inputs, indices out of range, outlier batches, a reference that goes
+// non-finite or dead): fix the data or the model before judging precision (docs/data-checks.md).
+enum ExitCode { kExitOk = 0, kExitDiverged = 1, kExitBadInput = 2, kExitRuntime = 3, kExitDataUnhealthy = 4 };
 
 // Bad input or usage: a malformed file, an unknown op, a bad flag. Exit code 2.
 // The message is one line: "<file>: <hdf5 path>: <what is wrong>".

@@ -35,7 +35,7 @@ constexpr int64_t kNoIndex = std::numeric_limits<int64_t>::max();
 
 // Everything of LayerStats that one pass accumulates (histograms come from pass 3).
 struct Partial {
-  int64_t nan, inf, ref_nan, ref_inf, nonfinite_new, mismatch;
+  int64_t nan, inf, ref_nan, ref_inf, nonfinite_new, mismatch, flushed;
   int64_t ref_finite, ref_zero, over_fp16, over_bf16, under_fp16, under_bf16;
   int64_t max_at;   // flat index of the first largest error; kNoIndex while max_abs == 0
   double max_abs, max_rel, min_rtol, max_ulp;
@@ -63,6 +63,7 @@ struct Combine {
     p.ref_inf = a.ref_inf + b.ref_inf;
     p.nonfinite_new = a.nonfinite_new + b.nonfinite_new;
     p.mismatch = a.mismatch + b.mismatch;
+    p.flushed = a.flushed + b.flushed;
     p.ref_finite = a.ref_finite + b.ref_finite;
     p.ref_zero = a.ref_zero + b.ref_zero;
     p.over_fp16 = a.over_fp16 + b.over_fp16;
@@ -127,6 +128,7 @@ struct ElemStats {
     }
     const double e = fabs(c - r), ar = fabs(r);
     p.mismatch = e > atol + rtol * ar;
+    p.flushed = c == 0 && r != 0;
     if (e > 0) {
       p.max_abs = e;
       p.max_at = i;
@@ -276,6 +278,7 @@ std::vector<LayerStats> compare_segments(Mode storage, const C* cand, const doub
     o.ref_inf = p.ref_inf;
     o.nonfinite_new = p.nonfinite_new;
     o.mismatch = p.mismatch;
+    o.flushed = p.flushed;
     o.max_abs = p.max_abs;
     o.max_rel = p.max_rel;
     o.min_rtol = p.min_rtol;

@@ -53,7 +53,7 @@ std::optional<cxxopts::ParseResult> parse(cxxopts::Options& opts, int argc, char
 // The options every replay (run, bisect) takes. The tolerance flags are optional: cxxopts fills
 // `flags`, and finish_replay_options passes on only those given.
 struct ToleranceFlags {
-  double atol = 0, rtol = 0, max_mismatch = 0;
+  double atol = 0, rtol = 0, max_mismatch = 0, budget_factor = 0, collapse = 0;
 };
 
 void add_replay_options(cxxopts::Options& opts, ReplayArgs& a, ToleranceFlags& f) {
@@ -64,10 +64,14 @@ void add_replay_options(cxxopts::Options& opts, ReplayArgs& a, ToleranceFlags& f
       ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
       ("atol", "absolute tolerance for every mode", cxxopts::value<double>(f.atol))
       ("rtol", "relative tolerance for every mode", cxxopts::value<double>(f.rtol))
-      ("max-mismatch", "fraction of elements allowed outside tolerance",
+      ("max-mismatch", "allclose: fraction of elements allowed outside tolerance",
        cxxopts::value<double>(f.max_mismatch))
-      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {atol, rtol, max_mismatch, "
-       "baseline_factor}", cxxopts::value<std::string>(a.tolerances));
+      ("budget-factor", "budget criterion: allowed error in units of the mode's rounding times the "
+       "layer's sensitivity (default 32)", cxxopts::value<double>(f.budget_factor))
+      ("collapse", "budget criterion: a sample whose rel_l2 reaches this has collapsed (default 0.5)",
+       cxxopts::value<double>(f.collapse))
+      ("tolerances", "JSON file: per-mode sections of layer-name globs -> {criterion, atol, rtol, "
+       "max_mismatch, baseline_factor, budget_factor, collapse}", cxxopts::value<std::string>(a.tolerances));
 }
 
 void finish_replay_options(const cxxopts::ParseResult& r, const std::string& cmd, ReplayArgs& a,
@@ -77,6 +81,8 @@ void finish_replay_options(const cxxopts::ParseResult& r, const std::string& cmd
   if (r.count("atol")) a.atol = f.atol;
   if (r.count("rtol")) a.rtol = f.rtol;
   if (r.count("max-mismatch")) a.max_mismatch = f.max_mismatch;
+  if (r.count("budget-factor")) a.budget_factor = f.budget_factor;
+  if (r.count("collapse")) a.collapse = f.collapse;
 }
 
 int cmd_env(int argc, char** argv) {
@@ -105,7 +111,8 @@ int cmd_run(int argc, char** argv) {
   cxxopts::Options opts("divscope run",
                         "Replay a recording through a model in every precision mode, compare each "
                         "layer with the FP64 reference and name the first divergent layer.\n"
-                        "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure.");
+                        "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure, "
+                        "4 the data or the FP64 reference is unhealthy (docs/data-checks.md).");
   RunArgs a;
   ToleranceFlags flags;
   double bf = 0;
@@ -113,8 +120,10 @@ int cmd_run(int argc, char** argv) {
   opts.add_options()
       ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
        cxxopts::value<std::string>(a.modes)->default_value(a.modes))
-      ("criterion", "allclose | baseline (tf32/fp16/bf16 judged against fp32's error on each layer)",
-       cxxopts::value<std::string>(a.criterion)->default_value("allclose"))
+      ("criterion", "budget (default: per sample, norm-wise, the mode's rounding times the layer's "
+       "sensitivity; collapse and NaN/Inf always fail) | allclose (element-wise atol/rtol) | "
+       "baseline (tf32/fp16/bf16 against fp32's error)",
+       cxxopts::value<std::string>(a.criterion)->default_value("budget"))
       ("baseline-factor", "baseline criterion: allowed error over fp32's (default 2 tf32, 3 fp16/bf16)",
        cxxopts::value<double>(bf))
       ("repeat", "run every layer N times; any bitwise difference between runs is a divergence",
@@ -125,7 +134,9 @@ int cmd_run(int argc, char** argv) {
        cxxopts::value<std::string>(a.html))
       ("dump", "write every layer's chained output per mode to this HDF5 file",
        cxxopts::value<std::string>(a.dump))
-      ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
+      ("table", "console rows: auto (every layer up to 30, else the rows around each first "
+       "divergence and the worst layers) | all | none", cxxopts::value<std::string>(a.table)->default_value("auto"))
+      ("q,quiet", "print only each mode's verdict and the result line", cxxopts::value<bool>(a.quiet))
       ("h,help", "show this help");
   const auto r = parse(opts, argc, argv, "run");
   if (!r) return kExitOk;
@@ -196,7 +207,9 @@ int cmd_merge(int argc, char** argv) {
       ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
       ("html", "write a self-contained HTML report (plots and tables) here",
        cxxopts::value<std::string>(a.html))
-      ("q,quiet", "no console table", cxxopts::value<bool>(a.quiet))
+      ("table", "console rows: auto (every layer up to 30, else the rows around each first "
+       "divergence and the worst layers) | all | none", cxxopts::value<std::string>(a.table)->default_value("auto"))
+      ("q,quiet", "print only each mode's verdict and the result line", cxxopts::value<bool>(a.quiet))
       ("h,help", "show this help");
   opts.parse_positional({"reports"});
   opts.positional_help("REPORTS...");

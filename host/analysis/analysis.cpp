@@ -51,6 +51,7 @@ struct ModeRun {
   std::unique_ptr<ValueStore<float>> cpu_strict;
   std::vector<SampleDivergence> sample_first;   // per sample; layer -1 until it diverges
   SampleErrors samples;                         // the current layer's per-sample errors
+  SampleErrors iso_samples;                     // the same for its isolated run
   ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
 };
 
@@ -125,11 +126,215 @@ void check_memory(const Model& model, int64_t batch) {
   }
 }
 
+// A sample's rel_l2; NaN/Inf the reference lacks make it infinite (as LayerStats::rel_l2).
 double sample_rel_l2(const SampleErrors& se, int64_t s) {
+  if (se.nonfinite_new[s] > 0) return HUGE_VAL;
   return se.ref2[s] > 0 ? std::sqrt(se.err2[s] / se.ref2[s]) : (se.err2[s] > 0 ? HUGE_VAL : 0.0);
 }
 
+double kappa_of(double probe_rel_l2) {
+  const double k = probe_rel_l2 / kProbeDelta;
+  return std::isfinite(k) ? std::max(k, 1.0) : HUGE_VAL;
+}
+
+// Ops whose output, in every mode, is exactly a selection of what they read (no rounding): the
+// probe does not perturb them (a rounding that no mode does would inflate kappa).
+bool exact_op(const std::string& op) {
+  static const char* const kExact[] = {"relu", "maxpool2d", "upsample_nearest2d", "flatten",
+                                       "reshape", "permute", "hardtanh", "abs", "neg", "maximum",
+                                       "minimum", "where", "reduce_max", "concat", "slice", "expand"};
+  for (const char* e : kExact)
+    if (op == e) return true;
+  return false;
+}
+
+// The probe's perturbation of element k of value `value` (a layer index, or -1 - input index) in
+// batch b: 1 + kProbeDelta * xi, xi uniform in [-1, 1) from a hash of (b, value, k) — the same for
+// any thread count or backend.
+double probe_factor(int64_t b, int64_t value, int64_t k) {
+  uint64_t x = (static_cast<uint64_t>(b) * 0x9E3779B97F4A7C15ull) ^
+               (static_cast<uint64_t>(value) * 0xC2B2AE3D27D4EB4Full) ^ static_cast<uint64_t>(k);
+  x += 0x9E3779B97F4A7C15ull;   // splitmix64
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  const double xi = static_cast<double>(x >> 11) * 0x1p-52 - 1.0;
+  return 1.0 + kProbeDelta * xi;
+}
+
+void perturb(Tensor& t, int64_t b, int64_t value) {
+  for (int64_t k = 0; k < t.size(); ++k) t.data[k] *= probe_factor(b, value, k);
+}
+
+// Per-sample kappa of a probe comparison.
+std::vector<double> sample_kappas(const SampleErrors& se, int64_t n) {
+  std::vector<double> k(static_cast<size_t>(n), 1.0);
+  for (int64_t s = 0; s < n && s < static_cast<int64_t>(se.err2.size()); ++s)
+    k[s] = se.ref2[s] > 0 ? kappa_of(std::sqrt(se.err2[s] / se.ref2[s])) : 1.0;
+  return k;
+}
+
+std::string fmt_num(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string at_sample(int64_t batch, int64_t sample) {
+  return "batch " + std::to_string(batch) + " sample " + std::to_string(sample);
+}
+
+// Rule and reason of one run (chained or isolated) of a layer under the budget criterion.
+Rule budget_layer_rule(const LayerStats& st, const SampleWorst& w, const Tolerance& t) {
+  if (st.nonfinite_new > 0) return Rule::nonfinite;
+  if (!(w.rel_l2 < t.collapse)) return Rule::collapse;
+  if (w.budget_use > t.budget_factor) return Rule::budget;
+  return Rule::none;
+}
+
+std::string explain(Rule rule, Mode m, const LayerResult& lr, const LayerStats& st,
+                    const SampleWorst& w) {
+  const Tolerance& t = lr.tolerance;
+  switch (rule) {
+    case Rule::nonfinite:
+      return std::to_string(st.nonfinite_new) + " NaN/Inf where the reference is finite (" +
+             std::to_string(st.nan) + " NaN, " + std::to_string(st.inf) + " Inf of " +
+             std::to_string(st.count) + ")";
+    case Rule::collapse: {
+      std::string r = "collapsed: rel_l2 " + fmt_num("%.3g", w.rel_l2) + " >= " +
+                      fmt_num("%g", t.collapse) + " at " + at_sample(w.rel_batch, w.rel_sample);
+      const int64_t nonzero = st.ref_finite - st.ref_zero;
+      if (nonzero > 0 && st.flushed * 100 >= nonzero)
+        r += "; " + fmt_num("%.0f", 100.0 * st.flushed / nonzero) +
+             "% of the reference's nonzero elements flushed to zero";
+      if (st.over_fp16 && m == Mode::fp16) r += "; values beyond fp16's range";
+      return r;
+    }
+    case Rule::budget:
+      return "rel_l2 " + fmt_num("%.3g", w.budget_use * unit_roundoff(m) * w.kappa) + " = " +
+             fmt_num("%.3g", w.budget_use) + "x " + mode_name(m) + "'s rounding x sensitivity " +
+             fmt_num("%.3g", w.kappa) + ", budget " + fmt_num("%g", t.budget_factor) + "x, at " +
+             at_sample(w.use_batch, w.use_sample);
+    case Rule::allclose:
+      return std::to_string(st.mismatch) + " of " + std::to_string(st.count) +
+             " elements outside atol " + fmt_num("%g", t.atol) + " + rtol " + fmt_num("%g", t.rtol) +
+             "*|r| (" + fmt_num("%.3g", st.count ? 100.0 * st.mismatch / st.count : 0) +
+             "%, allowed " + fmt_num("%g", 100 * t.max_mismatch) + "%)";
+    case Rule::baseline:
+      return "rel_l2 " + fmt_num("%.3g", st.rel_l2()) + " > limit " + fmt_num("%.3g", lr.baseline_limit) +
+             " (baseline_factor " + fmt_num("%g", t.baseline_factor) + " x fp32's error in " +
+             mode_name(m) + "'s rounding units)";
+    case Rule::bitwise:
+      return std::to_string(lr.strict_bitwise_mismatch) + " elements differ bitwise from the CPU strict path";
+    case Rule::nondeterministic:
+      return std::to_string(lr.nondeterministic) + " elements differ from run to run";
+    default: return "";
+  }
+}
+
+// Cause before effect: among the layers at or before the first divergent layer d that feed it,
+// the one whose own (isolated) error, amplified on the way to d, is largest; and the path of
+// largest amplification from it to d.
+void find_culprit(const Model& model, const AnalysisResult& res, ModeResult& mr) {
+  mr.culprit_chain.clear();
+  const int d = mr.first_divergent;
+  if (d < 0) return;
+  const bool probed = res.sensitivity.size() == model.layers.size() && !res.sensitivity.empty() &&
+                      res.sensitivity[0].count > 0;
+  // Amplification of layer k: its kappa over its worst input's (probe), or the mode's own
+  // chained amplification where no probe ran (reports of older versions).
+  auto amp = [&](int k) {
+    if (!probed) return mr.layers[k].amplification > 0 ? mr.layers[k].amplification : 1.0;
+    double in = 0;
+    for (const ValueRef& r : model.layers[k].refs)
+      in = std::max(in, r.is_input ? (model.inputs[r.index].dtype == "int64" ? 0.0 : res.input_kappa(r.index))
+                                   : res.kappa(r.index));
+    const double a = in > 0 ? res.kappa(k) / in : 1.0;
+    return std::isfinite(a) ? a : 1.0;
+  };
+  // best[k]: the largest product of amplifications on a path from k (exclusive) to d.
+  std::vector<double> best(static_cast<size_t>(d) + 1, -1.0);
+  std::vector<int> next(static_cast<size_t>(d) + 1, -1);
+  best[d] = 1;
+  for (int k = d; k >= 0; --k) {
+    if (best[k] < 0) continue;   // does not feed d
+    const double through = k == d ? 1.0 : best[k];
+    const double a = amp(k);
+    for (const ValueRef& r : model.layers[k].refs) {
+      if (r.is_input) continue;
+      const double v = through * a;
+      if (v > best[r.index]) {
+        best[r.index] = v;
+        next[r.index] = k;
+      }
+    }
+  }
+  int culprit = -1;
+  double top = -1;
+  for (int k = 0; k <= d; ++k) {
+    if (best[k] < 0) continue;
+    const LayerResult& lr = mr.layers[k];
+    const double own = lr.isolated.count ? lr.isolated.rel_l2() : 0.0;
+    const double c = own * best[k];
+    if (c > top || (std::isnan(c) && top < 0)) {
+      top = std::isnan(c) ? HUGE_VAL : c;
+      culprit = k;
+    }
+  }
+  if (culprit < 0) culprit = d;
+  mr.culprit = culprit;
+  for (int k = culprit; k >= 0; k = k == d ? -1 : next[k]) {
+    ChainLink link;
+    link.layer = k;
+    link.own_rel_l2 = mr.layers[k].isolated.rel_l2();
+    link.amplification = amp(k);
+    link.chained_rel_l2 = mr.layers[k].chained.rel_l2();
+    mr.culprit_chain.push_back(link);
+  }
+}
+
 }  // namespace
+
+void SampleWorst::add(double rel, double use, double k, int64_t batch, int64_t sample) {
+  if (std::isnan(rel)) rel = HUGE_VAL;
+  if (std::isnan(use)) use = HUGE_VAL;
+  if (rel_batch < 0 || rel > rel_l2) {
+    rel_l2 = rel;
+    rel_batch = batch;
+    rel_sample = sample;
+  }
+  if (use_batch < 0 || use > budget_use) {
+    budget_use = use;
+    kappa = k;
+    use_batch = batch;
+    use_sample = sample;
+  }
+}
+
+void SampleWorst::merge(const SampleWorst& o) {
+  if (o.rel_batch >= 0 && (rel_batch < 0 || o.rel_l2 > rel_l2)) {
+    rel_l2 = o.rel_l2;
+    rel_batch = o.rel_batch;
+    rel_sample = o.rel_sample;
+  }
+  if (o.use_batch >= 0 && (use_batch < 0 || o.budget_use > budget_use)) {
+    budget_use = o.budget_use;
+    kappa = o.kappa;
+    use_batch = o.use_batch;
+    use_sample = o.use_sample;
+  }
+}
+
+double AnalysisResult::kappa(int layer) const {
+  if (layer < 0 || static_cast<size_t>(layer) >= sensitivity.size() || !sensitivity[layer].count) return 1;
+  return kappa_of(sensitivity[layer].rel_l2());
+}
+
+double AnalysisResult::input_kappa(int input) const {
+  if (input < 0 || static_cast<size_t>(input) >= input_sensitivity.size() || !input_sensitivity[input].count)
+    return 1;
+  return kappa_of(input_sensitivity[input].rel_l2());
+}
 
 bool AnalysisResult::passed() const {
   for (const ModeResult& m : modes)
@@ -148,35 +353,43 @@ void judge(const Model& model, const std::string& backend, AnalysisResult& res) 
     mr.first_divergent = mr.culprit = -1;
     for (size_t i = 0; i < mr.layers.size(); ++i) {
       LayerResult& lr = mr.layers[i];
+      const Criterion crit = lr.tolerance.criterion.value_or(res.criterion);
+      lr.rule = lr.isolated_rule = Rule::none;
+      lr.baseline_limit = lr.isolated_baseline_limit = -1;
       // strict is judged bitwise against the CPU strict path; on the CPU backend the
       // candidate is that path itself, so only a CUDA backend can break it.
-      if (bitwise_equal_strict(mr.mode) && backend == "cpu") {
-        lr.diverged = lr.isolated_failed = false;
-      } else if (bitwise_equal_strict(mr.mode)) {
-        lr.diverged = lr.strict_bitwise_mismatch > 0;
-        lr.isolated_failed = false;
-      } else if (baseline && judged_by_baseline(mr.mode)) {
+      if (bitwise_equal_strict(mr.mode)) {
+        if (backend != "cpu" && lr.strict_bitwise_mismatch > 0) lr.rule = Rule::bitwise;
+      } else if (crit == Criterion::baseline && judged_by_baseline(mr.mode)) {
         const LayerResult& anchor = fp32->layers[i];
         const double f = lr.tolerance.baseline_factor;
         lr.baseline_limit = baseline_limit(mr.mode, f, anchor.chained.rel_l2());
         lr.isolated_baseline_limit = baseline_limit(mr.mode, f, anchor.isolated.rel_l2());
-        lr.diverged = breaks_baseline(lr.chained.rel_l2(), lr.chained.nonfinite_new, lr.baseline_limit);
-        lr.isolated_failed = breaks_baseline(lr.isolated.rel_l2(), lr.isolated.nonfinite_new,
-                                             lr.isolated_baseline_limit);
+        if (breaks_baseline(lr.chained.rel_l2(), lr.chained.nonfinite_new, lr.baseline_limit))
+          lr.rule = lr.chained.nonfinite_new ? Rule::nonfinite : Rule::baseline;
+        if (breaks_baseline(lr.isolated.rel_l2(), lr.isolated.nonfinite_new, lr.isolated_baseline_limit))
+          lr.isolated_rule = lr.isolated.nonfinite_new ? Rule::nonfinite : Rule::baseline;
+      } else if (crit == Criterion::budget) {
+        lr.rule = budget_layer_rule(lr.chained, lr.chained_worst, lr.tolerance);
+        lr.isolated_rule = budget_layer_rule(lr.isolated, lr.isolated_worst, lr.tolerance);
       } else {
-        lr.diverged = breaks(lr.chained, lr.tolerance);
-        lr.isolated_failed = breaks(lr.isolated, lr.tolerance);
+        if (breaks(lr.chained, lr.tolerance)) lr.rule = lr.chained.nonfinite_new ? Rule::nonfinite : Rule::allclose;
+        if (breaks(lr.isolated, lr.tolerance))
+          lr.isolated_rule = lr.isolated.nonfinite_new ? Rule::nonfinite : Rule::allclose;
       }
-      if (lr.nondeterministic > 0) lr.diverged = true;
+      if (lr.nondeterministic > 0) lr.rule = Rule::nondeterministic;
+      lr.diverged = lr.rule != Rule::none;
+      lr.isolated_failed = lr.isolated_rule != Rule::none;
+      lr.reason = explain(lr.rule, mr.mode, lr, lr.chained, lr.chained_worst);
       if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
-      if (lr.isolated_failed && mr.culprit < 0) mr.culprit = static_cast<int>(i);
       double in_err = 0;
       for (const ValueRef& r : model.layers[i].refs)
         in_err = std::max(in_err, r.is_input ? mr.inputs[r.index].rel_l2()
                                              : mr.layers[r.index].chained.rel_l2());
       const double out_err = lr.chained.rel_l2();
-      lr.amplification = in_err > 0 && std::isfinite(out_err) ? out_err / in_err : -1;
+      lr.amplification = in_err > 0 && std::isfinite(out_err) && std::isfinite(in_err) ? out_err / in_err : -1;
     }
+    find_culprit(model, res, mr);
     if (bitwise_equal_strict(mr.mode)) mr.samples.clear();   // judged per layer, bitwise
     std::stable_sort(mr.samples.begin(), mr.samples.end(),
                      [](const SampleDivergence& a, const SampleDivergence& b) {
@@ -205,7 +418,6 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   if (!opt.fp32_layers.empty() && opt.fp32_layers.size() != nl)
     throw InputError("analysis: fp32_layers has " + std::to_string(opt.fp32_layers.size()) +
                      " flags for " + std::to_string(nl) + " layers");
-  const bool baseline = opt.criterion == Criterion::baseline;
 
   AnalysisResult res;
   res.criterion = opt.criterion;
@@ -220,6 +432,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     res.modes.push_back(std::move(mr));
   }
   res.recorded.resize(nl);
+  res.sensitivity.resize(nl);
+  res.input_sensitivity.resize(model.inputs.size());
   // The CPU backend is stateless and runs the modes' tasks on every core; a device backend is
   // driven from one thread.
   std::unique_ptr<TaskPool> pool;
@@ -233,6 +447,32 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     check_memory(model, n);
     res.samples += n;
     ++res.batches;
+
+    // The sensitivity probe's own FP64 chain, and every value's per-sample kappa in this batch.
+    ValueStore<double> probe(model, live);
+    std::vector<std::vector<double>> input_kappa_s(inputs.size()), kappa_s(nl);
+    {
+      std::vector<Tensor> pin = inputs;
+      for (size_t i = 0; i < pin.size(); ++i) {
+        if (model.inputs[i].dtype == "int64") continue;
+        perturb(pin[i], b, -1 - static_cast<int64_t>(i));
+        SampleErrors se;
+        const CompareOptions co{Mode::fp64, 0, 0, -1, false};
+        res.input_sensitivity[i].merge(compare_tensors(pin[i].ptr(), inputs[i].ptr(), inputs[i].shape, co, &se), b);
+        input_kappa_s[i] = sample_kappas(se, inputs[i].shape.empty() ? 0 : inputs[i].shape[0]);
+      }
+      probe.set_inputs(std::move(pin));
+    }
+    // Per-sample kappa of what layer l reads (its worst float input), for the isolated budget.
+    auto input_kappa = [&](const Layer& l, int64_t s) {
+      double k = 0;
+      for (const ValueRef& r : l.refs) {
+        const std::vector<double>& v = r.is_input ? input_kappa_s[r.index] : kappa_s[r.index];
+        if (v.empty()) continue;
+        k = std::max(k, v[v.size() == 1 ? 0 : s]);   // constants: one sample, broadcast
+      }
+      return k > 0 ? k : 1.0;
+    };
 
     std::vector<std::unique_ptr<ModeRun>> runs;
     for (Mode m : opt.modes) {
@@ -264,6 +504,17 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       const double floor = 1e-6 * abs_max(ref_out);
       const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
+      {
+        Tensor probe_out;
+        backend.reference(l, probe.inputs_of(l), probe_out);
+        if (!exact_op(l.op)) perturb(probe_out, b, l.index);
+        SampleErrors se;
+        const CompareOptions co{Mode::fp64, 0, 0, floor, false};
+        res.sensitivity[l.index].merge(compare_tensors(probe_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se), b);
+        kappa_s[l.index] = sample_kappas(se, n);
+        probe.put(l.index, std::move(probe_out));
+        probe.release_after(l.index);
+      }
       if (dump) dump->write(b, "fp64", l.name, ref_out);
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
         Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
@@ -313,7 +564,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
         TensorF iso_out;
         backend.forward(run.mode, l, iso_ptrs, iso_out);
-        LayerStats isolated = backend.compare(iso_out, ref_out, co, nullptr, l.name);
+        LayerStats isolated = backend.compare(iso_out, ref_out, co, &run.iso_samples, l.name);
         copy_health(isolated, health);
         lr.isolated.merge(isolated, b);
       };
@@ -328,22 +579,34 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       if (pool) pool->run(per_mode * runs.size(), task);
       else for (size_t t = 0; t < per_mode * runs.size(); ++t) task(t);
 
-      // Per sample: the first layer where the sample's own chained error breaks the policy
-      // (after every mode's task, since the baseline criterion reads fp32's errors).
+      // Per sample: the worst samples under the budget criterion, and the first layer where the
+      // sample's own chained error breaks the policy (after every mode's task, since the
+      // baseline criterion reads fp32's errors).
+      const std::vector<double>& ks = kappa_s[l.index];
       for (size_t mi = 0; mi < runs.size(); ++mi) {
         ModeRun& run = *runs[mi];
-        const LayerResult& lr = res.modes[mi].layers[l.index];
+        LayerResult& lr = res.modes[mi].layers[l.index];
         const SampleErrors& se = run.samples;
-        const bool by_baseline = baseline && judged_by_baseline(run.mode);
+        const Criterion crit = lr.tolerance.criterion.value_or(opt.criterion);
+        const bool by_baseline = crit == Criterion::baseline && judged_by_baseline(run.mode);
+        const double u = unit_roundoff(run.mode);
         for (int64_t s = 0; s < n; ++s) {
+          const double rel = sample_rel_l2(se, s);
+          lr.chained_worst.add(rel, rel / (u * ks[s]), ks[s], b, s);
+          if (opt.isolated) {
+            const double rel_iso = sample_rel_l2(run.iso_samples, s);
+            const double k_iso = std::max(ks[s] / input_kappa(l, s), 1.0);
+            lr.isolated_worst.add(rel_iso, rel_iso / (u * k_iso), k_iso, b, s);
+          }
           SampleDivergence& sd = run.sample_first[s];
           if (sd.layer >= 0) continue;
-          const double rel = sample_rel_l2(se, s);
           const bool broke =
               by_baseline
                   ? breaks_baseline(rel, se.nonfinite_new[s],
                                     baseline_limit(run.mode, lr.tolerance.baseline_factor,
                                                    sample_rel_l2(runs[fp32_index]->samples, s)))
+              : crit == Criterion::budget
+                  ? budget_rule(rel, se.nonfinite_new[s] > 0, ks[s], u, lr.tolerance) != Rule::none
                   : breaks(se.mismatch[s], se.nonfinite_new[s], per_sample, lr.tolerance);
           if (broke)
             sd = {b, s, l.index, rel, se.max_abs[s], se.mismatch[s], per_sample, se.nonfinite_new[s] > 0};

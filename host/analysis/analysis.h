@@ -12,6 +12,18 @@
 
 namespace divscope {
 
+// The worst samples of one layer under the budget criterion: the largest per-sample rel_l2
+// (collapse) and the largest rel_l2 in units of the sample's budget, u_mode * kappa.
+struct SampleWorst {
+  double rel_l2 = 0;             // largest per-sample rel_l2 (+inf: NaN/Inf the reference lacks)
+  int64_t rel_batch = -1, rel_sample = -1;
+  double budget_use = 0;         // largest rel_l2 / (u_mode * kappa) over samples
+  double kappa = 1;              // that sample's sensitivity
+  int64_t use_batch = -1, use_sample = -1;
+  void add(double rel, double use, double kappa, int64_t batch, int64_t sample);
+  void merge(const SampleWorst& o);   // o covers later batches
+};
+
 struct LayerResult {
   LayerStats chained, isolated;
   Tolerance tolerance;
@@ -25,6 +37,21 @@ struct LayerResult {
   int64_t nondeterministic = 0;
   // Baseline criterion: the rel_l2 each run was allowed (< 0: not judged by the baseline).
   double baseline_limit = -1, isolated_baseline_limit = -1;
+
+  // Per-sample facts of the budget criterion (docs/verdict.md), gathered over every sample of
+  // every batch; judge() turns them into the verdict, so a merge of partial runs can too.
+  SampleWorst chained_worst, isolated_worst;
+  Rule rule = Rule::none, isolated_rule = Rule::none;   // what fired (judge())
+  std::string reason;            // why the layer diverged, in words and numbers (judge())
+};
+
+// One step of the chain from the culprit to the first divergent layer: the layer's own
+// (isolated) error and how much it amplifies what it reads (sensitivity probe).
+struct ChainLink {
+  int layer = -1;
+  double own_rel_l2 = 0;        // isolated run
+  double amplification = 1;     // kappa(layer) / kappa(its worst input)
+  double chained_rel_l2 = 0;
 };
 
 struct SampleDivergence {
@@ -42,6 +69,9 @@ struct ModeResult {
   std::vector<LayerStats> inputs;   // graph inputs rounded to the mode's storage vs recorded
   int first_divergent = -1;       // layer index, -1: none
   int culprit = -1;
+  // From the culprit (first) to the first divergent layer (last), along the path of largest
+  // amplification; empty when the mode passed.
+  std::vector<ChainLink> culprit_chain;
   std::vector<SampleDivergence> samples;   // divergent samples, worst (earliest) first
   bool passed() const { return first_divergent < 0; }
 };
@@ -49,7 +79,7 @@ struct ModeResult {
 struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
-  Criterion criterion = Criterion::allclose;   // baseline needs fp32 among the modes
+  Criterion criterion = Criterion::budget;     // baseline needs fp32 among the modes
   int repeat = 1;                              // runs of each chained layer (bitwise checked)
   bool isolated = true;                        // false: chained runs only (no culprit)
   // Mixed precision (divscope bisect), as under autocast: in the tf32, fp16 and bf16 chained
@@ -69,9 +99,16 @@ struct AnalysisResult {
   // The FP64 reference against the activations the capturing framework recorded
   // (/batches/*/activations/<layer>), per layer; count 0 where none were recorded.
   std::vector<LayerStats> recorded;
+  // The sensitivity probe (docs/verdict.md): the FP64 reference replayed with every layer's
+  // output (and every float graph input) perturbed by a random relative kProbeDelta, against
+  // the reference. kappa = rel_l2 / kProbeDelta, at least 1: how many roundings' worth of error
+  // one rounding of every value grows into by this layer.
+  std::vector<LayerStats> sensitivity, input_sensitivity;
+  double kappa(int layer) const;
+  double input_kappa(int input) const;
   int64_t batches = 0, samples = 0;
   int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
-  Criterion criterion = Criterion::allclose;
+  Criterion criterion = Criterion::budget;
   int repeat = 1;
   bool passed() const;
 };

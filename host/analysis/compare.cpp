@@ -112,6 +112,7 @@ typedef int64_t V2i __attribute__((vector_size(16)));
 struct BlockSums {
   double sa = 0, se = 0, sr = 0, sc = 0, sd = 0, mx = 0;
   int64_t miss = 0;
+  int64_t flushed = 0;   // c == 0 where r != 0
   bool finite = true;   // every c - r finite (both finite, no overflowing difference)
 };
 
@@ -121,7 +122,8 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
   const V2d dmax = {std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
   const V2d vatol = {atol, atol}, vrtol = {rtol, rtol};
   V2d sa[2] = {}, se[2] = {}, sr[2] = {}, sc[2] = {}, sd[2] = {}, mx[2] = {};
-  V2i miss[2] = {}, bad = {};
+  const V2d zero = {0, 0};
+  V2i miss[2] = {}, flush[2] = {}, bad = {};
   int64_t j = 0;
   for (; j + 4 <= len; j += 4) {
     for (int h = 0; h < 2; ++h) {
@@ -139,6 +141,7 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
       sc[h] += cv * cv;
       sd[h] += cv * rv;
       miss[h] -= ev > vatol + vrtol * av;
+      flush[h] -= (cv == zero) & (rv != zero);
       mx[h] = ev > mx[h] ? ev : mx[h];
     }
   }
@@ -154,6 +157,7 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
     tail_sc += cj * cj;
     tail_sd += cj * rj;
     b.miss += ej > atol + rtol * std::fabs(rj);
+    b.flushed += cj == 0 && rj != 0;
     tail_mx = std::max(tail_mx, ej);
   }
   b.finite &= (bad[0] | bad[1]) == 0;
@@ -168,6 +172,7 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
   b.sd = total(sd, tail_sd);
   b.mx = std::max(std::max(std::max(mx[0][0], mx[0][1]), std::max(mx[1][0], mx[1][1])), tail_mx);
   b.miss += (miss[0][0] + miss[0][1]) + (miss[1][0] + miss[1][1]);
+  b.flushed += (flush[0][0] + flush[0][1]) + (flush[1][0] + flush[1][1]);
   return b;
 }
 
@@ -208,6 +213,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
       s.sum_cand2 += bs.sc;
       s.sum_dot += bs.sd;
       s.mismatch += bs.miss;
+      s.flushed += bs.flushed;
       if (bs.mx > s.max_abs) {   // the first element holding the maximum, as element by element
         s.max_abs = bs.mx;
         *max_at = b0 + (std::find(eb + first, eb + first + count, bs.mx) - eb);
@@ -279,18 +285,23 @@ double LayerStats::mean_abs() const {
   return finite ? sum_abs / finite : 0;
 }
 
+// A NaN/Inf the reference lacks is an infinite error: the norm-wise statistics must not be
+// computed over the finite elements only and look healthy when most of the tensor is gone.
 double LayerStats::rel_l2() const {
+  if (nonfinite_new > 0) return std::numeric_limits<double>::infinity();
   if (sum_ref2 == 0) return sum_err2 == 0 ? 0 : std::numeric_limits<double>::infinity();
   return std::sqrt(sum_err2) / std::sqrt(sum_ref2);
 }
 
 double LayerStats::cosine() const {
+  if (nonfinite_new > 0) return std::numeric_limits<double>::quiet_NaN();
   if (sum_ref2 == 0 && sum_cand2 == 0) return 1;
   if (sum_ref2 == 0 || sum_cand2 == 0) return 0;
   return sum_dot / (std::sqrt(sum_ref2) * std::sqrt(sum_cand2));
 }
 
 double LayerStats::sqnr_db() const {
+  if (nonfinite_new > 0) return -std::numeric_limits<double>::infinity();
   if (sum_err2 == 0) return std::numeric_limits<double>::infinity();
   if (sum_ref2 == 0) return -std::numeric_limits<double>::infinity();
   return 10 * std::log10(sum_ref2 / sum_err2);
@@ -339,6 +350,7 @@ void LayerStats::merge(const LayerStats& o, int64_t batch) {
   ref_nan += o.ref_nan;
   ref_inf += o.ref_inf;
   nonfinite_new += o.nonfinite_new;
+  flushed += o.flushed;
   mismatch += o.mismatch;
   max_rel = std::max(max_rel, o.max_rel);
   min_rtol = std::max(min_rtol, o.min_rtol);

@@ -34,6 +34,7 @@ struct LayerStats {
   int64_t ref_nan = 0, ref_inf = 0;   // reference non-finite elements
   int64_t nonfinite_new = 0;          // candidate NaN/Inf where the reference has none
   int64_t mismatch = 0;
+  int64_t flushed = 0;                // candidate exactly 0 where the reference is finite, != 0
   double max_abs = 0;
   std::vector<int64_t> max_abs_index;  // full multi-index (sample first) of max_abs
   int64_t max_abs_batch = 0;
@@ -51,7 +52,9 @@ struct LayerStats {
 
   // Derived metrics.
   double mean_abs() const;
-  double rel_l2() const;              // ||c-r|| / ||r||, 0 when both are 0
+  // ||c-r|| / ||r||, 0 when both are 0; +inf with NaN/Inf the reference lacks (cosine NaN,
+  // sqnr -inf): never a healthy number over the finite elements only.
+  double rel_l2() const;
   double cosine() const;
   double sqnr_db() const;             // +inf when c == r
   double min_atol() const { return max_abs; }

@@ -17,20 +17,66 @@ void ToleranceOverride::apply(Tolerance& t) const {
   if (rtol) t.rtol = *rtol;
   if (max_mismatch) t.max_mismatch = *max_mismatch;
   if (baseline_factor) t.baseline_factor = *baseline_factor;
+  if (budget_factor) t.budget_factor = *budget_factor;
+  if (collapse) t.collapse = *collapse;
+  if (criterion) t.criterion = *criterion;
 }
 
-const char* criterion_name(Criterion c) { return c == Criterion::baseline ? "baseline" : "allclose"; }
+const char* criterion_name(Criterion c) {
+  switch (c) {
+    case Criterion::baseline: return "baseline";
+    case Criterion::allclose: return "allclose";
+    default: return "budget";
+  }
+}
+
+bool parse_criterion(const std::string& s, Criterion* c) {
+  for (Criterion x : {Criterion::budget, Criterion::allclose, Criterion::baseline})
+    if (s == criterion_name(x)) {
+      *c = x;
+      return true;
+    }
+  return false;
+}
+
+const char* rule_name(Rule r) {
+  switch (r) {
+    case Rule::nonfinite: return "nonfinite";
+    case Rule::collapse: return "collapse";
+    case Rule::budget: return "budget";
+    case Rule::allclose: return "allclose";
+    case Rule::baseline: return "baseline";
+    case Rule::bitwise: return "bitwise";
+    case Rule::nondeterministic: return "nondeterministic";
+    default: return "none";
+  }
+}
+
+std::string tolerance_value_error(const std::string& key, double v) {
+  if (!std::isfinite(v) || v < 0) return "must be a finite non-negative number";
+  if ((key == "max_mismatch" || key == "collapse") && v > 1) return "must be at most 1";
+  if ((key == "baseline_factor" || key == "budget_factor" || key == "collapse") && v == 0)
+    return "must be positive";
+  return "";
+}
+
+Rule budget_rule(double rel_l2, bool nonfinite_new, double kappa, double u, const Tolerance& t) {
+  if (nonfinite_new) return Rule::nonfinite;
+  if (!(rel_l2 < t.collapse)) return Rule::collapse;   // NaN rel_l2 included
+  if (rel_l2 > t.budget_factor * u * kappa) return Rule::budget;
+  return Rule::none;
+}
 
 Tolerance default_tolerance(Mode m) {
   switch (m) {
-    case Mode::fp32: return {1e-5, 1e-4, 0, 0};
-    case Mode::tf32: return {1e-3, 1e-2, 0, 2};
-    case Mode::fp16: return {1e-2, 1e-2, 0, 3};
-    case Mode::bf16: return {1e-2, 4e-2, 0, 3};
+    case Mode::fp32: return {1e-5, 1e-4, 0, 0, kDefaultBudgetFactor, kDefaultCollapse, {}};
+    case Mode::tf32: return {1e-3, 1e-2, 0, 2, kDefaultBudgetFactor, kDefaultCollapse, {}};
+    case Mode::fp16: return {1e-2, 1e-2, 0, 3, kDefaultBudgetFactor, kDefaultCollapse, {}};
+    case Mode::bf16: return {1e-2, 4e-2, 0, 3, kDefaultBudgetFactor, kDefaultCollapse, {}};
     // strict is judged bitwise against the CPU strict path; against FP64 it is reported with
     // fp32's tolerance.
-    case Mode::strict: return {1e-5, 1e-4, 0, 0};
-    default: return {0, 0, 0, 0};
+    case Mode::strict: return {1e-5, 1e-4, 0, 0, kDefaultBudgetFactor, kDefaultCollapse, {}};
+    default: return {0, 0, 0, 0, kDefaultBudgetFactor, kDefaultCollapse, {}};
   }
 }
 
@@ -81,14 +127,26 @@ void TolerancePolicy::load_file(const std::string& path) {
       if (!tol.is_object()) throw InputError(path, where, "must be an object");
       Rule r{section, pattern, {}};
       for (auto& [key, v] : tol.items()) {
-        if (!v.is_number() || v.get<double>() < 0)
-          throw InputError(path, where + "/" + key, "must be a non-negative number");
-        if (key == "atol") r.value.atol = v.get<double>();
-        else if (key == "rtol") r.value.rtol = v.get<double>();
-        else if (key == "max_mismatch") r.value.max_mismatch = v.get<double>();
-        else if (key == "baseline_factor") r.value.baseline_factor = v.get<double>();
+        if (key == "criterion") {
+          Criterion c;
+          if (!v.is_string() || !parse_criterion(v.get<std::string>(), &c) || c == Criterion::baseline)
+            throw InputError(path, where + "/" + key, "must be \"budget\" or \"allclose\"");
+          r.value.criterion = c;
+          continue;
+        }
+        if (!v.is_number()) throw InputError(path, where + "/" + key, "must be a number");
+        const double x = v.get<double>();
+        const std::string bad = tolerance_value_error(key, x);
+        if (!bad.empty()) throw InputError(path, where + "/" + key, bad);
+        if (key == "atol") r.value.atol = x;
+        else if (key == "rtol") r.value.rtol = x;
+        else if (key == "max_mismatch") r.value.max_mismatch = x;
+        else if (key == "baseline_factor") r.value.baseline_factor = x;
+        else if (key == "budget_factor") r.value.budget_factor = x;
+        else if (key == "collapse") r.value.collapse = x;
         else throw InputError(path, where + "/" + key,
-                              "unknown key (atol, rtol, max_mismatch, baseline_factor)");
+                              "unknown key (atol, rtol, max_mismatch, baseline_factor, budget_factor, "
+                              "collapse, criterion)");
       }
       rules_.push_back(r);
     }

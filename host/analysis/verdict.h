@@ -9,25 +9,50 @@
 
 namespace divscope {
 
-// How a layer's chained (and isolated) stats are judged (README, What divscope run computes).
+// How a layer's chained (and isolated) stats are judged (docs/verdict.md).
+//   budget (default): per sample, norm-wise. A sample diverges at a layer on the first rule that
+//             fires: `nonfinite` (NaN/Inf the reference lacks), `collapse` (rel_l2 >= collapse,
+//             0.5 by default: the output has lost its content — flushed to zero, saturated,
+//             cancelled), `budget` (rel_l2 > budget_factor * u_mode * kappa, kappa the layer's
+//             measured sensitivity: how much one rounding of every layer's output grows by this
+//             layer, from the FP64 sensitivity probe). The same rel_l2 gets the same verdict in
+//             tf32 and fp16 (same u). strict stays bitwise.
 //   allclose: mismatch / count > max_mismatch, with mismatch = #{|c-r| > atol + rtol*|r|}.
 //   baseline: after PyTorch's accuracy minifier — tf32/fp16/bf16 pass a layer when their error
 //             is at most baseline_factor times the fp32 mode's error on the same layer, both
 //             measured in units of their own rounding (see baseline_limit). fp32 is the anchor
 //             and keeps allclose; strict stays bitwise.
 // Under both, NaN/Inf the reference lacks always diverges.
-enum class Criterion { allclose, baseline };
+enum class Criterion { budget, allclose, baseline };
 const char* criterion_name(Criterion c);
+bool parse_criterion(const std::string& s, Criterion* c);
+
+// Which rule made a layer (or a sample) diverge.
+enum class Rule { none, nonfinite, collapse, budget, allclose, baseline, bitwise, nondeterministic };
+const char* rule_name(Rule r);
+
+// Defaults of the budget criterion, calibrated on the real-network zoo and the planted defects
+// (bench/results/verdict-calibration-2026-11-29.md).
+constexpr double kDefaultBudgetFactor = 32;
+constexpr double kDefaultCollapse = 0.5;
+// Relative size of the sensitivity probe's perturbation of every layer output (docs/verdict.md):
+// far above FP64's own rounding, far below anything nonlinear.
+constexpr double kProbeDelta = 0x1p-30;
 
 struct Tolerance {
   double atol = 0, rtol = 0;
   double max_mismatch = 0;   // fraction of elements allowed outside atol + rtol*|r|
   double baseline_factor = 0;   // m of the baseline criterion (2 tf32, 3 fp16/bf16)
+  double budget_factor = kDefaultBudgetFactor;   // F of the budget criterion
+  double collapse = kDefaultCollapse;            // rel_l2 at which a sample has collapsed
+  // The criterion of this layer: the run's, unless a tolerance-file entry names one.
+  std::optional<Criterion> criterion;
 };
 
 // A partial override: only the fields present in a flag or a tolerance-file entry.
 struct ToleranceOverride {
-  std::optional<double> atol, rtol, max_mismatch, baseline_factor;
+  std::optional<double> atol, rtol, max_mismatch, baseline_factor, budget_factor, collapse;
+  std::optional<Criterion> criterion;
   void apply(Tolerance& t) const;
 };
 
@@ -52,7 +77,8 @@ class TolerancePolicy {
   TolerancePolicy() = default;
   void set_global(const ToleranceOverride& o) { global_ = o; }
   // File format: {"all": {"<glob>": {"atol": x, "rtol": y, "max_mismatch": f}, ...},
-  //               "fp16": {"<glob>": {...}}, ...}; an entry may also set "baseline_factor".
+  //               "fp16": {"<glob>": {...}}, ...}; an entry may also set "baseline_factor",
+  //               "budget_factor", "collapse" and "criterion" ("budget" | "allclose").
   // Unknown keys are an error (exit 2).
   void load_file(const std::string& path);
   Tolerance for_layer(Mode m, const std::string& layer) const;
@@ -69,6 +95,14 @@ class TolerancePolicy {
 
 // fnmatch-style glob: '*' any run, '?' one character, '[...]' a class.
 bool glob_match(const std::string& pattern, const std::string& text);
+
+// What is wrong with one tolerance value ("" when nothing), checked the same for flags and
+// files: finite and non-negative; max_mismatch and collapse at most 1; factors positive.
+std::string tolerance_value_error(const std::string& key, double v);
+
+// The budget criterion's sample rule: which rule a sample with this rel_l2 (inf when it has
+// NaN/Inf the reference lacks) breaks, given its sensitivity kappa (>= 1).
+Rule budget_rule(double rel_l2, bool nonfinite_new, double kappa, double u, const Tolerance& t);
 
 // Does one comparison break the policy? (mismatch fraction or new NaN/Inf.)
 bool breaks(const LayerStats& s, const Tolerance& t);

@@ -17,17 +17,18 @@ struct ReplayArgs {
   std::string model, recording;
   std::string backend = "auto";      // auto | cpu | cuda
   std::string batches;               // "A:B", "A:", ":B" or "A" (half-open, 0-based)
-  std::optional<double> atol, rtol, max_mismatch;
+  std::optional<double> atol, rtol, max_mismatch, budget_factor, collapse;
   std::string tolerances;            // JSON file of per-layer, per-mode tolerances
 };
 
 struct RunArgs : ReplayArgs {
   std::string modes = "fp32,tf32,fp16,bf16,strict";
-  std::string criterion = "allclose";   // allclose | baseline (README, What divscope run computes)
+  std::string criterion = "budget";   // budget | allclose | baseline (docs/verdict.md)
   std::optional<double> baseline_factor;
   int repeat = 1;                    // runs of every chained layer, checked bitwise equal
   std::string report, junit, html, dump;
-  bool quiet = false;                // no console table
+  bool quiet = false;                // per-mode verdicts and the result line only
+  std::string table = "auto";        // console rows: auto (excerpt past 30 layers) | all | none
 };
 
 // `divscope bisect`: the smallest set of layers that must run in fp32 for a reduced-precision

@@ -89,12 +89,23 @@ void add_stats(LayerStats& to, const LayerStats& from) {
   if (from.count) to.merge(from, from.max_abs_batch);
 }
 
+// The probe's sums (all that kappa needs).
+void add_sensitivity(LayerStats& to, const LayerStats& from) {
+  to.count += from.count;
+  to.sum_err2 += from.sum_err2;
+  to.sum_ref2 += from.sum_ref2;
+}
+
 // `to` holds batches before `from`'s. Samples are appended in batch order; judge() sorts them
 // stably, so ties stay in batch order as in the run.
 void add_result(AnalysisResult& to, const AnalysisResult& from) {
   to.batches += from.batches;
   to.samples += from.samples;
   for (size_t i = 0; i < to.recorded.size(); ++i) add_stats(to.recorded[i], from.recorded[i]);
+  for (size_t i = 0; i < to.sensitivity.size() && i < from.sensitivity.size(); ++i)
+    add_sensitivity(to.sensitivity[i], from.sensitivity[i]);
+  for (size_t i = 0; i < to.input_sensitivity.size() && i < from.input_sensitivity.size(); ++i)
+    add_sensitivity(to.input_sensitivity[i], from.input_sensitivity[i]);
   for (size_t m = 0; m < to.modes.size(); ++m) {
     ModeResult& mt = to.modes[m];
     const ModeResult& mf = from.modes[m];
@@ -106,6 +117,8 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
       add_stats(lt.isolated, lf.isolated);
       lt.strict_bitwise_mismatch += lf.strict_bitwise_mismatch;
       lt.nondeterministic += lf.nondeterministic;
+      lt.chained_worst.merge(lf.chained_worst);
+      lt.isolated_worst.merge(lf.isolated_worst);
     }
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
   }
@@ -143,7 +156,9 @@ int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
   ctx.backend = parts.front().backend;
   ctx.environment = parts.front().environment;
   ctx.tolerance = parts.front().tolerance;
-  if (!a.quiet) print_console(res, ctx, out);
+  if (a.table != "auto" && a.table != "all" && a.table != "none")
+    throw InputError("merge: --table must be auto, all or none, got '" + a.table + "'");
+  print_console(res, ctx, out, {a.quiet, a.table});
   if (!a.report.empty()) {
     nlohmann::json j = report_json(res, ctx);
     for (const ReportData& p : parts)

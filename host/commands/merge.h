@@ -18,7 +18,8 @@ struct MergeArgs {
   std::vector<std::string> reports;   // JSON reports of `divscope run --report`, any order
   std::string model;                  // the model the reports were made with (judge needs it)
   std::string report, junit, html;    // outputs, as `divscope run` writes them
-  bool quiet = false;                 // no console table
+  bool quiet = false;                 // each mode's verdict and the result line only
+  std::string table = "auto";         // console rows: auto | all | none
 };
 
 // The reports must be divscope_report version 1 of the same model (matching --model), recording

@@ -2,6 +2,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <sstream>
 
 #include "analysis/analysis.h"
@@ -63,6 +66,24 @@ std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& e
   return make_cpu_backend();
 }
 
+// The tolerance flags given, each checked as a tolerance file's value is.
+ToleranceOverride tolerance_flags(const ReplayArgs& a, std::optional<double> baseline_factor) {
+  const ToleranceOverride o{a.atol, a.rtol, a.max_mismatch, baseline_factor, a.budget_factor, a.collapse, {}};
+  const std::pair<const char*, const std::optional<double>*> given[] = {
+      {"atol", &o.atol}, {"rtol", &o.rtol}, {"max_mismatch", &o.max_mismatch},
+      {"baseline_factor", &o.baseline_factor}, {"budget_factor", &o.budget_factor}, {"collapse", &o.collapse}};
+  for (const auto& [key, v] : given) {
+    if (!*v) continue;
+    const std::string bad = tolerance_value_error(key, **v);
+    if (!bad.empty()) {
+      std::string flag = key;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      throw InputError("--" + flag + " " + fmt("%g", **v) + ": " + bad);
+    }
+  }
+  return o;
+}
+
 // The batch range and the tolerance policy of a replay (flags, then the file over them).
 void set_replay_options(const ReplayArgs& a, const ToleranceOverride& flags, AnalysisOptions& opt) {
   parse_batches(a.batches, &opt.batch_begin, &opt.batch_end);
@@ -84,14 +105,20 @@ ReportContext replay_context(const Model& model, const ReplayArgs& a, const Back
   for (Mode m : opt.modes) {
     Tolerance t = default_tolerance(m);
     flags.apply(t);
-    tol["modes"][mode_name(m)] = {{"atol", t.atol}, {"rtol", t.rtol}, {"max_mismatch", t.max_mismatch}};
+    tol["modes"][mode_name(m)] = {{"atol", t.atol}, {"rtol", t.rtol}, {"max_mismatch", t.max_mismatch},
+                                  {"budget_factor", t.budget_factor}, {"collapse", t.collapse},
+                                  {"unit_roundoff", unit_roundoff(m)}};
     if (opt.criterion == Criterion::baseline && judged_by_baseline(m))
       tol["modes"][mode_name(m)]["baseline_factor"] = t.baseline_factor;
   }
   tol["file"] = a.tolerances.empty() ? nlohmann::json() : nlohmann::json(a.tolerances);
   tol["criterion"] = criterion_name(opt.criterion);
   tol["criterion_description"] =
-      opt.criterion == Criterion::baseline
+      opt.criterion == Criterion::budget
+          ? "budget: per sample and layer, a mode diverges on NaN/Inf the reference lacks, on "
+            "rel_l2 >= collapse, or on rel_l2 > budget_factor * u_mode * kappa (kappa: the layer's "
+            "sensitivity from the FP64 probe); strict bitwise (docs/verdict.md)"
+      : opt.criterion == Criterion::baseline
           ? "baseline: tf32/fp16/bf16 diverge where rel_l2 > baseline_factor * max(fp32 rel_l2 / "
             "2^-24, 1) * u_mode (u = 2^-11 tf32 and fp16, 2^-8 bf16); fp32 by allclose; strict "
             "bitwise; NaN/Inf the reference lacks always diverges"
@@ -102,14 +129,32 @@ ReportContext replay_context(const Model& model, const ReplayArgs& a, const Back
   return ctx;
 }
 
+// Progress on stderr: on a terminal one line rewritten per batch; elsewhere (a CI log) a line
+// every 10 s and at the end, only for runs that take more than a few seconds.
+std::function<void(int64_t, int64_t)> progress_printer(std::ostream& err) {
+  const bool tty = isatty(STDERR_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  auto last = std::make_shared<double>(0.0);
+  return [&err, tty, start, last](int64_t done, int64_t total) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (tty) {
+      err << "\rdivscope: batch " << done << "/" << total << (done == total ? "\n" : "") << std::flush;
+    } else if ((t - *last >= 10 && done < total) || (done == total && t >= 5)) {
+      *last = t;
+      err << "divscope: batch " << done << "/" << total << ", " << fmt("%.0f", t) << " s\n" << std::flush;
+    }
+  };
+}
+
 }  // namespace
 
 int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   AnalysisOptions opt;
   opt.modes = parse_modes(a.modes);
-  if (a.criterion == "baseline") opt.criterion = Criterion::baseline;
-  else if (a.criterion != "allclose")
-    throw InputError("run: --criterion must be allclose or baseline, got '" + a.criterion + "'");
+  if (!parse_criterion(a.criterion, &opt.criterion))
+    throw InputError("run: --criterion must be budget, allclose or baseline, got '" + a.criterion + "'");
+  if (a.table != "auto" && a.table != "all" && a.table != "none")
+    throw InputError("run: --table must be auto, all or none, got '" + a.table + "'");
   if (a.baseline_factor && !(*a.baseline_factor > 0))
     throw InputError("run: --baseline-factor must be positive");
   if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
@@ -119,7 +164,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
     opt.modes.insert(opt.modes.begin(), Mode::fp32);
     err << "divscope: --criterion baseline: also running fp32, whose error is the baseline\n";
   }
-  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, a.baseline_factor};
+  const ToleranceOverride flags = tolerance_flags(a, a.baseline_factor);
   set_replay_options(a, flags, opt);
 
   Model model = read_model(a.model);
@@ -127,14 +172,11 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
   opt.dump_path = a.dump;
   opt.dump_environment = ctx.environment.dump();
-  if (isatty(STDERR_FILENO))
-    opt.progress = [&err](int64_t done, int64_t total) {
-      err << "\rdivscope: batch " << done << "/" << total << (done == total ? "\n" : "") << std::flush;
-    };
+  opt.progress = progress_printer(err);
 
   AnalysisResult res = analyze(model, a.recording, *backend, opt);
 
-  if (!a.quiet) print_console(res, ctx, out);
+  print_console(res, ctx, out, {a.quiet, a.table});
   if (!a.report.empty()) write_json(report_json(res, ctx), a.report);
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
@@ -149,7 +191,7 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   AnalysisOptions opt;
   opt.modes = {mode};
   opt.isolated = false;
-  const ToleranceOverride flags{a.atol, a.rtol, a.max_mismatch, std::nullopt};
+  const ToleranceOverride flags = tolerance_flags(a, std::nullopt);
   set_replay_options(a, flags, opt);
 
   Model model = read_model(a.model);

@@ -17,7 +17,7 @@ namespace divscope {
 // (docs/format.md).
 constexpr int64_t kModelFormatVersion = 2;
 // Recordings: 2 adds the capturing environment and the source model's own activations
-// (/batches/*/run_activations), which this build reads as it reads other extra members.
+// (/batches/*/run_activations, read by RecordingReader::read_run_activation).
 constexpr int64_t kRecordingFormatVersion = 2;
 
 // Reads and validates a model file: header, /inputs, /layers/NNNN (numbered 0000, 0001, ...
@@ -38,8 +38,9 @@ std::string file_format(const std::string& path);
 // the header and every batch's metadata (no data is read, so a recording larger than memory
 // is fine): batch groups /batches/NNNNNN (six digits, at least one, taken in name order); per
 // model input a dataset [N, per-sample shape...] with float32/float64 data for float32 inputs
-// and any integer type for int64 inputs; the same N >= 1 across a batch's inputs. Other
-// members of a batch group (activations/, extra datasets) are ignored.
+// and any integer type for int64 inputs; the same N >= 1 across a batch's inputs; the members
+// of activations/ and run_activations/ that are layers of the model: their shape and dtype.
+// Other members of a batch group are ignored.
 class RecordingReader {
  public:
   RecordingReader(const std::string& path, const Model& m);
@@ -63,6 +64,22 @@ class RecordingReader {
   bool has_activation(size_t i, const std::string& layer) const;
   // Checks the dataset is float and its shape equals `expected_full` ([N, ...]).
   Tensor read_activation(size_t i, const std::string& layer, const Shape& expected_full) const;
+
+  // /batches/NNNNNN/run_activations/<layer> (format v2): the layer's output from the model as
+  // the user ran it, in the run's own dtype. The dataset must have exactly `expected_full` as
+  // its shape and be float16 (IEEE binary16), float32, float64, or a 16-bit integer dataset
+  // with the attribute dtype = "bfloat16" holding bfloat16 bits; every value is converted to
+  // double exactly (NaN and Inf kept). `dtype`, when given, receives "float16", "bfloat16",
+  // "float32" or "float64". Anything else is an InputError naming the file and the dataset.
+  // Members of run_activations that are layers of the model are checked (shape and dtype) when
+  // the recording is opened.
+  bool has_run_activation(size_t i, const std::string& layer) const;
+  Tensor read_run_activation(size_t i, const std::string& layer, const Shape& expected_full,
+                             std::string* dtype = nullptr) const;
+
+  // Root attribute capture_environment (format v2): JSON text describing the capturing machine
+  // (docs/format.md); "" when absent. Not parsed here.
+  std::string capture_environment() const;
 
  private:
   struct Impl;

@@ -1,9 +1,13 @@
 // Recording files (docs/format.md): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
 // against the model at open from metadata only; data is read one batch at a time.
 #include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <map>
 
 #include "io/h5io.h"
+#include "io/h5watch.h"
 #include "io/h5wrap.h"
 
 namespace divscope {
@@ -16,6 +20,76 @@ bool is_batch_name(const std::string& s) {
   return true;
 }
 
+// The dtype of a run activation (docs/format.md): "float16", "float32", "float64", or
+// "bfloat16" for a 16-bit integer dataset with the attribute dtype = "bfloat16". Anything else
+// fails naming the dataset.
+std::string run_activation_dtype(const h5::Object& d) {
+  const h5::TypeInfo t = d.type();
+  if (d.has_attr("dtype")) {
+    const std::string a = d.attr_string("dtype");
+    if (a != "bfloat16")
+      d.fail("attribute dtype = \"" + a + "\": only \"bfloat16\" is known");
+    if (t.cls != H5T_INTEGER || t.bytes != 2)
+      d.fail("dataset has dtype " + t.name() +
+             " with attribute dtype = \"bfloat16\", expected the bits as int16");
+    return "bfloat16";
+  }
+  if (t.is_float()) {
+    if (t.bytes == 4) return "float32";
+    if (t.bytes == 8) return "float64";
+    if (t.bytes == 2) {
+      h5::Watch watch(d.file(), d.path());
+      h5::TypeId ft(H5Dget_type(d.id()));
+      size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+      if (ft.get() >= 0 && H5Tget_fields(ft.get(), &spos, &epos, &esize, &mpos, &msize) >= 0 &&
+          spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+          H5Tget_ebias(ft.get()) == 15)
+        return "float16";
+      h5::last_error();
+      d.fail("dataset is a 16-bit float that is not IEEE binary16");
+    }
+  }
+  d.fail("dataset has dtype " + t.name() +
+         ", expected float16, float32, float64 or bfloat16 (int16 bits with attribute dtype = "
+         "\"bfloat16\")");
+}
+
+// The raw 16 bits of every element of a 2-byte dataset (float16 or the int16 of a bfloat16),
+// in the machine's byte order.
+std::vector<uint16_t> read_bits16(const h5::Object& d, bool is_float) {
+  h5::Watch watch(d.file(), d.path());
+  std::vector<uint16_t> v(numel(d.dims()));
+  if (v.empty()) return v;
+  h5::TypeId mem;
+  if (is_float) {
+    h5::TypeId ft(H5Dget_type(d.id()));
+    if (ft.get() >= 0) mem = h5::TypeId(H5Tcopy(ft.get()));
+    if (mem.get() < 0 || H5Tset_order(mem.get(), H5Tget_order(H5T_NATIVE_UINT16)) < 0)
+      d.fail("cannot read dataset (" + h5::last_error() + ")");
+  } else {
+    mem = h5::TypeId(H5Tcopy(d.type().is_signed ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16));
+  }
+  if (H5Dread(d.id(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    d.fail("cannot read dataset (" + h5::last_error() + ")");
+  return v;
+}
+
+double half_to_double(uint16_t h) {
+  const int sign = h >> 15, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  double v;
+  if (exp == 0) v = std::ldexp(mant, -24);
+  else if (exp == 31) v = mant ? std::nan("") : HUGE_VAL;
+  else v = std::ldexp(mant + 1024, exp - 25);
+  return sign ? -v : v;
+}
+
+double bfloat16_to_double(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 }  // namespace
 
 struct RecordingReader::Impl {
@@ -23,7 +97,7 @@ struct RecordingReader::Impl {
   std::vector<GraphInput> inputs;    // the model's, in its order
   std::vector<std::string> names;    // batch group names
   std::vector<int64_t> sizes;        // N per batch
-  std::string source, created;
+  std::string source, created, environment;
   std::map<std::string, Shape> layer_shapes;   // per-sample output shape of each layer
 
   h5::Object batch(size_t i) const {
@@ -65,9 +139,11 @@ struct RecordingReader::Impl {
   // The recorded activations of one batch (if any): those of the model's layers must have the
   // layer's shape and a float type, checked at open so that a bad one is not found only after
   // the layers before it have run. Others (not layers of this model) are not compared.
-  void check_activations(const h5::Object& b, int64_t n) const {
-    if (!b.has("activations")) return;
-    h5::Object acts = b.group("activations");
+  // The same for the user's own run (run_activations), whose dtype is also checked.
+  void check_activations(const h5::Object& b, int64_t n, const std::string& group) const {
+    if (!b.has(group)) return;
+    h5::Object acts = b.group(group);
+    const bool run = group == "run_activations";
     for (const std::string& name : acts.members()) {
       auto it = layer_shapes.find(name);
       if (it == layer_shapes.end()) continue;
@@ -75,8 +151,12 @@ struct RecordingReader::Impl {
       Shape want{n};
       want.insert(want.end(), it->second.begin(), it->second.end());
       if (d.dims() != want)
-        d.fail("activation of layer '" + name + "' has shape " + shape_str(d.dims()) +
-               ", expected " + shape_str(want));
+        d.fail(std::string(run ? "run activation" : "activation") + " of layer '" + name +
+               "' has shape " + shape_str(d.dims()) + ", expected " + shape_str(want));
+      if (run) {
+        run_activation_dtype(d);
+        continue;
+      }
       const h5::TypeInfo t = d.type();
       if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
     }
@@ -84,12 +164,14 @@ struct RecordingReader::Impl {
 };
 
 RecordingReader::RecordingReader(const std::string& path, const Model& m)
-    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}}) {
+    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}, {}}) {
   for (const Layer& l : m.layers) impl_->layer_shapes[l.name] = l.out_shape;
   h5::Object root = impl_->file.root();
   h5::check_header(root, "recording", kRecordingFormatVersion);
   if (root.has_attr("source")) impl_->source = root.attr_string("source");
   if (root.has_attr("created")) impl_->created = root.attr_string("created");
+  if (root.has_attr("capture_environment"))
+    impl_->environment = root.attr_string("capture_environment");
   h5::Object batches = root.group("batches");
   impl_->names = batches.members();
   if (impl_->names.empty()) batches.fail("recording has no batches");
@@ -113,7 +195,8 @@ RecordingReader::RecordingReader(const std::string& path, const Model& m)
       }
     }
     impl_->sizes.push_back(n);
-    impl_->check_activations(b, n);
+    impl_->check_activations(b, n, "activations");
+    impl_->check_activations(b, n, "run_activations");
   }
 }
 
@@ -133,6 +216,7 @@ std::string RecordingReader::batch_name(size_t i) const {
 }
 std::string RecordingReader::source() const { return impl_->source; }
 std::string RecordingReader::created() const { return impl_->created; }
+std::string RecordingReader::capture_environment() const { return impl_->environment; }
 
 std::vector<Tensor> RecordingReader::read_batch(size_t i) const {
   h5::Object b = impl_->batch(i);
@@ -171,6 +255,29 @@ Tensor RecordingReader::read_activation(size_t i, const std::string& layer,
     d.fail("activation of layer '" + layer + "' has shape " + shape_str(dims) + ", expected " +
            shape_str(expected_full));
   return d.read_f64();
+}
+
+bool RecordingReader::has_run_activation(size_t i, const std::string& layer) const {
+  h5::Object b = impl_->batch(i);
+  return b.has("run_activations") && b.has("run_activations/" + layer) &&
+         b.open("run_activations/" + layer).is_dataset();
+}
+
+Tensor RecordingReader::read_run_activation(size_t i, const std::string& layer,
+                                            const Shape& expected_full, std::string* dtype) const {
+  h5::Object d = impl_->batch(i).dataset("run_activations/" + layer);
+  const Shape dims = d.dims();
+  if (dims != expected_full)
+    d.fail("run activation of layer '" + layer + "' has shape " + shape_str(dims) +
+           ", expected " + shape_str(expected_full));
+  const std::string dt = run_activation_dtype(d);
+  if (dtype) *dtype = dt;
+  if (dt == "float32" || dt == "float64") return d.read_f64();   // exact
+  const std::vector<uint16_t> bits = read_bits16(d, dt == "float16");
+  Tensor t(dims);
+  for (size_t k = 0; k < bits.size(); ++k)
+    t.data[k] = dt == "float16" ? half_to_double(bits[k]) : bfloat16_to_double(bits[k]);
+  return t;
 }
 
 }  // namespace divscope

@@ -86,8 +86,15 @@ std::string mode_summary(const ModeResult& mr, const AnalysisResult& r, const Mo
   std::string s = std::string(mode_name(mr.mode)) + ": ";
   if (mr.passed()) return s + "PASS — every layer within tolerance";
   auto layer = [&](int i) { return "<b>" + markup_escape(m.layers[i].name) + "</b> (#" + std::to_string(i) + ")"; };
-  s += "FAIL — first divergent layer " + layer(mr.first_divergent);
+  s += "FAIL — first divergent layer " + layer(mr.first_divergent) + " (" +
+       rule_name(mr.layers[mr.first_divergent].rule) + ": " + markup_escape(mr.layers[mr.first_divergent].reason) + ")";
   if (mr.culprit >= 0) s += ", culprit " + layer(mr.culprit);
+  if (mr.culprit_chain.size() > 1) {
+    s += "; chain:";
+    for (const ChainLink& c : mr.culprit_chain)
+      s += " " + markup_escape(m.layers[c.layer].name) + " (own " + sci(c.own_rel_l2) + ", &times;" +
+           fmt("%.3g", c.amplification) + ")" + (c.layer == mr.first_divergent ? "" : " &rarr;");
+  }
   s += "; " + std::to_string(mr.samples.size()) + "/" + std::to_string(r.samples) + " samples diverge";
   return s;
 }
@@ -262,6 +269,7 @@ void svg_plot(std::ostream& o, const AnalysisResult& r, const Model& m, const Pl
 
 std::string verdict(const ModeResult& mr, size_t i) {
   std::string v = layer_verdict(mr.layers[i]);
+  if (!mr.layers[i].reason.empty()) v += ": " + mr.layers[i].reason;
   if (static_cast<int>(i) == mr.first_divergent) v += " [first]";
   if (static_cast<int>(i) == mr.culprit) v += " [culprit]";
   return v;
@@ -284,7 +292,7 @@ void mode_section(std::ostream& o, const ModeResult& mr, const AnalysisResult& r
       << "</td><td class=\"n\">" << sci(s.max_abs) << "</td><td class=\"n\">" << sci(s.rel_l2())
       << "</td><td class=\"n\">" << pct(s.mismatch, s.count) << "</td><td class=\"n\">" << sci(s.max_ulp)
       << "</td><td class=\"n\">" << sci(lr.isolated.rel_l2()) << "</td><td class=\"n\">"
-      << (lr.amplification >= 0 ? sci(lr.amplification) : "\u2014") << "</td><td>" << verdict(mr, i)
+      << (lr.amplification >= 0 ? sci(lr.amplification) : "\u2014") << "</td><td>" << markup_escape(verdict(mr, i))
       << "</td></tr>\n";
   }
   o << "</table>\n</details>\n";

@@ -13,6 +13,13 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 
 double frac(int64_t a, int64_t n) { return n ? static_cast<double>(a) / n : 0.0; }
 
+nlohmann::json worst_json(const SampleWorst& w) {
+  return {{"rel_l2", num(w.rel_l2)},          {"rel_l2_batch", w.rel_batch},
+          {"rel_l2_sample", w.rel_sample},    {"budget_use", num(w.budget_use)},
+          {"kappa", num(w.kappa)},            {"budget_use_batch", w.use_batch},
+          {"budget_use_sample", w.use_sample}};
+}
+
 }  // namespace
 
 void write_json(const nlohmann::json& j, const std::string& path) {
@@ -30,6 +37,7 @@ nlohmann::json stats_json(const LayerStats& s) {
   j["ref_nan"] = s.ref_nan;
   j["ref_inf"] = s.ref_inf;
   j["new_nonfinite"] = s.nonfinite_new;
+  j["flushed_to_zero"] = s.flushed;
   j["max_abs"] = num(s.max_abs);
   j["max_abs_index"] = s.max_abs_index;
   j["max_abs_batch"] = s.max_abs_batch;
@@ -91,6 +99,18 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jr["name"] = m.layers[i].name;
       j["recorded"].push_back(jr);
     }
+  // The sensitivity probe (docs/verdict.md): kappa per layer and per graph input.
+  j["sensitivity"] = nlohmann::json::array();
+  for (size_t i = 0; i < r.sensitivity.size(); ++i)
+    j["sensitivity"].push_back({{"name", m.layers[i].name}, {"kappa", num(r.kappa(static_cast<int>(i)))},
+                                {"sums", {{"err2", r.sensitivity[i].sum_err2}, {"ref2", r.sensitivity[i].sum_ref2},
+                                          {"count", r.sensitivity[i].count}}}});
+  j["input_sensitivity"] = nlohmann::json::array();
+  for (size_t i = 0; i < r.input_sensitivity.size(); ++i)
+    j["input_sensitivity"].push_back({{"name", m.inputs[i].name}, {"kappa", num(r.input_kappa(static_cast<int>(i)))},
+                                      {"sums", {{"err2", r.input_sensitivity[i].sum_err2},
+                                                {"ref2", r.input_sensitivity[i].sum_ref2},
+                                                {"count", r.input_sensitivity[i].count}}}});
   j["modes"] = nlohmann::json::array();
   for (const ModeResult& mr : r.modes) {
     nlohmann::json jm;
@@ -103,7 +123,16 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
     jm["criterion"] = mr.mode == Mode::strict ? "bitwise equal to the CPU strict path"
                       : r.criterion == Criterion::baseline && judged_by_baseline(mr.mode)
                           ? "baseline: rel_l2 within baseline_factor of fp32's, in rounding units"
+                      : r.criterion == Criterion::budget
+                          ? "budget: per sample, NaN/Inf the reference lacks, rel_l2 >= collapse, or "
+                            "rel_l2 > budget_factor * u_mode * kappa"
                           : "allclose(atol, rtol) with max_mismatch";
+    jm["culprit_chain"] = nlohmann::json::array();
+    for (const ChainLink& c : mr.culprit_chain)
+      jm["culprit_chain"].push_back({{"layer", m.layers[c.layer].name},
+                                     {"own_rel_l2", num(c.own_rel_l2)},
+                                     {"amplification", num(c.amplification)},
+                                     {"chained_rel_l2", num(c.chained_rel_l2)}});
     jm["inputs"] = nlohmann::json::array();
     for (size_t i = 0; i < mr.inputs.size(); ++i) {
       nlohmann::json ji = stats_json(mr.inputs[i]);
@@ -124,7 +153,17 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jl["amplification"] = lr.amplification >= 0 ? num(lr.amplification) : nlohmann::json();
       jl["tolerance"] = {{"atol", lr.tolerance.atol},
                          {"rtol", lr.tolerance.rtol},
-                         {"max_mismatch", lr.tolerance.max_mismatch}};
+                         {"max_mismatch", lr.tolerance.max_mismatch},
+                         {"budget_factor", lr.tolerance.budget_factor},
+                         {"collapse", lr.tolerance.collapse}};
+      if (lr.tolerance.criterion) jl["tolerance"]["criterion"] = criterion_name(*lr.tolerance.criterion);
+      jl["verdict"] = {{"rule", lr.rule == Rule::none ? nlohmann::json() : nlohmann::json(rule_name(lr.rule))},
+                       {"reason", lr.reason},
+                       {"isolated_rule", lr.isolated_rule == Rule::none ? nlohmann::json()
+                                                                        : nlohmann::json(rule_name(lr.isolated_rule))},
+                       {"budget_use", num(lr.chained_worst.budget_use)},
+                       {"budget_factor", lr.tolerance.budget_factor}};
+      jl["worst_samples"] = {{"chained", worst_json(lr.chained_worst)}, {"isolated", worst_json(lr.isolated_worst)}};
       if (lr.baseline_limit >= 0) {
         jl["tolerance"]["baseline_factor"] = lr.tolerance.baseline_factor;
         jl["tolerance"]["baseline_limit"] = num(lr.baseline_limit);

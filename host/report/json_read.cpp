@@ -72,6 +72,7 @@ LayerStats read_stats(const Node& n) {
   s.ref_inf = n.at("ref_inf").integer();
   s.nonfinite_new = n.at("new_nonfinite").integer();
   s.mismatch = n.at("mismatch").integer();
+  s.flushed = n.at("flushed_to_zero").integer();
   s.max_abs = n.at("max_abs").number_or_inf();
   const Node index = n.at("max_abs_index");
   for (size_t i = 0; i < index.array_size(); ++i) s.max_abs_index.push_back(index.at(i).integer());
@@ -108,7 +109,36 @@ Tolerance read_tolerance(const Node& n) {
   t.max_mismatch = n.at("max_mismatch").number();
   // Written only where the baseline criterion judged the layer; judge() needs nothing else.
   if (n.has("baseline_factor")) t.baseline_factor = n.at("baseline_factor").number();
+  t.budget_factor = n.at("budget_factor").number();
+  t.collapse = n.at("collapse").number();
+  if (n.has("criterion")) {
+    Criterion c;
+    if (!parse_criterion(n.at("criterion").string(), &c)) n.at("criterion").fail("unknown criterion");
+    t.criterion = c;
+  }
   return t;
+}
+
+SampleWorst read_worst(const Node& n) {
+  SampleWorst w;
+  w.rel_l2 = n.at("rel_l2").number_or_inf();
+  w.rel_batch = n.at("rel_l2_batch").integer();
+  w.rel_sample = n.at("rel_l2_sample").integer();
+  w.budget_use = n.at("budget_use").number_or_inf();
+  w.kappa = n.at("kappa").number_or_inf();
+  w.use_batch = n.at("budget_use_batch").integer();
+  w.use_sample = n.at("budget_use_sample").integer();
+  return w;
+}
+
+// The probe's sums behind kappa (count, err2, ref2): all that kappa and a merge need.
+LayerStats read_sensitivity(const Node& n) {
+  LayerStats s;
+  const Node sums = n.at("sums");
+  s.count = sums.at("count").integer();
+  s.sum_err2 = sums.at("err2").number_or_inf();
+  s.sum_ref2 = sums.at("ref2").number_or_inf();
+  return s;
 }
 
 int layer_index(const Node& n, const std::map<std::string, int>& index_of) {
@@ -149,6 +179,9 @@ ModeResult read_mode(const Node& m, ReportData& d, std::map<std::string, int>& i
     if (l.has("nondeterministic_elements")) lr.nondeterministic = l.at("nondeterministic_elements").integer();
     lr.chained = read_stats(l.at("chained"));
     lr.isolated = read_stats(l.at("isolated"));
+    const Node worst = l.at("worst_samples");
+    lr.chained_worst = read_worst(worst.at("chained"));
+    lr.isolated_worst = read_worst(worst.at("isolated"));
     mr.layers.push_back(std::move(lr));
   }
   const Node inputs = m.at("inputs");
@@ -220,8 +253,7 @@ ReportData read_report(const std::string& path) {
   if (repeat < 1) root.at("repeat").fail("must be at least 1");
   r.repeat = static_cast<int>(repeat);
   const Node criterion = root.at("tolerance").at("criterion");
-  if (criterion.string() == criterion_name(Criterion::baseline)) r.criterion = Criterion::baseline;
-  else if (criterion.string() != criterion_name(Criterion::allclose))
+  if (!parse_criterion(criterion.string(), &r.criterion))
     criterion.fail("unknown criterion '" + criterion.string() + "'");
 
   std::map<std::string, int> index_of;
@@ -234,6 +266,15 @@ ReportData read_report(const std::string& path) {
     const Node rec = recorded.at(i);
     r.recorded[layer_index(rec.at("name"), index_of)] = read_stats(rec);
   }
+  const Node sens = root.at("sensitivity");
+  if (sens.array_size() != d.layer_names.size())
+    sens.fail(std::to_string(sens.array_size()) + " entries for " + std::to_string(d.layer_names.size()) + " layers");
+  for (size_t i = 0; i < sens.array_size(); ++i) {
+    if (layer_index(sens.at(i).at("name"), index_of) != static_cast<int>(i)) sens.at(i).at("name").fail("out of order");
+    r.sensitivity.push_back(read_sensitivity(sens.at(i)));
+  }
+  const Node isens = root.at("input_sensitivity");
+  for (size_t i = 0; i < isens.array_size(); ++i) r.input_sensitivity.push_back(read_sensitivity(isens.at(i)));
   return d;
 }
 

@@ -35,10 +35,10 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
       if (lr.diverged) {
         const LayerStats& s = lr.chained;
         f << "\n      <failure message=\"" << mode_name(mr.mode) << ": layer '"
-          << markup_escape(m.layers[i].name) << "' diverged: " << s.mismatch << "/" << s.count
-          << " elements outside atol=" << lr.tolerance.atol << " rtol=" << lr.tolerance.rtol
-          << ", max_abs=" << s.max_abs << ", rel_l2=" << s.rel_l2() << ", NaN=" << s.nan
-          << ", Inf=" << s.inf << "\"/>\n    ";
+          << markup_escape(m.layers[i].name) << "' diverged (" << rule_name(lr.rule) << "): "
+          << markup_escape(lr.reason) << "\" type=\"" << rule_name(lr.rule) << "\">"
+          << "max_abs=" << s.max_abs << ", rel_l2=" << s.rel_l2() << ", mismatch=" << s.mismatch << "/"
+          << s.count << ", NaN=" << s.nan << ", Inf=" << s.inf << "</failure>\n    ";
       }
       f << "</testcase>\n";
     }

@@ -15,16 +15,22 @@ struct ReportContext {
   nlohmann::json tolerance;   // what was asked for: defaults, flags, file
 };
 
-constexpr int kReportVersion = 1;
+constexpr int kReportVersion = 2;
 
 nlohmann::json stats_json(const LayerStats& s);
 // Writes `j` (indented, one trailing newline) to `path`; InputError naming it when it cannot.
 void write_json(const nlohmann::json& j, const std::string& path);
 nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx);
-// One layer's verdict in words, as the console table and the HTML page show it:
-// "DIVERGED (0 NaN, 1382 Inf) [own error]", "ok", ...
+// One layer's verdict in a word or two, as the console table and the HTML page show it:
+// "DIVERGED (collapse) [own error]", "ok", ...; LayerResult::reason says why in numbers.
 std::string layer_verdict(const LayerResult& lr);
-void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out);
+
+struct ConsoleOptions {
+  bool quiet = false;           // each mode's verdict line and the result line only
+  std::string table = "auto";   // auto | all | none (rows of the per-mode tables)
+};
+void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostream& out,
+                   const ConsoleOptions& o = {});
 void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
 // One self-contained HTML file: header, inline-SVG rel_l2 plots, per-mode tables.
 void write_html(const AnalysisResult& r, const ReportContext& ctx, const std::string& path);
