@@ -288,6 +288,37 @@ TEST(DataCheck, ConstantsAndScalarInputsAreNotFlagged) {
   EXPECT_TRUE(reference_findings(m, rec).empty()) << describe(reference_findings(m, rec));
 }
 
+TEST(DataCheck, MaskInputs) {
+  // mask (every value 0 or 1): all ones is a sample without padding, and the batches' statistics
+  // follow the padding; all zero (everything masked) is still named.
+  Model m = model({{"x", {8}, "float32"}, {"mask", {8}, "float32"}},
+                  {layer("y", "mul", {"x", "mask"})});
+  std::vector<Tensor> masks;
+  for (unsigned b = 0; b < 6; ++b) {
+    Tensor k({2, 8}, 1.0);
+    for (int j = 0; j < 8 - static_cast<int>(b); ++j) k.data[8 + j] = b < 5 ? 1 : 0;
+    for (int j = 8 - static_cast<int>(b); j < 8; ++j) k.data[8 + j] = 0;
+    masks.push_back(k);
+  }
+  for (int j = 0; j < 8; ++j) masks[5].data[8 + j] = 0;
+  std::string path;
+  {
+    RecordingFile r("mask.rec.h5");
+    for (size_t b = 0; b < 6; ++b) {
+      r.batch(b).write_dataset("x", randn({2, 8}, 90 + b));
+      r.batch(b).write_dataset("mask", masks[b]);
+    }
+    path = r.path;
+  }
+  RecordingReader rec(path, m);
+  const std::vector<DataFinding> fs = check_inputs(m, rec, 0, 6);
+  ASSERT_EQ(fs.size(), 1u) << describe(fs);
+  EXPECT_EQ(fs[0].kind, "input_all_zero");
+  EXPECT_EQ(fs[0].where, "mask");
+  EXPECT_EQ(fs[0].batch, 5);
+  EXPECT_EQ(fs[0].sample, 1);
+}
+
 // ---- the reference ---------------------------------------------------------------------------
 
 TEST(DataCheck, ReferenceNonFiniteFirstLayerOnly) {

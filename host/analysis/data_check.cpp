@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace divscope {
 namespace {
@@ -126,6 +127,7 @@ std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec
     }
   }
   std::vector<std::vector<BatchStat>> stats(m.inputs.size());
+  std::vector<char> binary(m.inputs.size(), 1);   // every finite value so far 0 or 1
   for (int64_t b = b0; b < b1; ++b) {
     const std::vector<Tensor> batch = rec.read_batch(static_cast<size_t>(b));
     for (size_t i = 0; i < m.inputs.size() && i < batch.size(); ++i) {
@@ -155,6 +157,7 @@ std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec
       }
       double sum = 0, sum2 = 0;
       int64_t count = 0;
+      bool bin = binary[i];
       for (int64_t s = 0; s < N; ++s) {
         const double* x = t.ptr() + s * n;
         check_float_sample(gi, x, n, b, s, agg);
@@ -163,16 +166,26 @@ std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec
             sum += x[k];
             sum2 += x[k] * x[k];
             ++count;
+            bin = bin && (x[k] == 0 || x[k] == 1);
           }
       }
+      binary[i] = bin;
       if (count)
         stats[i].push_back({b, std::sqrt(sum2 / count), sum / count});
     }
   }
+  // A mask (every value 0 or 1) is constant wherever nothing is masked, and its batch
+  // statistics follow the padding: neither is a data problem.
+  FindingList out;
+  for (const DataFinding& f : agg.list()) {
+    const int i = m.find_input(f.where);
+    if (f.kind == "input_constant" && i >= 0 && binary[i]) continue;
+    out.add(f);
+  }
   for (size_t i = 0; i < m.inputs.size(); ++i)
-    if (!m.inputs[i].constant && m.inputs[i].dtype != "int64")
-      check_outliers(m.inputs[i], stats[i], agg);
-  return agg.list();
+    if (!m.inputs[i].constant && m.inputs[i].dtype != "int64" && !binary[i])
+      check_outliers(m.inputs[i], stats[i], out);
+  return out.list();
 }
 
 const std::vector<std::string>& dead_checked_ops() {
@@ -216,17 +229,21 @@ void ReferenceHealthTracker::on_layer(const Layer& l, const std::vector<const Te
   const bool check_dead = n >= kDeadMinElements && dead_op;
   for (int64_t s = 0; s < N; ++s) {
     const double* y = out.ptr() + s * n;
-    int64_t nan = 0, inf = 0;
-    bool all_zero = true;
+    // Branch-free first (the common case: finite, not all zero); count only when needed.
+    bool bad = false, nonzero = false;
     for (int64_t k = 0; k < n; ++k) {
-      const double v = y[k];
-      if (v != v) ++nan;
-      else if (v - v != 0) ++inf;
-      all_zero = all_zero && v == 0;
+      bad |= !(std::fabs(y[k]) <= std::numeric_limits<double>::max());
+      nonzero |= y[k] != 0;
     }
-    if (nan || inf) {
+    const bool all_zero = !nonzero;
+    if (bad) {
       if (sample_nonfinite_[s]) continue;
       sample_nonfinite_[s] = 1;   // reported here, or inherited from a non-finite input
+      int64_t nan = 0, inf = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        nan += std::isnan(y[k]);
+        inf += std::isinf(y[k]);
+      }
       bool inputs_finite = true;
       for (const Tensor* t : in) {
         if (!t || per_sample(*t) == 0) continue;
@@ -253,9 +270,17 @@ void ReferenceHealthTracker::on_layer(const Layer& l, const std::vector<const Te
         break;
       }
     }
-    if (inputs_nonzero)
-      found_.add({"reference_dead", batch, s, l.name,
-           "all " + std::to_string(n) + " output values are 0 while its inputs are not"});
+    if (!inputs_nonzero) continue;
+    std::string why = "all " + std::to_string(n) + " output values are 0 while its inputs are not";
+    const Tensor* w = l.param("weight");
+    const Tensor* bias = l.param("bias");
+    auto zero = [](const Tensor* t) {
+      return !t || std::all_of(t->data.begin(), t->data.end(), [](double v) { return v == 0; });
+    };
+    if (w && zero(w) && zero(bias))
+      why += " (its weight" + std::string(bias ? " and bias are" : " is") +
+             " all zero: an untrained, zero-initialised layer?)";
+    found_.add({"reference_dead", batch, s, l.name, why});
   }
 }
 

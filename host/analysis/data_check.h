@@ -52,7 +52,9 @@ class FindingList {
 // one). Over the batches, with at least 4 of them, per float input: a batch is an outlier
 // (input_outlier_batch) when, over its finite values, its RMS is > 10x or < 0.1x the median
 // batch RMS, or its mean is further from the median batch mean than both 10 MAD (median
-// absolute deviation of the batch means) and 0.5x the median batch RMS.
+// absolute deviation of the batch means) and 0.5x the median batch RMS. A float input whose
+// every finite value in [b0, b1) is 0 or 1 is a mask: its all-ones (constant) samples and its
+// batch statistics are not reported (its all-zero samples are).
 // Findings come in the order of their first occurrence, outlier batches last.
 std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec, int64_t b0,
                                       int64_t b1);
