@@ -152,6 +152,16 @@ std::string describe(const std::vector<DataFinding>& fs) {
   return s;
 }
 
+void expect_finding(const DataFinding* f, const std::string& kind, const std::string& where,
+                    int64_t batch, int64_t sample, int64_t occurrences) {
+  ASSERT_NE(f, nullptr) << kind;
+  EXPECT_EQ(f->kind, kind);
+  EXPECT_EQ(f->where, where);
+  EXPECT_EQ(f->batch, batch);
+  EXPECT_EQ(f->sample, sample);
+  EXPECT_EQ(f->occurrences, occurrences);
+}
+
 const DataFinding* find(const std::vector<DataFinding>& fs, const std::string& kind) {
   for (const DataFinding& f : fs)
     if (f.kind == kind) return &f;
@@ -187,25 +197,18 @@ TEST(DataCheck, NonFiniteZeroAndConstantSamplesAreNamed) {
 
   const DataFinding* nf = find(fs, "input_nonfinite");
   ASSERT_NE(nf, nullptr);
-  EXPECT_EQ(nf->batch, 1);
-  EXPECT_EQ(nf->sample, 2);
-  EXPECT_EQ(nf->where, "x");
-  EXPECT_EQ(nf->occurrences, 2);
+  expect_finding(nf, "input_nonfinite", "x", 1, 2, 2);
   EXPECT_EQ(nf->detail, "2 NaN, 1 Inf among 16 values");
   EXPECT_EQ(finding_line(*nf),
             "NaN/Inf in the input: input 'x', batch 1, sample 2: 2 NaN, 1 Inf among 16 values "
             "(and 1 more sample)");
 
   const DataFinding* z = find(fs, "input_all_zero");
-  ASSERT_NE(z, nullptr);
-  EXPECT_EQ(z->batch, 2);
-  EXPECT_EQ(z->sample, 1);
-  EXPECT_EQ(z->occurrences, 1);
+  expect_finding(z, "input_all_zero", "x", 2, 1, 1);
 
   const DataFinding* c = find(fs, "input_constant");
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->batch, 0);
-  EXPECT_EQ(c->sample, 2);
+  expect_finding(c, "input_constant", "x", 0, 2, 1);
   EXPECT_NE(c->detail.find("0.5"), std::string::npos) << c->detail;
 
   // Batch ranges: only the batches asked for.
@@ -232,11 +235,7 @@ TEST(DataCheck, IndexOutOfRangeIsNamedBeforeTheReferenceStops) {
   RecordingReader rec(path, m);
   const std::vector<DataFinding> fs = check_inputs(m, rec, 0, 4);
   ASSERT_EQ(fs.size(), 1u) << describe(fs);
-  EXPECT_EQ(fs[0].kind, "index_out_of_range");
-  EXPECT_EQ(fs[0].where, "ids");
-  EXPECT_EQ(fs[0].batch, 1);
-  EXPECT_EQ(fs[0].sample, 1);
-  EXPECT_EQ(fs[0].occurrences, 2);
+  expect_finding(&fs[0], "index_out_of_range", "ids", 1, 1, 2);
   EXPECT_EQ(fs[0].detail,
             "index 10 at position 1 is outside [0, 10) of embedding 'emb' (3 of 6 indices)");
   // The reference itself refuses the batch (without naming the sample): hence the pre-pass.
@@ -313,10 +312,7 @@ TEST(DataCheck, MaskInputs) {
   RecordingReader rec(path, m);
   const std::vector<DataFinding> fs = check_inputs(m, rec, 0, 6);
   ASSERT_EQ(fs.size(), 1u) << describe(fs);
-  EXPECT_EQ(fs[0].kind, "input_all_zero");
-  EXPECT_EQ(fs[0].where, "mask");
-  EXPECT_EQ(fs[0].batch, 5);
-  EXPECT_EQ(fs[0].sample, 1);
+  expect_finding(&fs[0], "input_all_zero", "mask", 5, 1, 1);
 }
 
 // ---- the reference ---------------------------------------------------------------------------
@@ -339,14 +335,9 @@ TEST(DataCheck, ReferenceNonFiniteFirstLayerOnly) {
   EXPECT_TRUE(check_inputs(m, rec, 0, 3).empty());
   const std::vector<DataFinding> fs = reference_findings(m, rec);
   ASSERT_EQ(fs.size(), 2u) << describe(fs);
-  EXPECT_EQ(fs[0].kind, "reference_nonfinite");
-  EXPECT_EQ(fs[0].where, "lg");
-  EXPECT_EQ(fs[0].batch, 1);
-  EXPECT_EQ(fs[0].sample, 2);
+  expect_finding(&fs[0], "reference_nonfinite", "lg", 1, 2, 1);
   EXPECT_EQ(fs[0].detail, "1 NaN, 0 Inf among 12 values of the output, from finite inputs");
-  EXPECT_EQ(fs[1].where, "sq");
-  EXPECT_EQ(fs[1].batch, 2);
-  EXPECT_EQ(fs[1].sample, 0);
+  expect_finding(&fs[1], "reference_nonfinite", "sq", 2, 0, 1);
   EXPECT_EQ(fs[1].detail, "0 NaN, 1 Inf among 12 values of the output, from finite inputs");
 }
 
@@ -374,11 +365,7 @@ TEST(DataCheck, ReferenceDeadLayer) {
   // act is dead in sample 1 of both batches; sc (mul: not checked) and out (input all zero)
   // are not named.
   ASSERT_EQ(fs.size(), 1u) << describe(fs);
-  EXPECT_EQ(fs[0].kind, "reference_dead");
-  EXPECT_EQ(fs[0].where, "act");
-  EXPECT_EQ(fs[0].batch, 0);
-  EXPECT_EQ(fs[0].sample, 1);
-  EXPECT_EQ(fs[0].occurrences, 2);
+  expect_finding(&fs[0], "reference_dead", "act", 0, 1, 2);
   EXPECT_EQ(finding_line(fs[0]),
             "FP64 reference output entirely zero: layer 'act', batch 0, sample 1: all 16 output "
             "values are 0 while its inputs are not (and 1 more sample)");
