@@ -829,38 +829,55 @@ def _sample_rel_l2(c, r):
         return np.where(rr > 0, e / np.where(rr > 0, rr, 1), np.where(e > 0, np.inf, 0.0))
 
 
+EXACT_OPS = {"relu", "maxpool2d", "upsample_nearest2d", "flatten", "reshape", "permute",
+             "hardtanh", "abs", "neg", "maximum", "minimum", "where", "reduce_max", "concat",
+             "slice", "expand"}
+
+
 def probe_sensitivity(fm, fr, layers, seed=0):
-    """kappa per layer: an FP64 run where every layer's output is multiplied by (1 + 2^-30 s),
-    s = +-1 at random; kappa = max over samples of that run's rel_l2 / 2^-30, at least 1."""
+    """Per-sample kappa per layer and batch, as divscope's FP64 probe measures it: a float64 run
+    where the graph inputs, the constants and every layer's output (except ops that only select or move what
+    they read) are multiplied by 1 + 2^-30 xi, xi uniform in [-1, 1), layers reading the
+    perturbed values; kappa = the sample's rel_l2 against the reference / 2^-30, at least 1.
+    Returns {(batch key, layer): array over samples} and {layer: kappa over all samples}."""
     rng = np.random.default_rng(seed)
-    kappa = {}
+    per_sample, sums = {}, {}
+
+    def perturb(a):
+        return a * (1.0 + PROBE * rng.uniform(-1.0, 1.0, size=a.shape))
+
     for bk in sorted(fr["batches"].keys()):
         b = fr["batches"][bk]
-        env = {k: torch.from_numpy(v) for k, v in _constants(fm).items()}
+        env = {k: torch.from_numpy(perturb(v)) for k, v in _constants(fm).items()}
         for k in fm["inputs"].keys():
             a = b[k][()]
-            env[k] = torch.from_numpy(a.astype(np.float64) if a.dtype != np.int64 else a)
+            env[k] = torch.from_numpy(perturb(a.astype(np.float64)) if a.dtype != np.int64 else a)
         for g in layers:
-            ln = _attr(g, "name")
-            y = ref_layer(_attr(g, "op"), g, [env[i] for i in _attr(g, "inputs")]).numpy()
-            y = y * (1.0 + PROBE * rng.choice([-1.0, 1.0], size=y.shape))
+            ln, op = _attr(g, "name"), _attr(g, "op")
+            y = ref_layer(op, g, [env[i] for i in _attr(g, "inputs")]).numpy()
+            if op not in EXACT_OPS:
+                y = perturb(y)
             env[ln] = torch.from_numpy(y)
-            k = float(np.nanmax(_sample_rel_l2(y, b["activations"][ln][()]))) / PROBE
-            kappa[ln] = max(kappa.get(ln, 1.0), k)
-    return kappa
+            r = b["activations"][ln][()]
+            per_sample[(bk, ln)] = np.maximum(_sample_rel_l2(y, r) / PROBE, 1.0)
+            e2, r2 = sums.get(ln, (0.0, 0.0))
+            sums[ln] = (e2 + float(((y - r) ** 2).sum()), r2 + float((r ** 2).sum()))
+    overall = {ln: max(1.0, math.sqrt(e2 / r2) / PROBE if r2 > 0 else 1.0)
+               for ln, (e2, r2) in sums.items()}
+    return per_sample, overall
 
 
 def emulate_budget(name, out_dir, factor=32.0):
     """The `budget` verdict on the emulated chained run: per mode, rows (layer, max and min over
-    samples of rel_l2, count of NaN/Inf the reference lacks, kappa, budget_use = max rel_l2 /
-    (u kappa), rule) where rule is nonfinite / collapse (a sample's rel_l2 >= 0.5) / budget
-    (budget_use > factor) or None."""
+    samples of rel_l2, count of NaN/Inf the reference lacks, kappa over all samples, budget_use
+    = max over samples of rel_l2 / (u kappa of that sample), rule) where rule is nonfinite /
+    collapse (a sample's rel_l2 >= 0.5) / budget (budget_use > factor) or None."""
     import h5py
     res = {}
     with h5py.File(os.path.join(out_dir, f"{name}.model.h5"), "r") as fm, \
             h5py.File(os.path.join(out_dir, f"{name}.recording.h5"), "r") as fr:
         layers = [fm["layers"][k] for k in sorted(fm["layers"].keys())]
-        kappa = probe_sensitivity(fm, fr, layers)
+        kappa_s, kappa = probe_sensitivity(fm, fr, layers)
         for mode, (store, _, _, _) in MODES.items():
             rows = {}
             for bk in sorted(fr["batches"].keys()):
@@ -876,12 +893,12 @@ def emulate_budget(name, out_dir, factor=32.0):
                     newbad = int((~np.isfinite(c) & np.isfinite(r)).sum())
                     with np.errstate(invalid="ignore"):
                         rel = _sample_rel_l2(np.where(np.isfinite(c), c, 0.0), r)
-                    worst, least, nf = rows.get(ln, (0.0, np.inf, 0))
+                    use = float(np.max(rel / (UNIT[mode] * kappa_s[(bk, ln)])))
+                    worst, least, nf, mu = rows.get(ln, (0.0, np.inf, 0, 0.0))
                     rows[ln] = (max(worst, float(np.max(rel))), min(least, float(np.min(rel))),
-                                nf + newbad)
+                                nf + newbad, max(mu, use))
             out = []
-            for ln, (worst, least, nf) in rows.items():
-                use = worst / (UNIT[mode] * kappa[ln])
+            for ln, (worst, least, nf, use) in rows.items():
                 rule = ("nonfinite" if nf else "collapse" if worst >= COLLAPSE
                         else "budget" if use > factor else None)
                 out.append((ln, worst, least, nf, kappa[ln], use, rule))
