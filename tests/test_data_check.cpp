@@ -211,6 +211,11 @@ TEST(DataCheck, NonFiniteZeroAndConstantSamplesAreNamed) {
   expect_finding(c, "input_constant", "x", 0, 2, 1);
   EXPECT_NE(c->detail.find("0.5"), std::string::npos) << c->detail;
 
+  // Streaming, batch by batch, as the analysis may feed it: the same findings.
+  InputChecker streaming(m);
+  for (int64_t b = 0; b < 4; ++b) streaming.on_batch(b, rec.read_batch(b));
+  EXPECT_EQ(describe(streaming.findings()), describe(fs));
+
   // Batch ranges: only the batches asked for.
   EXPECT_TRUE(check_inputs(m, rec, 0, 0).empty());
   const std::vector<DataFinding> two = check_inputs(m, rec, 2, 100);   // clamped

@@ -36,11 +36,6 @@ double median(std::vector<double> v) {
   return 0.5 * (lo + hi);
 }
 
-struct BatchStat {
-  int64_t batch;
-  double rms, mean;
-};
-
 constexpr size_t kMinBatchesForOutliers = 4;
 constexpr double kRmsRatio = 10.0;       // rms > 10x or < 0.1x the median batch rms
 constexpr double kMeanMads = 10.0;       // |mean - median mean| > 10 MAD ...
@@ -75,11 +70,11 @@ void check_float_sample(const GraphInput& gi, const double* x, int64_t n, int64_
              "all " + std::to_string(n) + " values equal " + num(x[0])});
 }
 
-void check_outliers(const GraphInput& gi, const std::vector<BatchStat>& stats,
+void check_outliers(const GraphInput& gi, const std::vector<InputChecker::BatchStat>& stats,
                     FindingList& agg) {
   if (stats.size() < kMinBatchesForOutliers) return;
   std::vector<double> rms, mean;
-  for (const BatchStat& st : stats) {
+  for (const InputChecker::BatchStat& st : stats) {
     rms.push_back(st.rms);
     mean.push_back(st.mean);
   }
@@ -88,7 +83,7 @@ void check_outliers(const GraphInput& gi, const std::vector<BatchStat>& stats,
   for (double m : mean) dev.push_back(std::fabs(m - med_mean));
   const double mad = median(dev);
   const std::string over = " over " + std::to_string(stats.size()) + " batches";
-  for (const BatchStat& st : stats) {
+  for (const InputChecker::BatchStat& st : stats) {
     std::string why;
     if (med_rms > 0 && st.rms > kRmsRatio * med_rms)
       why = "RMS " + num(st.rms) + " is " + num(st.rms / med_rms) + "x the median batch RMS " +
@@ -108,84 +103,100 @@ void check_outliers(const GraphInput& gi, const std::vector<BatchStat>& stats,
 
 }  // namespace
 
-std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec, int64_t b0,
-                                      int64_t b1) {
-  FindingList agg;
-  b1 = std::min<int64_t>(b1, static_cast<int64_t>(rec.num_batches()));
-  b0 = std::max<int64_t>(b0, 0);
+InputChecker::InputChecker(const Model& m)
+    : model_(&m),
+      vocab_(m.inputs.size(), -1),
+      vocab_layer_(m.inputs.size()),
+      stats_(m.inputs.size()),
+      binary_(m.inputs.size(), 1) {
   // Per int64 input: the smallest embedding table it feeds, and that layer.
-  std::vector<int64_t> vocab(m.inputs.size(), -1);
-  std::vector<std::string> vocab_layer(m.inputs.size());
   for (const Layer& l : m.layers) {
     if (l.op != "embedding" || l.refs.empty() || !l.refs[0].is_input) continue;
     const Tensor* w = l.param("weight");
     if (!w || w->shape.empty()) continue;
-    int64_t& v = vocab[l.refs[0].index];
+    int64_t& v = vocab_[l.refs[0].index];
     if (v < 0 || w->shape[0] < v) {
       v = w->shape[0];
-      vocab_layer[l.refs[0].index] = l.name;
+      vocab_layer_[l.refs[0].index] = l.name;
     }
   }
-  std::vector<std::vector<BatchStat>> stats(m.inputs.size());
-  std::vector<char> binary(m.inputs.size(), 1);   // every finite value so far 0 or 1
-  for (int64_t b = b0; b < b1; ++b) {
-    const std::vector<Tensor> batch = rec.read_batch(static_cast<size_t>(b));
-    for (size_t i = 0; i < m.inputs.size() && i < batch.size(); ++i) {
-      const GraphInput& gi = m.inputs[i];
-      if (gi.constant) continue;
-      const Tensor& t = batch[i];
-      const int64_t N = t.shape.empty() ? 0 : t.shape[0], n = per_sample(t);
-      if (gi.dtype == "int64") {
-        if (vocab[i] < 0) continue;
-        const double V = static_cast<double>(vocab[i]);
-        for (int64_t s = 0; s < N; ++s) {
-          const double* x = t.ptr() + s * n;
-          int64_t bad = 0, first = -1;
-          for (int64_t k = 0; k < n; ++k)
-            if (!(x[k] >= 0 && x[k] < V)) {
-              if (!bad) first = k;
-              ++bad;
-            }
-          if (bad)
-            agg.add({"index_out_of_range", b, s, gi.name,
-                     "index " + num(x[first]) + " at position " + std::to_string(first) +
-                         " is outside [0, " + std::to_string(vocab[i]) + ") of embedding '" +
-                         vocab_layer[i] + "' (" + std::to_string(bad) + " of " +
-                         std::to_string(n) + " indices)"});
+}
+
+void InputChecker::check_indices(size_t i, const Tensor& t, int64_t b) {
+  const GraphInput& gi = model_->inputs[i];
+  if (vocab_[i] < 0) return;
+  const int64_t N = t.shape.empty() ? 0 : t.shape[0], n = per_sample(t);
+  const double V = static_cast<double>(vocab_[i]);
+  for (int64_t s = 0; s < N; ++s) {
+    const double* x = t.ptr() + s * n;
+    int64_t bad = 0, first = -1;
+    for (int64_t k = 0; k < n; ++k)
+      if (!(x[k] >= 0 && x[k] < V)) {
+        if (!bad) first = k;
+        ++bad;
+      }
+    if (bad)
+      found_.add({"index_out_of_range", b, s, gi.name,
+                  "index " + num(x[first]) + " at position " + std::to_string(first) +
+                      " is outside [0, " + std::to_string(vocab_[i]) + ") of embedding '" +
+                      vocab_layer_[i] + "' (" + std::to_string(bad) + " of " +
+                      std::to_string(n) + " indices)"});
+  }
+}
+
+void InputChecker::on_batch(int64_t b, const std::vector<Tensor>& inputs) {
+  const Model& m = *model_;
+  for (size_t i = 0; i < m.inputs.size() && i < inputs.size(); ++i) {
+    const GraphInput& gi = m.inputs[i];
+    if (gi.constant) continue;
+    const Tensor& t = inputs[i];
+    if (gi.dtype == "int64") {
+      check_indices(i, t, b);
+      continue;
+    }
+    const int64_t N = t.shape.empty() ? 0 : t.shape[0], n = per_sample(t);
+    double sum = 0, sum2 = 0;
+    int64_t count = 0;
+    bool bin = binary_[i];
+    for (int64_t s = 0; s < N; ++s) {
+      const double* x = t.ptr() + s * n;
+      check_float_sample(gi, x, n, b, s, found_);
+      for (int64_t k = 0; k < n; ++k)
+        if (std::isfinite(x[k])) {
+          sum += x[k];
+          sum2 += x[k] * x[k];
+          ++count;
+          bin = bin && (x[k] == 0 || x[k] == 1);
         }
-        continue;
-      }
-      double sum = 0, sum2 = 0;
-      int64_t count = 0;
-      bool bin = binary[i];
-      for (int64_t s = 0; s < N; ++s) {
-        const double* x = t.ptr() + s * n;
-        check_float_sample(gi, x, n, b, s, agg);
-        for (int64_t k = 0; k < n; ++k)
-          if (std::isfinite(x[k])) {
-            sum += x[k];
-            sum2 += x[k] * x[k];
-            ++count;
-            bin = bin && (x[k] == 0 || x[k] == 1);
-          }
-      }
-      binary[i] = bin;
-      if (count)
-        stats[i].push_back({b, std::sqrt(sum2 / count), sum / count});
     }
+    binary_[i] = bin;
+    if (count) stats_[i].push_back({b, std::sqrt(sum2 / count), sum / count});
   }
+}
+
+std::vector<DataFinding> InputChecker::findings() const {
+  const Model& m = *model_;
   // A mask (every value 0 or 1) is constant wherever nothing is masked, and its batch
   // statistics follow the padding: neither is a data problem.
   FindingList out;
-  for (const DataFinding& f : agg.list()) {
+  for (const DataFinding& f : found_.list()) {
     const int i = m.find_input(f.where);
-    if (f.kind == "input_constant" && i >= 0 && binary[i]) continue;
+    if (f.kind == "input_constant" && i >= 0 && binary_[i]) continue;
     out.add(f);
   }
   for (size_t i = 0; i < m.inputs.size(); ++i)
-    if (!m.inputs[i].constant && m.inputs[i].dtype != "int64" && !binary[i])
-      check_outliers(m.inputs[i], stats[i], out);
+    if (!m.inputs[i].constant && m.inputs[i].dtype != "int64" && !binary_[i])
+      check_outliers(m.inputs[i], stats_[i], out);
   return out.list();
+}
+
+std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec, int64_t b0,
+                                      int64_t b1) {
+  InputChecker checker(m);
+  b1 = std::min<int64_t>(b1, static_cast<int64_t>(rec.num_batches()));
+  for (int64_t b = std::max<int64_t>(b0, 0); b < b1; ++b)
+    checker.on_batch(b, rec.read_batch(static_cast<size_t>(b)));
+  return checker.findings();
 }
 
 const std::vector<std::string>& dead_checked_ops() {

@@ -43,19 +43,44 @@ class FindingList {
   std::map<std::pair<std::string, std::string>, size_t> index_;   // (kind, where) -> found_
 };
 
-// Pre-pass over the recorded inputs of batches [b0, b1) (positions, b1 clamped to the
-// recording's batch count; reads only the inputs, one batch at a time, with read_batch). Model
-// constants are skipped. Per sample of each float input: NaN/Inf count (input_nonfinite); when
-// finite and of more than one element, all zero (input_all_zero) or all equal
-// (input_constant). Per sample of each int64 input that feeds an embedding with a weight
-// [V, D]: indices outside [0, V) (index_out_of_range; the reference would stop at the first
-// one). Over the batches, with at least 4 of them, per float input: a batch is an outlier
-// (input_outlier_batch) when, over its finite values, its RMS is > 10x or < 0.1x the median
-// batch RMS, or its mean is further from the median batch mean than both 10 MAD (median
-// absolute deviation of the batch means) and 0.5x the median batch RMS. A float input whose
-// every finite value in [b0, b1) is 0 or 1 is a mask: its all-ones (constant) samples and its
-// batch statistics are not reported (its all-zero samples are).
-// Findings come in the order of their first occurrence, outlier batches last.
+// The recorded inputs checked batch by batch (model constants are skipped). Per sample of each
+// float input: NaN/Inf count (input_nonfinite); when finite and of more than one element, all
+// zero (input_all_zero) or all equal (input_constant). Per sample of each int64 input that
+// feeds an embedding with a weight [V, D]: indices outside [0, V) (index_out_of_range; the
+// reference would stop at the first one without naming batch or sample). Over the batches,
+// with at least 4 of them, per float input: a batch is an outlier (input_outlier_batch) when,
+// over its finite values, its RMS is > 10x or < 0.1x the median batch RMS, or its mean is
+// further from the median batch mean than both 10 MAD (median absolute deviation of the batch
+// means) and 0.5x the median batch RMS. A float input whose every finite value seen is 0 or 1
+// is a mask: its all-ones (constant) samples and its batch statistics are not reported (its
+// all-zero samples are). Memory: the findings plus three numbers per (input, batch).
+class InputChecker {
+ public:
+  explicit InputChecker(const Model& m);
+  // `inputs` as RecordingReader::read_batch gives them (Model::inputs order, constants
+  // included); `batch` is the batch's position in the recording, for the findings.
+  void on_batch(int64_t batch, const std::vector<Tensor>& inputs);
+  // Aggregated, in the order of the first occurrence; outlier batches (which need every batch)
+  // last.
+  std::vector<DataFinding> findings() const;
+
+  struct BatchStat {
+    int64_t batch;
+    double rms, mean;
+  };
+
+ private:
+  void check_indices(size_t input, const Tensor& t, int64_t batch);
+  const Model* model_;
+  std::vector<int64_t> vocab_;             // per input: smallest embedding V it feeds, or -1
+  std::vector<std::string> vocab_layer_;   // ... and that embedding layer
+  std::vector<std::vector<BatchStat>> stats_;
+  std::vector<char> binary_;               // per input: every finite value so far 0 or 1
+  FindingList found_;
+};
+
+// The pre-pass: InputChecker over batches [b0, b1) (positions; b1 clamped to the recording's
+// batch count), read one at a time with read_batch (inputs only).
 std::vector<DataFinding> check_inputs(const Model& m, const RecordingReader& rec, int64_t b0,
                                       int64_t b1);
 
