@@ -25,13 +25,17 @@ namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 const double kInf = std::numeric_limits<double>::infinity();
 
+// Files of this process, removed at exit.
 std::string temp_path(const std::string& name) {
-  static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "divscope_data_check_" + std::to_string(getpid());
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir + "/" + name;
+  static const struct Dir {
+    std::string path = ::testing::TempDir() + "divscope_data_check_" + std::to_string(getpid());
+    Dir() { fs::create_directories(path); }
+    ~Dir() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } dir;
+  return dir.path + "/" + name;
 }
 
 Tensor randn(Shape s, unsigned seed, double scale = 1.0, double shift = 0.0) {
