@@ -133,7 +133,7 @@ TEST_F(Html, ExactAndInfiniteErrorsStayOnTheAxis) {
   const std::string html = read_text(path_);
   const std::string svg = svg_of(html, "chained");
   EXPECT_NE(svg.find("floor: exact (0)"), std::string::npos);
-  EXPECT_NE(svg.find("rel_l2 inf"), std::string::npos);
+  EXPECT_NE(svg.find("rel_l2 Inf"), std::string::npos);
   EXPECT_EQ(svg.find("nan"), std::string::npos);
   EXPECT_NE(html.find("not captured"), std::string::npos);
 }

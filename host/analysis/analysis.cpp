@@ -148,6 +148,48 @@ bool exact_op(const std::string& op) {
   return false;
 }
 
+// Length of the longest sum behind one output element of layer l (the dot product of a GEMM or
+// conv, the row of a norm, softmax or reduction, the window of an average pool); 1 elsewhere.
+int64_t reduction_length(const Model& model, const Layer& l) {
+  auto in_shape = [&](size_t k) -> Shape {
+    if (k >= l.refs.size()) return {};
+    const ValueRef& r = l.refs[k];
+    return r.is_input ? model.inputs[r.index].shape : model.layers[r.index].out_shape;
+  };
+  auto count = [](const Shape& s) {
+    int64_t n = 1;
+    for (int64_t d : s) n *= std::max<int64_t>(d, 1);
+    return n;
+  };
+  const Tensor* w = l.param("weight");
+  const std::string& op = l.op;
+  if (op == "linear" && w && w->shape.size() == 2) return w->shape[1];
+  if (op == "conv2d" && w && w->shape.size() == 4) return w->shape[1] * w->shape[2] * w->shape[3];
+  if (op == "conv_transpose2d" && w && w->shape.size() == 4)
+    return w->shape[0] / std::max<int64_t>(l.attr_int("groups", 1), 1) * w->shape[2] * w->shape[3];
+  if (op == "matmul") {
+    const Shape a = in_shape(0);
+    return a.empty() ? 1 : a.back();
+  }
+  if (op == "scaled_dot_product_attention") {
+    const Shape q = in_shape(0), k = in_shape(1);
+    return std::max<int64_t>(q.empty() ? 1 : q.back(), k.size() >= 2 ? k[k.size() - 2] : 1);
+  }
+  if (op == "layernorm" || op == "rmsnorm") return count(l.attr_ints("normalized_shape"));
+  if (op == "groupnorm") return count(in_shape(0)) / std::max<int64_t>(l.attr_int("num_groups"), 1);
+  if (op == "softmax" || op == "log_softmax") {
+    const Shape x = in_shape(0);
+    int64_t a = l.attr_int("axis");
+    const int64_t rank = static_cast<int64_t>(x.size()) + 1;   // with the batch dim
+    if (a < 0) a += rank;
+    return a >= 1 && a < rank ? x[a - 1] : 1;
+  }
+  if (op == "reduce_sum" || op == "reduce_mean" || op == "avgpool2d" || op == "global_avgpool2d" ||
+      op == "adaptive_avgpool2d")
+    return std::max<int64_t>(count(in_shape(0)) / std::max<int64_t>(count(l.out_shape), 1), 1);
+  return 1;
+}
+
 // The probe's perturbation of element k of value `value` (a layer index, or -1 - input index) in
 // batch b: 1 + kProbeDelta * xi, xi uniform in [-1, 1) from a hash of (b, value, k) — the same for
 // any thread count or backend.
@@ -192,6 +234,22 @@ Rule budget_layer_rule(const LayerStats& st, const SampleWorst& w, const Toleran
   return Rule::none;
 }
 
+// What the reference's range says about a mode's storage: values beyond its largest finite
+// number, or below its smallest normal one (precision lost to subnormals, or flushed).
+std::string range_note(Mode m, const LayerStats& st) {
+  const int64_t fin = st.ref_finite;
+  if (!fin || (m != Mode::fp16 && m != Mode::bf16)) return "";
+  const int64_t over = m == Mode::fp16 ? st.over_fp16 : st.over_bf16;
+  const int64_t under = m == Mode::fp16 ? st.under_fp16 : st.under_bf16;
+  std::string r;
+  if (over * 100 >= fin)
+    r += "; " + fmt_num("%.0f", 100.0 * over / fin) + "% of the reference beyond " + mode_name(m) + "'s largest value (overflow)";
+  if (under * 100 >= fin)
+    r += "; " + fmt_num("%.0f", 100.0 * under / fin) + "% of the reference below " + mode_name(m) +
+         "'s smallest normal (underflow)";
+  return r;
+}
+
 std::string explain(Rule rule, Mode m, const LayerResult& lr, const LayerStats& st,
                     const SampleWorst& w) {
   const Tolerance& t = lr.tolerance;
@@ -199,7 +257,7 @@ std::string explain(Rule rule, Mode m, const LayerResult& lr, const LayerStats& 
     case Rule::nonfinite:
       return std::to_string(st.nonfinite_new) + " NaN/Inf where the reference is finite (" +
              std::to_string(st.nan) + " NaN, " + std::to_string(st.inf) + " Inf of " +
-             std::to_string(st.count) + ")";
+             std::to_string(st.count) + ")" + range_note(m, st);
     case Rule::collapse: {
       std::string r = "collapsed: rel_l2 " + fmt_num("%.3g", w.rel_l2) + " >= " +
                       fmt_num("%g", t.collapse) + " at " + at_sample(w.rel_batch, w.rel_sample);
@@ -207,14 +265,16 @@ std::string explain(Rule rule, Mode m, const LayerResult& lr, const LayerStats& 
       if (nonzero > 0 && st.flushed * 100 >= nonzero)
         r += "; " + fmt_num("%.0f", 100.0 * st.flushed / nonzero) +
              "% of the reference's nonzero elements flushed to zero";
-      if (st.over_fp16 && m == Mode::fp16) r += "; values beyond fp16's range";
-      return r;
+      return r + range_note(m, st);
     }
-    case Rule::budget:
-      return "rel_l2 " + fmt_num("%.3g", w.budget_use * unit_roundoff(m) * w.kappa) + " = " +
-             fmt_num("%.3g", w.budget_use) + "x " + mode_name(m) + "'s rounding x sensitivity " +
-             fmt_num("%.3g", w.kappa) + ", budget " + fmt_num("%g", t.budget_factor) + "x, at " +
-             at_sample(w.use_batch, w.use_sample);
+    case Rule::budget: {
+      const double unit = lr.unit > 0 ? lr.unit : unit_roundoff(m);
+      return "rel_l2 " + fmt_num("%.3g", w.budget_use * unit * w.kappa) + " = " +
+             fmt_num("%.3g", w.budget_use) + "x what " + mode_name(m) + "'s rounding (" +
+             fmt_num("%.2g", unit) + ") x the layer's sensitivity (" + fmt_num("%.3g", w.kappa) +
+             ") explains, budget " + fmt_num("%g", t.budget_factor) + "x, at " +
+             at_sample(w.use_batch, w.use_sample) + range_note(m, st);
+    }
     case Rule::allclose:
       return std::to_string(st.mismatch) + " of " + std::to_string(st.count) +
              " elements outside atol " + fmt_num("%g", t.atol) + " + rtol " + fmt_num("%g", t.rtol) +
@@ -269,19 +329,22 @@ void find_culprit(const Model& model, const AnalysisResult& res, ModeResult& mr)
       }
     }
   }
-  int culprit = -1;
+  // Scanned from d backwards, an earlier layer takes over only when it accounts for more than
+  // twice as much: a layer's isolated error already holds its inputs' storage rounding amplified
+  // by the layer itself, so the same rounding seen one layer earlier, times that amplification,
+  // is no stronger evidence (and would pull every culprit towards the first layer).
+  int culprit = d;
   double top = -1;
-  for (int k = 0; k <= d; ++k) {
+  for (int k = d; k >= 0; --k) {
     if (best[k] < 0) continue;
     const LayerResult& lr = mr.layers[k];
-    const double own = lr.isolated.count ? lr.isolated.rel_l2() : 0.0;
-    const double c = own * best[k];
-    if (c > top || (std::isnan(c) && top < 0)) {
-      top = std::isnan(c) ? HUGE_VAL : c;
+    double c = (lr.isolated.count ? lr.isolated.rel_l2() : 0.0) * best[k];
+    if (std::isnan(c)) c = HUGE_VAL;
+    if (top < 0 || c > 2 * top || (std::isinf(c) && c >= top)) {
+      top = c;
       culprit = k;
     }
   }
-  if (culprit < 0) culprit = d;
   mr.culprit = culprit;
   for (int k = culprit; k >= 0; k = k == d ? -1 : next[k]) {
     ChainLink link;
@@ -410,6 +473,13 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
                          " outside the recording's " + std::to_string(nb) + " batches");
   const Liveness live = compute_liveness(model);
   const size_t nl = model.layers.size();
+  // The longest sum behind each layer: its own, and (chained) the longest upstream.
+  std::vector<int64_t> own_sum(nl), chain_sum(nl);
+  for (const Layer& l : model.layers) {
+    own_sum[l.index] = chain_sum[l.index] = reduction_length(model, l);
+    for (const ValueRef& r : l.refs)
+      if (!r.is_input) chain_sum[l.index] = std::max(chain_sum[l.index], chain_sum[r.index]);
+  }
   const auto fp32_at = std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32);
   const int fp32_index = fp32_at == opt.modes.end() ? -1 : static_cast<int>(fp32_at - opt.modes.begin());
   if (opt.criterion == Criterion::baseline && fp32_index < 0)
@@ -427,8 +497,11 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     ModeResult mr;
     mr.mode = m;
     mr.layers.resize(nl);
-    for (size_t i = 0; i < nl; ++i)
+    for (size_t i = 0; i < nl; ++i) {
       mr.layers[i].tolerance = opt.policy.for_layer(m, model.layers[i].name);
+      mr.layers[i].unit = effective_roundoff(m, chain_sum[i]);
+      mr.layers[i].isolated_unit = effective_roundoff(m, own_sum[i]);
+    }
     res.modes.push_back(std::move(mr));
   }
   res.recorded.resize(nl);
@@ -438,6 +511,15 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   // driven from one thread.
   std::unique_ptr<TaskPool> pool;
   if (backend.name() == "cpu" && opt.threads != 1) pool = std::make_unique<TaskPool>(opt.threads);
+  // Data first: every recorded input of the range, before any layer runs.
+  res.findings = check_inputs(model, rec, b0, b1);
+  if (opt.on_input_findings) opt.on_input_findings(res.findings);
+  for (const DataFinding& f : res.findings)
+    if (f.kind == "index_out_of_range") {
+      res.stopped_on_data = true;
+      return res;
+    }
+  ReferenceHealthTracker ref_health(model);
   std::unique_ptr<DumpWriter> dump;
   if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
 
@@ -501,6 +583,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       backend.reference(l, in, out);
     };
     auto on_layer = [&](const Layer& l, const std::vector<const Tensor*>& ref_in, Tensor& ref_out) {
+      ref_health.on_layer(l, ref_in, ref_out, b);
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       const double floor = 1e-6 * abs_max(ref_out);
       const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
@@ -589,14 +672,14 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         const SampleErrors& se = run.samples;
         const Criterion crit = lr.tolerance.criterion.value_or(opt.criterion);
         const bool by_baseline = crit == Criterion::baseline && judged_by_baseline(run.mode);
-        const double u = unit_roundoff(run.mode);
+        const double u = lr.unit;
         for (int64_t s = 0; s < n; ++s) {
           const double rel = sample_rel_l2(se, s);
           lr.chained_worst.add(rel, rel / (u * ks[s]), ks[s], b, s);
           if (opt.isolated) {
             const double rel_iso = sample_rel_l2(run.iso_samples, s);
             const double k_iso = std::max(ks[s] / input_kappa(l, s), 1.0);
-            lr.isolated_worst.add(rel_iso, rel_iso / (u * k_iso), k_iso, b, s);
+            lr.isolated_worst.add(rel_iso, rel_iso / (lr.isolated_unit * k_iso), k_iso, b, s);
           }
           SampleDivergence& sd = run.sample_first[s];
           if (sd.layer >= 0) continue;
@@ -626,6 +709,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
   }
 
+  for (const DataFinding& f : ref_health.findings()) res.findings.push_back(f);
   judge(model, backend.name(), res);
   return res;
 }

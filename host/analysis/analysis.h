@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "analysis/compare.h"
+#include "analysis/data_check.h"
 #include "graph/model.h"
 #include "analysis/verdict.h"
 
@@ -41,6 +42,9 @@ struct LayerResult {
   // Per-sample facts of the budget criterion (docs/verdict.md), gathered over every sample of
   // every batch; judge() turns them into the verdict, so a merge of partial runs can too.
   SampleWorst chained_worst, isolated_worst;
+  // The rounding unit each run's budget counts in (effective_roundoff: u_mode, or float
+  // accumulation over the longest sum, upstream included for the chained run).
+  double unit = 0, isolated_unit = 0;
   Rule rule = Rule::none, isolated_rule = Rule::none;   // what fired (judge())
   std::string reason;            // why the layer diverged, in words and numbers (judge())
 };
@@ -92,6 +96,8 @@ struct AnalysisOptions {
   std::string dump_environment;                // JSON text for the dump's root attribute
   // Called after each batch (for progress): batches done, batches total.
   std::function<void(int64_t, int64_t)> progress;
+  // Called with the input findings of the pre-pass, before any layer runs (data first).
+  std::function<void(const std::vector<DataFinding>&)> on_input_findings;
 };
 
 struct AnalysisResult {
@@ -106,6 +112,13 @@ struct AnalysisResult {
   std::vector<LayerStats> sensitivity, input_sensitivity;
   double kappa(int layer) const;
   double input_kappa(int input) const;
+  // Data and reference checked first (docs/data-checks.md): the recorded inputs (a pre-pass over
+  // every batch before any layer runs) and the FP64 reference's health.
+  std::vector<DataFinding> findings;
+  // The replay did not run: the inputs cannot go through the model (embedding indices out of
+  // range); only `findings` is meaningful.
+  bool stopped_on_data = false;
+  bool data_healthy() const { return findings.empty(); }
   int64_t batches = 0, samples = 0;
   int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
   Criterion criterion = Criterion::budget;

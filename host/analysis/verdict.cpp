@@ -90,6 +90,11 @@ double unit_roundoff(Mode m) {
   }
 }
 
+double effective_roundoff(Mode m, int64_t reduction) {
+  const double acc = std::sqrt(static_cast<double>(std::max<int64_t>(reduction, 1))) * unit_roundoff(Mode::fp32);
+  return std::max(unit_roundoff(m), acc);
+}
+
 bool judged_by_baseline(Mode m) { return reduced_precision(m); }
 
 double baseline_limit(Mode m, double factor, double fp32_rel_l2) {

@@ -61,6 +61,11 @@ Tolerance default_tolerance(Mode m);
 // The unit roundoff that bounds one rounding of the mode's numbers: 2^-24 fp32 and strict,
 // 2^-11 tf32 (its GEMM operands) and fp16, 2^-8 bf16.
 double unit_roundoff(Mode m);
+// The rounding unit the budget criterion counts in at a layer whose longest sum, there or
+// upstream, has `reduction` terms: u_m, or float accumulation's sqrt(reduction) * 2^-24 where that
+// is larger (every mode accumulates in float; the probabilistic error bound of a K-term sum is
+// about sqrt(K) u — Higham & Mary 2019). Only fp32 and strict ever reach the second term.
+double effective_roundoff(Mode m, int64_t reduction);
 // Does the baseline criterion judge this mode? (tf32, fp16, bf16.)
 bool judged_by_baseline(Mode m);
 // Largest rel_l2 the baseline criterion allows mode m on a layer where fp32's rel_l2 is

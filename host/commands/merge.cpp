@@ -122,6 +122,15 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
     }
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
   }
+  // Findings of each kind and place: one, with the earliest example and every occurrence
+  // (outlier batches are judged per shard: a merge cannot recompute them).
+  for (const DataFinding& f : from.findings) {
+    auto same = std::find_if(to.findings.begin(), to.findings.end(), [&](const DataFinding& g) {
+      return g.kind == f.kind && g.where == f.where;
+    });
+    if (same == to.findings.end()) to.findings.push_back(f);
+    else same->occurrences += f.occurrences;
+  }
 }
 
 }  // namespace
@@ -170,6 +179,7 @@ int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
   }
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
+  if (!res.data_healthy()) return kExitDataUnhealthy;
   return res.passed() ? kExitOk : kExitDiverged;
 }
 

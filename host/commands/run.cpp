@@ -173,6 +173,10 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   opt.dump_path = a.dump;
   opt.dump_environment = ctx.environment.dump();
   opt.progress = progress_printer(err);
+  // Data first: a broken input is said before the replay begins (the console repeats it).
+  opt.on_input_findings = [&err](const std::vector<DataFinding>& found) {
+    for (const DataFinding& f : found) err << "divscope: data: " << finding_line(f) << "\n";
+  };
 
   AnalysisResult res = analyze(model, a.recording, *backend, opt);
 
@@ -180,6 +184,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (!a.report.empty()) write_json(report_json(res, ctx), a.report);
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
+  if (!res.data_healthy()) return kExitDataUnhealthy;
   return res.passed() ? kExitOk : kExitDiverged;
 }
 

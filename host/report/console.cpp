@@ -137,6 +137,17 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
       out << "recorded activations: " << recorded << " layer(s); FP64 reference vs recording: worst rel_l2 "
           << sci(r.recorded[worst].rel_l2()) << " at '" << m.layers[worst].name << "'\n";
   }
+  // Data and reference first: the model or the data is broken there, not the precision.
+  if (!r.findings.empty()) {
+    out << "data and reference checks: " << r.findings.size() << " finding(s) — fix these before judging precision\n";
+    for (const DataFinding& f : r.findings) out << "  " << finding_line(f) << "\n";
+  } else if (!o.quiet) {
+    out << "data and reference checks: inputs finite, not empty or constant, no outlier batch; reference finite and alive\n";
+  }
+  if (r.stopped_on_data) {
+    out << "result: DATA UNHEALTHY — the replay did not run (the inputs cannot go through the model)\n";
+    return;
+  }
   for (const ModeResult& mr : r.modes) {
     if (o.quiet) {
       print_verdict_line(r, m, mr, out);
@@ -176,7 +187,11 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
   if (!o.quiet)
     out << "\n> first divergent layer   * culprit   budget: worst sample's rel_l2 / (u_mode x sensitivity) "
            "of its budget_factor\n";
-  out << (r.passed() ? "result: PASS\n" : "result: DIVERGENCE FOUND\n");
+  if (!r.data_healthy())
+    out << "result: DATA UNHEALTHY (" << r.findings.size() << " finding(s) above); precision: "
+        << (r.passed() ? "PASS" : "DIVERGENCE FOUND") << "\n";
+  else
+    out << (r.passed() ? "result: PASS\n" : "result: DIVERGENCE FOUND\n");
 }
 
 }  // namespace divscope

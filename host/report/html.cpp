@@ -37,7 +37,7 @@ summary{cursor:pointer;font-weight:bold}
 .note{color:#555;font-size:13px}
 )";
 
-std::string sci(double v) { return fmt("%.3e", v); }
+std::string sci(double v) { return std::isfinite(v) ? fmt("%.3e", v) : std::isnan(v) ? "NaN" : v > 0 ? "Inf" : "-Inf"; }
 std::string pct(int64_t a, int64_t n) { return fmt("%.2f", n ? 100.0 * a / n : 0.0); }
 
 // A cut that does not split a UTF-8 sequence.
@@ -120,7 +120,16 @@ void write_header(std::ostream& o, const AnalysisResult& r, const ReportContext&
   } else {
     row("environment", "not captured");
   }
-  o << "</table>\n<ul>\n";
+  o << "</table>\n";
+  if (!r.findings.empty()) {
+    o << "<p class=\"div\"><b>Data and reference checks: " << r.findings.size()
+      << " finding(s)</b> — the model or the data is broken here, not the precision:</p>\n<ul>\n";
+    for (const DataFinding& f : r.findings) o << "<li>" << markup_escape(finding_line(f)) << "</li>\n";
+    o << "</ul>\n";
+  } else {
+    o << "<p>Data and reference checks: no finding.</p>\n";
+  }
+  o << "<ul>\n";
   for (const ModeResult& mr : r.modes)
     o << "<li><a href=\"#mode-" << mode_name(mr.mode) << "\">" << mode_summary(mr, r, m) << "</a></li>\n";
   o << "</ul>\n";

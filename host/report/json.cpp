@@ -162,7 +162,9 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
                        {"isolated_rule", lr.isolated_rule == Rule::none ? nlohmann::json()
                                                                         : nlohmann::json(rule_name(lr.isolated_rule))},
                        {"budget_use", num(lr.chained_worst.budget_use)},
-                       {"budget_factor", lr.tolerance.budget_factor}};
+                       {"budget_factor", lr.tolerance.budget_factor},
+                       {"unit", lr.unit},
+                       {"isolated_unit", lr.isolated_unit}};
       jl["worst_samples"] = {{"chained", worst_json(lr.chained_worst)}, {"isolated", worst_json(lr.isolated_worst)}};
       if (lr.baseline_limit >= 0) {
         jl["tolerance"]["baseline_factor"] = lr.tolerance.baseline_factor;
@@ -186,7 +188,19 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
                                {"new_nonfinite", s.nonfinite}});
     j["modes"].push_back(jm);
   }
-  j["passed"] = r.passed();
+  j["data_findings"] = nlohmann::json::array();
+  for (const DataFinding& f : r.findings)
+    j["data_findings"].push_back({{"kind", f.kind},
+                                  {"where", f.where},
+                                  {"batch", f.batch},
+                                  {"sample", f.sample},
+                                  {"detail", f.detail},
+                                  {"occurrences", f.occurrences},
+                                  {"line", finding_line(f)}});
+  j["data_healthy"] = r.data_healthy();
+  j["replayed"] = !r.stopped_on_data;
+  j["passed"] = r.passed() && r.data_healthy();
+  j["precision_passed"] = r.passed();
   return j;
 }
 

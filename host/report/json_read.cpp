@@ -179,6 +179,9 @@ ModeResult read_mode(const Node& m, ReportData& d, std::map<std::string, int>& i
     if (l.has("nondeterministic_elements")) lr.nondeterministic = l.at("nondeterministic_elements").integer();
     lr.chained = read_stats(l.at("chained"));
     lr.isolated = read_stats(l.at("isolated"));
+    const Node verdict = l.at("verdict");
+    lr.unit = verdict.at("unit").number();
+    lr.isolated_unit = verdict.at("isolated_unit").number();
     const Node worst = l.at("worst_samples");
     lr.chained_worst = read_worst(worst.at("chained"));
     lr.isolated_worst = read_worst(worst.at("isolated"));
@@ -266,6 +269,20 @@ ReportData read_report(const std::string& path) {
     const Node rec = recorded.at(i);
     r.recorded[layer_index(rec.at("name"), index_of)] = read_stats(rec);
   }
+  const Node found = root.at("data_findings");
+  for (size_t i = 0; i < found.array_size(); ++i) {
+    const Node f = found.at(i);
+    DataFinding df;
+    df.kind = f.at("kind").string();
+    df.where = f.at("where").string();
+    df.batch = f.at("batch").integer();
+    df.sample = f.at("sample").integer();
+    df.detail = f.at("detail").string();
+    df.occurrences = f.at("occurrences").integer();
+    if (df.occurrences < 1) f.at("occurrences").fail("must be at least 1");
+    r.findings.push_back(df);
+  }
+  if (!root.at("replayed").boolean()) root.at("replayed").fail("the report's replay did not run (data unhealthy): nothing to merge");
   const Node sens = root.at("sensitivity");
   if (sens.array_size() != d.layer_names.size())
     sens.fail(std::to_string(sens.array_size()) + " entries for " + std::to_string(d.layer_names.size()) + " layers");

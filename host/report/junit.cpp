@@ -14,7 +14,8 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
   std::ofstream f(path);
   if (!f) throw InputError(path, "/", "cannot write JUnit report");
   const Model& m = *ctx.model;
-  int tests = 0, failures = 0;
+  // The data and reference checks: one test case, failed by every finding.
+  int tests = 1, failures = r.data_healthy() ? 0 : 1;
   for (const ModeResult& mr : r.modes)
     for (const LayerResult& lr : mr.layers) {
       ++tests;
@@ -23,6 +24,15 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
   f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   f << "<testsuites name=\"divscope " << markup_escape(m.name) << "\" tests=\"" << tests
     << "\" failures=\"" << failures << "\">\n";
+  f << "  <testsuite name=\"data\" tests=\"1\" failures=\"" << (r.data_healthy() ? 0 : 1) << "\">\n"
+    << "    <testcase classname=\"divscope.data\" name=\"inputs and FP64 reference\">";
+  if (!r.data_healthy()) {
+    f << "\n      <failure message=\"" << r.findings.size()
+      << " data/reference finding(s): fix the data or the model before judging precision\" type=\"data\">";
+    for (const DataFinding& d : r.findings) f << markup_escape(finding_line(d)) << "\n";
+    f << "</failure>\n    ";
+  }
+  f << "</testcase>\n  </testsuite>\n";
   for (const ModeResult& mr : r.modes) {
     int mf = 0;
     for (const LayerResult& lr : mr.layers) mf += lr.diverged;

@@ -45,7 +45,7 @@ def check(binary, out, name):
                           "--model", model, "--recording", rec, "--report", report],
                          capture_output=True, text=True)
     t_run = time.time() - t0
-    if run.returncode not in (0, 1):
+    if run.returncode not in (0, 1, 4):   # 4: a data or reference finding (vit_b_16: a zero-initialised head)
         return f"divscope run exit {run.returncode}: {run.stderr.strip()}"
     rep = json.load(open(report))
     rows = [(r["name"], r["rel_l2"]) for r in rep["recorded"] if r["count"] > 0]
