@@ -116,10 +116,10 @@ def summarize_mode(m, kappa=None):
     first = m.get("first_divergent_layer")
     if isinstance(first, dict):  # tolerate {"name": ..., "index": ...}
         first = first.get("name")
-    rule = None
+    rule = reason = first_op = None
     if first is not None and first in by_name:
         v = by_name[first].get("verdict") or {}
-        rule = v.get("rule")
+        rule, reason, first_op = v.get("rule"), v.get("reason"), by_name[first].get("op")
     final = layers[-1] if layers else {}
     final_rel = (final.get("chained") or {}).get("rel_l2") if final else None
     best_use, best_layer, factor, have_use = -1.0, None, None, False
@@ -139,6 +139,8 @@ def summarize_mode(m, kappa=None):
         "first": first,
         "culprit": m.get("culprit_layer"),
         "rule": rule,
+        "reason": reason,
+        "first_op": first_op,
         "final_layer": final.get("name") if final else None,
         "final_rel_l2": final_rel,
         "budget_use": best_use if have_use else None,
@@ -276,6 +278,20 @@ def write_page(path, rows, runs, args, started, elapsed):
     else:
         add("**Healthy maximum**: — (the reports carry no `budget_use`: re-run with a binary "
             "that has the budget criterion).")
+    add("")
+    add("## Zoo failures")
+    add("")
+    add("Every zoo model x mode that fails, with the op of its first divergent layer and the "
+        "reason divscope gives there (fp32/tf32 failures are false alarms of the criterion; "
+        "fp16/bf16 ones may be real).")
+    add("")
+    fails = [(rr["name"], r) for rr in rows if rr["kind"] == "zoo" and not rr.get("error")
+             for r in rr["modes"] if r["passed"] is False]
+    for n, r in fails:
+        add(f"- {n} {r['mode']}: {code(r['first'])} ({r['first_op'] or '?'}), rule "
+            f"{r['rule'] or '—'}: {r['reason'] or '—'}")
+    if not fails:
+        add("- none")
     add("")
     add("Runs:")
     add("")
