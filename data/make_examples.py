@@ -867,10 +867,37 @@ def probe_sensitivity(fm, fr, layers, seed=0):
     return per_sample, overall
 
 
+def _reduction_length(g, shapes):
+    """Length of the longest sum behind one output element (GEMM/conv dot product, a norm's or a
+    softmax's row), 1 elsewhere; `shapes` maps value names to per-sample shapes."""
+    op = _attr(g, "op")
+    if op == "linear":
+        return int(g["weight"].shape[1])
+    if op == "conv2d":
+        w = g["weight"].shape
+        return int(w[1] * w[2] * w[3])
+    if op == "matmul":
+        return int(shapes[_attr(g, "inputs")[0]][-1])
+    if op in ("layernorm", "rmsnorm"):
+        return int(np.prod(_attr(g, "normalized_shape")))
+    if op in ("softmax", "log_softmax"):
+        x = shapes[_attr(g, "inputs")[0]]
+        ax = _attr(g, "axis")
+        ax = ax + len(x) + 1 if ax < 0 else ax          # the axis counts the batch dim
+        return int(x[ax - 1])
+    return 1
+
+
+def effective_unit(mode, chain_sum):
+    """divscope's unit: max(u_mode, sqrt(K) 2^-24), K the longest sum on the layer's chain (float
+    accumulation counts once sums get long; it dominates fp32's unit)."""
+    return max(UNIT[mode], math.sqrt(max(chain_sum, 1)) * UNIT["fp32"])
+
+
 def emulate_budget(name, out_dir, factor=32.0):
     """The `budget` verdict on the emulated chained run: per mode, rows (layer, max and min over
     samples of rel_l2, count of NaN/Inf the reference lacks, kappa over all samples, budget_use
-    = max over samples of rel_l2 / (u kappa of that sample), rule) where rule is nonfinite /
+    = max over samples of rel_l2 / (unit kappa of that sample), unit = effective_unit, rule) where rule is nonfinite /
     collapse (a sample's rel_l2 >= 0.5) / budget (budget_use > factor) or None."""
     import h5py
     res = {}
@@ -878,6 +905,14 @@ def emulate_budget(name, out_dir, factor=32.0):
             h5py.File(os.path.join(out_dir, f"{name}.recording.h5"), "r") as fr:
         layers = [fm["layers"][k] for k in sorted(fm["layers"].keys())]
         kappa_s, kappa = probe_sensitivity(fm, fr, layers)
+        b0 = fr["batches"][sorted(fr["batches"].keys())[0]]
+        shapes = {k: b0[k].shape[1:] for k in fm["inputs"].keys()}
+        shapes.update({k: b0["activations"][k].shape[1:] for k in b0["activations"].keys()})
+        chain = {}
+        for g in layers:
+            ln = _attr(g, "name")
+            chain[ln] = max([_reduction_length(g, shapes)] +
+                            [chain[i] for i in _attr(g, "inputs") if i in chain])
         for mode, (store, _, _, _) in MODES.items():
             rows = {}
             for bk in sorted(fr["batches"].keys()):
@@ -893,7 +928,8 @@ def emulate_budget(name, out_dir, factor=32.0):
                     newbad = int((~np.isfinite(c) & np.isfinite(r)).sum())
                     with np.errstate(invalid="ignore"):
                         rel = _sample_rel_l2(np.where(np.isfinite(c), c, 0.0), r)
-                    use = float(np.max(rel / (UNIT[mode] * kappa_s[(bk, ln)])))
+                    unit = effective_unit(mode, chain[ln])
+                    use = float(np.max(rel / (unit * kappa_s[(bk, ln)])))
                     worst, least, nf, mu = rows.get(ln, (0.0, np.inf, 0, 0.0))
                     rows[ln] = (max(worst, float(np.max(rel))), min(least, float(np.min(rel))),
                                 nf + newbad, max(mu, use))
