@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "errors.h"
 #include "io/h5io.h"
 #include "reference/modes.h"
@@ -402,7 +404,39 @@ double AnalysisResult::input_kappa(int input) const {
 bool AnalysisResult::passed() const {
   for (const ModeResult& m : modes)
     if (!m.passed()) return false;
-  return true;
+  return !user_run || user_run->result.passed();
+}
+
+// The user's run: the budget rules wherever activations were recorded, and how it compares with
+// divscope's emulation of the same mode.
+void judge_user_run(const Model& model, AnalysisResult& res) {
+  if (!res.user_run) return;
+  UserRun& ur = *res.user_run;
+  ModeResult& mr = ur.result;
+  mr.first_divergent = mr.culprit = -1;
+  mr.culprit_chain.clear();
+  const ModeResult* emu = nullptr;
+  for (const ModeResult& m : res.modes)
+    if (m.mode == mr.mode) emu = &m;
+  ur.vs_emulation.assign(mr.layers.size(), -1);
+  ur.worst_vs_emulation = -1;
+  for (size_t i = 0; i < mr.layers.size(); ++i) {
+    LayerResult& lr = mr.layers[i];
+    if (!lr.chained.count) continue;
+    lr.rule = budget_layer_rule(lr.chained, lr.chained_worst, lr.tolerance);
+    lr.diverged = lr.rule != Rule::none;
+    lr.reason = explain(lr.rule, mr.mode, lr, lr.chained, lr.chained_worst);
+    if (lr.diverged && mr.first_divergent < 0) mr.first_divergent = static_cast<int>(i);
+    if (emu) {
+      const double mine = emu->layers[i].chained.rel_l2(), theirs = lr.chained.rel_l2();
+      const double floor = unit_roundoff(mr.mode);   // below one rounding, a ratio means nothing
+      ur.vs_emulation[i] = std::max(theirs, floor) / std::max(mine, floor);
+      if (ur.worst_vs_emulation < 0 || ur.vs_emulation[i] > ur.vs_emulation[ur.worst_vs_emulation])
+        ur.worst_vs_emulation = static_cast<int>(i);
+    }
+  }
+  mr.culprit = mr.first_divergent;
+  (void)model;
 }
 
 void judge(const Model& model, const std::string& backend, AnalysisResult& res) {
@@ -460,6 +494,7 @@ void judge(const Model& model, const std::string& backend, AnalysisResult& res) 
                        return a.rel_l2 > b.rel_l2;
                      });
   }
+  judge_user_run(model, res);
 }
 
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
@@ -520,6 +555,17 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       return res;
     }
   ReferenceHealthTracker ref_health(model);
+  // The user's own run, when the recording holds it: its mode from the dtype (and, for float32,
+  // TF32 allowed on a GPU by the capturing machine's flags).
+  Mode user_mode = Mode::fp32;
+  bool tf32_allowed = false;
+  try {
+    const nlohmann::json env = nlohmann::json::parse(rec.capture_environment());
+    const auto& fl = env.at("flags");
+    tf32_allowed = !env.at("gpus").empty() &&
+                   (fl.value("matmul_allow_tf32", false) || fl.value("cudnn_allow_tf32", false));
+  } catch (const std::exception&) {
+  }
   std::unique_ptr<DumpWriter> dump;
   if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
 
@@ -599,6 +645,36 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         probe.release_after(l.index);
       }
       if (dump) dump->write(b, "fp64", l.name, ref_out);
+      if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
+        std::string dtype;
+        Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape, &dtype);
+        if (!res.user_run) {
+          res.user_run.emplace();
+          res.user_run->dtype = dtype;
+          user_mode = dtype == "float16" ? Mode::fp16 : dtype == "bfloat16" ? Mode::bf16
+                      : dtype == "float64" ? Mode::fp64 : tf32_allowed ? Mode::tf32 : Mode::fp32;
+          ModeResult& ur = res.user_run->result;
+          ur.mode = user_mode;
+          ur.layers.resize(nl);
+          for (size_t i = 0; i < nl; ++i) {
+            ur.layers[i].tolerance = opt.policy.for_layer(user_mode == Mode::fp64 ? Mode::fp32 : user_mode,
+                                                          model.layers[i].name);
+            ur.layers[i].unit = user_mode == Mode::fp64
+                                    ? std::sqrt(static_cast<double>(chain_sum[i])) * unit_roundoff(Mode::fp64)
+                                    : effective_roundoff(user_mode, chain_sum[i]);
+          }
+        }
+        SampleErrors se;
+        const CompareOptions co{user_mode, 0, 0, floor, false};
+        LayerStats st = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co, &se);
+        copy_health(st, health);
+        LayerResult& ulr = res.user_run->result.layers[l.index];
+        ulr.chained.merge(st, b);
+        for (int64_t s = 0; s < n && s < static_cast<int64_t>(se.err2.size()); ++s) {
+          const double rel = sample_rel_l2(se, s);
+          ulr.chained_worst.add(rel, rel / (ulr.unit * kappa_s[l.index][s]), kappa_s[l.index][s], b, s);
+        }
+      }
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
         Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
         CompareOptions co{Mode::fp64, 0, 0, floor, false};

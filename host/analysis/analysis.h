@@ -2,6 +2,7 @@
 // mode a chained and an isolated run — compares every layer and applies the verdict.
 #pragma once
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,18 @@ struct ModeResult {
   bool passed() const { return first_divergent < 0; }
 };
 
+// The model as the user ran it (/batches/*/run_activations, recorded by capture with
+// record_run): judged layer by layer against FP64 with the budget criterion, in units of the
+// mode its dtype and flags say it ran in, beside divscope's own emulation of that mode.
+struct UserRun {
+  std::string dtype;          // of the recorded activations: float16, bfloat16, float32, float64
+  ModeResult result;          // layers without recorded activations have count 0
+  // Per layer: the user's chained rel_l2 over divscope's emulation of the same mode (-1: not
+  // comparable); a run much worse than the arithmetic points at the stack, not the format.
+  std::vector<double> vs_emulation;
+  int worst_vs_emulation = -1;
+};
+
 struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
@@ -110,6 +123,7 @@ struct AnalysisResult {
   // the reference. kappa = rel_l2 / kProbeDelta, at least 1: how many roundings' worth of error
   // one rounding of every value grows into by this layer.
   std::vector<LayerStats> sensitivity, input_sensitivity;
+  std::optional<UserRun> user_run;
   double kappa(int layer) const;
   double input_kappa(int input) const;
   // Data and reference checked first (docs/data-checks.md): the recorded inputs (a pre-pass over
@@ -123,7 +137,7 @@ struct AnalysisResult {
   int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
   Criterion criterion = Criterion::budget;
   int repeat = 1;
-  bool passed() const;
+  bool passed() const;   // every mode, and the user's recorded run
 };
 
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,

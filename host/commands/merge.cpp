@@ -122,6 +122,16 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
     }
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
   }
+  if (from.user_run && !to.user_run) to.user_run = from.user_run;
+  else if (from.user_run)
+    for (size_t i = 0; i < to.user_run->result.layers.size(); ++i) {
+      LayerResult& lt = to.user_run->result.layers[i];
+      const LayerResult& lf = from.user_run->result.layers[i];
+      if (!lf.chained.count) continue;
+      if (!lt.chained.count) lt.unit = lf.unit, lt.tolerance = lf.tolerance;
+      add_stats(lt.chained, lf.chained);
+      lt.chained_worst.merge(lf.chained_worst);
+    }
   // Findings of each kind and place: one, with the earliest example and every occurrence
   // (outlier batches are judged per shard: a merge cannot recompute them).
   for (const DataFinding& f : from.findings) {

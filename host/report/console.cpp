@@ -184,6 +184,27 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
     }
     print_verdict_line(r, m, mr, out);
   }
+  if (r.user_run) {
+    const UserRun& ur = *r.user_run;
+    const ModeResult& mr = ur.result;
+    if (!o.quiet) out << "\n== your run (" << ur.dtype << ", judged as " << mode_name(mr.mode) << ") ==\n";
+    out << "your run (" << mode_name(mr.mode) << "): ";
+    if (mr.passed()) {
+      out << "PASS";
+    } else {
+      const LayerResult& f = mr.layers[mr.first_divergent];
+      out << "FAIL — first divergent layer '" << m.layers[mr.first_divergent].name << "' (#" << mr.first_divergent
+          << ", " << rule_name(f.rule) << "): " << f.reason;
+    }
+    out << "\n";
+    if (ur.worst_vs_emulation >= 0) {
+      const double x = ur.vs_emulation[ur.worst_vs_emulation];
+      out << "  vs divscope's " << mode_name(mr.mode) << " arithmetic: worst at '" << m.layers[ur.worst_vs_emulation].name
+          << "', " << fmt("%.3g", x) << "x the emulation's rel_l2";
+      if (x > 8) out << " — much worse than the format explains: look at the stack (a kernel, a TF32 override, a driver)";
+      out << "\n";
+    }
+  }
   if (!o.quiet)
     out << "\n> first divergent layer   * culprit   budget: worst sample's rel_l2 / (u_mode x sensitivity) "
            "of its budget_factor\n";

@@ -188,6 +188,38 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
                                {"new_nonfinite", s.nonfinite}});
     j["modes"].push_back(jm);
   }
+  if (r.user_run) {
+    const UserRun& ur = *r.user_run;
+    const ModeResult& mr = ur.result;
+    nlohmann::json ju;
+    ju["dtype"] = ur.dtype;
+    ju["mode"] = mode_name(mr.mode);
+    ju["passed"] = mr.passed();
+    ju["first_divergent_layer"] =
+        mr.first_divergent >= 0 ? nlohmann::json(m.layers[mr.first_divergent].name) : nlohmann::json();
+    ju["worst_vs_emulation_layer"] =
+        ur.worst_vs_emulation >= 0 ? nlohmann::json(m.layers[ur.worst_vs_emulation].name) : nlohmann::json();
+    ju["layers"] = nlohmann::json::array();
+    for (size_t i = 0; i < mr.layers.size(); ++i) {
+      const LayerResult& lr = mr.layers[i];
+      if (!lr.chained.count) continue;
+      nlohmann::json jl;
+      jl["index"] = i;
+      jl["name"] = m.layers[i].name;
+      jl["diverged"] = lr.diverged;
+      jl["verdict"] = {{"rule", lr.rule == Rule::none ? nlohmann::json() : nlohmann::json(rule_name(lr.rule))},
+                       {"reason", lr.reason},
+                       {"budget_use", num(lr.chained_worst.budget_use)},
+                       {"budget_factor", lr.tolerance.budget_factor},
+                       {"unit", lr.unit}};
+      jl["tolerance"] = {{"budget_factor", lr.tolerance.budget_factor}, {"collapse", lr.tolerance.collapse}};
+      jl["vs_emulation"] = i < ur.vs_emulation.size() && ur.vs_emulation[i] >= 0 ? num(ur.vs_emulation[i]) : nlohmann::json();
+      jl["worst_samples"] = {{"chained", worst_json(lr.chained_worst)}};
+      jl["chained"] = stats_json(lr.chained);
+      ju["layers"].push_back(jl);
+    }
+    j["user_run"] = ju;
+  }
   j["data_findings"] = nlohmann::json::array();
   for (const DataFinding& f : r.findings)
     j["data_findings"].push_back({{"kind", f.kind},

@@ -269,6 +269,24 @@ ReportData read_report(const std::string& path) {
     const Node rec = recorded.at(i);
     r.recorded[layer_index(rec.at("name"), index_of)] = read_stats(rec);
   }
+  if (root.has("user_run")) {
+    const Node u = root.at("user_run");
+    UserRun ur;
+    ur.dtype = u.at("dtype").string();
+    if (!parse_mode(u.at("mode").string(), &ur.result.mode)) u.at("mode").fail("unknown mode");
+    ur.result.layers.resize(d.layer_names.size());
+    const Node layers = u.at("layers");
+    for (size_t i = 0; i < layers.array_size(); ++i) {
+      const Node l = layers.at(i);
+      LayerResult& lr = ur.result.layers.at(static_cast<size_t>(layer_index(l.at("name"), index_of)));
+      lr.unit = l.at("verdict").at("unit").number();
+      lr.tolerance.budget_factor = l.at("tolerance").at("budget_factor").number();
+      lr.tolerance.collapse = l.at("tolerance").at("collapse").number();
+      lr.chained = read_stats(l.at("chained"));
+      lr.chained_worst = read_worst(l.at("worst_samples").at("chained"));
+    }
+    r.user_run = ur;
+  }
   const Node found = root.at("data_findings");
   for (size_t i = 0; i < found.array_size(); ++i) {
     const Node f = found.at(i);
