@@ -171,6 +171,63 @@ TEST(Cli, ToleranceFileLoosensOnlyTheMatchedLayer) {
   EXPECT_EQ(code, 1);
 }
 
+// Flags are checked as a tolerance file's values are, and parsed completely.
+TEST(Cli, ToleranceFlagsAreValidated) {
+  for (const char* bad : {"--atol -1", "--atol 1e-3x", "--rtol nan", "--max-mismatch 2", "--max-mismatch -0.5",
+                          "--collapse 2", "--budget-factor 0", "--baseline-factor x", "--criterion best",
+                          "--table some"}) {
+    CliResult r = run_cli(run_args("mlp", std::string("-q ") + bad));
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << bad << ": " << r.err;
+  }
+}
+
+// The collapse and nonfinite rules fire whatever the budget; statistics never hide the damage.
+TEST(Cli, CollapseAndNonfiniteFailWhateverTheBudget) {
+  int code = 0;
+  json rep = run_report("planted_fp16_overflow", "--modes fp16 --budget-factor 1e12", &code);
+  const json& fp16 = mode_of(rep, "fp16");
+  EXPECT_EQ(fp16["first_divergent_layer"], "amplify");
+  const json& amplify = fp16["layers"][2];
+  EXPECT_EQ(amplify["verdict"]["rule"], "nonfinite");
+  EXPECT_TRUE(amplify["chained"]["rel_l2"].is_null());   // infinite: 1382 Inf of 1536 elements
+  EXPECT_NE(amplify["verdict"]["reason"].get<std::string>().find("1382 NaN/Inf"), std::string::npos);
+  rep = run_report("planted_fp16_underflow", "--modes fp16 --budget-factor 1e12", &code);
+  EXPECT_EQ(mode_of(rep, "fp16")["first_divergent_layer"], "shrink.mul");
+  EXPECT_EQ(code, 1);
+}
+
+// A tolerance-file entry can put some layers on allclose; the budget criterion keeps the rest.
+TEST(Cli, ToleranceFileCriterionPerLayer) {
+  const std::string tol = temp_path("crit.json");
+  std::ofstream(tol) << R"({"fp16": {"fc1": {"criterion": "allclose", "atol": 0, "rtol": 0}}})";
+  int code = 0;
+  json rep = run_report("mlp", "--modes fp16,bf16 --tolerances " + tol, &code);
+  const json& fp16 = mode_of(rep, "fp16");
+  EXPECT_EQ(fp16["first_divergent_layer"], "fc1");
+  EXPECT_EQ(fp16["layers"][0]["verdict"]["rule"], "allclose");
+  EXPECT_EQ(mode_of(rep, "bf16")["first_divergent_layer"], json());
+  std::ofstream(tol) << R"({"fp16": {"fc1": {"criterion": "baseline"}}})";
+  CliResult r = run_cli(run_args("mlp", "-q --tolerances " + tol));
+  EXPECT_EQ(r.code, 2) << r.err;
+  std::remove(tol.c_str());
+}
+
+// -q prints each mode's verdict and the result line; --table picks the rows.
+TEST(Cli, QuietAndTableOptions) {
+  CliResult q = run_cli(run_args("planted_fp16_overflow", "--modes fp32,fp16 -q"));
+  EXPECT_EQ(q.code, 1);
+  EXPECT_NE(q.out.find("fp32: PASS"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("fp16: FAIL — first divergent layer 'amplify'"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("result: DIVERGENCE FOUND"), std::string::npos) << q.out;
+  EXPECT_EQ(q.out.find("relu1"), std::string::npos) << q.out;   // no table rows
+  CliResult none = run_cli(run_args("planted_fp16_overflow", "--modes fp16 --table none"));
+  EXPECT_EQ(none.out.find("relu1"), std::string::npos) << none.out;
+  CliResult all = run_cli(run_args("planted_fp16_overflow", "--modes fp16 --table all"));
+  EXPECT_NE(all.out.find("relu1"), std::string::npos) << all.out;
+  EXPECT_NE(all.out.find("DIVERGED (nonfinite)"), std::string::npos) << all.out;
+}
+
 TEST(Cli, BaselineCriterionJudgesAgainstFp32AndAddsIt) {
   int code = 0;
   // fp32 is not asked for: the baseline needs it, so it is run and reported too.

@@ -1,6 +1,8 @@
 // The divscope CLI: finds the subcommand word, parses that subcommand's own options into a
 // plain struct, and dispatches. Every error becomes one line and the documented exit code
 // (README, Commands): 0 ok · 1 divergence · 2 bad input or usage · 3 runtime/CUDA failure.
+#include <cerrno>
+#include <cstdlib>
 #include <cxxopts.hpp>
 
 #include <cstdio>
@@ -53,8 +55,20 @@ std::optional<cxxopts::ParseResult> parse(cxxopts::Options& opts, int argc, char
 // The options every replay (run, bisect) takes. The tolerance flags are optional: cxxopts fills
 // `flags`, and finish_replay_options passes on only those given.
 struct ToleranceFlags {
-  double atol = 0, rtol = 0, max_mismatch = 0, budget_factor = 0, collapse = 0;
+  std::string atol, rtol, max_mismatch, budget_factor, collapse;
 };
+
+// A number flag parsed completely ("1e-3x" is an error, not 1e-3); range checks come later,
+// the same as a tolerance file's (tolerance_value_error).
+double number_flag(const std::string& flag, const std::string& text) {
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(begin, &end);
+  if (text.empty() || end != begin + text.size() || errno == ERANGE)
+    throw InputError("--" + flag + " '" + text + "': not a number");
+  return v;
+}
 
 void add_replay_options(cxxopts::Options& opts, ReplayArgs& a, ToleranceFlags& f) {
   opts.add_options()
@@ -62,14 +76,14 @@ void add_replay_options(cxxopts::Options& opts, ReplayArgs& a, ToleranceFlags& f
       ("recording", "recording file (.h5)", cxxopts::value<std::string>(a.recording))
       ("backend", "auto | cpu | cuda", cxxopts::value<std::string>(a.backend)->default_value("auto"))
       ("batches", "batch range A:B (0-based, B excluded)", cxxopts::value<std::string>(a.batches))
-      ("atol", "absolute tolerance for every mode", cxxopts::value<double>(f.atol))
-      ("rtol", "relative tolerance for every mode", cxxopts::value<double>(f.rtol))
+      ("atol", "absolute tolerance for every mode", cxxopts::value<std::string>(f.atol))
+      ("rtol", "relative tolerance for every mode", cxxopts::value<std::string>(f.rtol))
       ("max-mismatch", "allclose: fraction of elements allowed outside tolerance",
-       cxxopts::value<double>(f.max_mismatch))
+       cxxopts::value<std::string>(f.max_mismatch))
       ("budget-factor", "budget criterion: allowed error in units of the mode's rounding times the "
-       "layer's sensitivity (default 32)", cxxopts::value<double>(f.budget_factor))
+       "layer's sensitivity (default 32)", cxxopts::value<std::string>(f.budget_factor))
       ("collapse", "budget criterion: a sample whose rel_l2 reaches this has collapsed (default 0.5)",
-       cxxopts::value<double>(f.collapse))
+       cxxopts::value<std::string>(f.collapse))
       ("tolerances", "JSON file: per-mode sections of layer-name globs -> {criterion, atol, rtol, "
        "max_mismatch, baseline_factor, budget_factor, collapse}", cxxopts::value<std::string>(a.tolerances));
 }
@@ -78,11 +92,11 @@ void finish_replay_options(const cxxopts::ParseResult& r, const std::string& cmd
                            const ToleranceFlags& f) {
   if (a.model.empty() || a.recording.empty())
     throw InputError(cmd + ": --model and --recording are required (see divscope " + cmd + " --help)");
-  if (r.count("atol")) a.atol = f.atol;
-  if (r.count("rtol")) a.rtol = f.rtol;
-  if (r.count("max-mismatch")) a.max_mismatch = f.max_mismatch;
-  if (r.count("budget-factor")) a.budget_factor = f.budget_factor;
-  if (r.count("collapse")) a.collapse = f.collapse;
+  if (r.count("atol")) a.atol = number_flag("atol", f.atol);
+  if (r.count("rtol")) a.rtol = number_flag("rtol", f.rtol);
+  if (r.count("max-mismatch")) a.max_mismatch = number_flag("max-mismatch", f.max_mismatch);
+  if (r.count("budget-factor")) a.budget_factor = number_flag("budget-factor", f.budget_factor);
+  if (r.count("collapse")) a.collapse = number_flag("collapse", f.collapse);
 }
 
 int cmd_env(int argc, char** argv) {
@@ -115,7 +129,7 @@ int cmd_run(int argc, char** argv) {
                         "4 the data or the FP64 reference is unhealthy (docs/data-checks.md).");
   RunArgs a;
   ToleranceFlags flags;
-  double bf = 0;
+  std::string bf;
   add_replay_options(opts, a, flags);
   opts.add_options()
       ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
@@ -125,7 +139,7 @@ int cmd_run(int argc, char** argv) {
        "baseline (tf32/fp16/bf16 against fp32's error)",
        cxxopts::value<std::string>(a.criterion)->default_value("budget"))
       ("baseline-factor", "baseline criterion: allowed error over fp32's (default 2 tf32, 3 fp16/bf16)",
-       cxxopts::value<double>(bf))
+       cxxopts::value<std::string>(bf))
       ("repeat", "run every layer N times; any bitwise difference between runs is a divergence",
        cxxopts::value<int>(a.repeat)->default_value("1"))
       ("report", "write the JSON report here", cxxopts::value<std::string>(a.report))
@@ -141,7 +155,7 @@ int cmd_run(int argc, char** argv) {
   const auto r = parse(opts, argc, argv, "run");
   if (!r) return kExitOk;
   finish_replay_options(*r, "run", a, flags);
-  if (r->count("baseline-factor")) a.baseline_factor = bf;
+  if (r->count("baseline-factor")) a.baseline_factor = number_flag("baseline-factor", bf);
   return run_run(a, std::cout, std::cerr);
 }
 
