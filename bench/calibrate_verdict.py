@@ -279,6 +279,16 @@ def write_page(path, rows, runs, args, started, elapsed):
         add("**Healthy maximum**: — (the reports carry no `budget_use`: re-run with a binary "
             "that has the budget criterion).")
     add("")
+    flagged = [rr for rr in rows if rr.get("findings") or rr.get("rc") == 4]
+    if flagged:
+        add("## Data findings")
+        add("")
+        add("Models whose run reported data or reference findings (exit 4; the precision verdict "
+            "above is still the report's):")
+        add("")
+        for rr in flagged:
+            add(f"- {rr['name']} (exit {rr.get('rc')}): {'; '.join(rr.get('findings') or []) or '—'}")
+        add("")
     add("## Zoo failures")
     add("")
     add("Every zoo model x mode that fails, with the op of its first divergent layer and the "
@@ -350,13 +360,16 @@ def main():
             cmd, rc, run_s, err = run_divscope(args.binary, model, rec, report, args.modes_list)
             runs.append((name, cmd))
             row["run_s"] = run_s
-            if rc not in (0, 1) or not os.path.exists(report):
+            # exit 4: data or reference findings (the precision verdict is in the report all the same)
+            if rc not in (0, 1, 4) or not os.path.exists(report):
                 raise RuntimeError(f"divscope run exit {rc}: {err.splitlines()[-1] if err else ''}")
             rep = json.load(open(report))
             kap = sensitivities(rep)
             row["modes"] = [summarize_mode(m, kap) for m in rep.get("modes", [])]
             row["layers"] = len(rep["modes"][0].get("layers", [])) if rep.get("modes") else 0
             row["rc"] = rc
+            row["findings"] = [f"{f.get('kind', '?')} at {f.get('where', '?')}"
+                               for f in rep.get("data_findings") or []]
             msg = "  ".join(f"{r['mode']}:{'ok' if r['passed'] else 'FAIL@' + str(r['first'])}"
                             f"/{fmt(r['budget_use'])}" for r in row["modes"])
             print(f"{kind:7s} {name:24s} capture {cap_s:6.1f}s run {run_s:6.1f}s  {msg}",
