@@ -200,7 +200,9 @@ def write_page(path, rows, runs, args, started, elapsed):
     add("")
     add(f"- date: {started:%Y-%m-%d %H:%M} UTC; wall time {elapsed / 60:.1f} min")
     add(f"- machine: `{uname}`, nproc {nproc}; CPU backend only (no GPU used)")
-    add(f"- divscope: `{args.binary}`; repository HEAD when the script ran: "
+    built = (f"built from commit {args.binary_rev}" if args.binary_rev else
+             "build commit not given (--binary-rev)")
+    add(f"- divscope: `{args.binary}`, {built}; repository HEAD when the script ran: "
         f"{git_state(args.binary)}")
     add(f"- script: `{' '.join(shlex.quote(a) for a in sys.argv)}`")
     add("- per model: `divscope run --backend cpu --modes " + ",".join(args.modes_list) +
@@ -316,6 +318,7 @@ def write_page(path, rows, runs, args, started, elapsed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "divscope"))
+    ap.add_argument("--binary-rev", help="the commit the binary was built from (for the page)")
     ap.add_argument("--models", help="comma-separated subset: zoo model names and/or planted "
                     "example names (default: every non-hf zoo model and every planted example)")
     ap.add_argument("--no-zoo", action="store_true")
