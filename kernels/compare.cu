@@ -123,7 +123,7 @@ struct ElemStats {
     if (!cf || !rf) {   // equal only when both are NaN or both the same infinity
       const bool same = (isnan(c) && isnan(r)) || c == r;
       p.mismatch = !same;
-      p.nonfinite_new = !cf && rf;
+      p.nonfinite_new = !cf && rf && !sentinel_overflow(c, r);
       return p;
     }
     const double e = fabs(c - r), ar = fabs(r);

@@ -167,3 +167,25 @@ TEST(Compare, HealthComputedOnceEqualsHealthInThePass) {
   EXPECT_DOUBLE_EQ(without.ref_min, with.ref_min);
   EXPECT_DOUBLE_EQ(without.ref_std(), with.ref_std());
 }
+
+// New NaN/Inf make the norm-wise statistics non-finite (they must never look healthy over the
+// finite elements alone); a float32-extreme sentinel (finfo.min as a mask fill) stored as the
+// infinity of its sign is not a new Inf; a real overflow is; exact zeros count as flushed.
+TEST(Compare, NonfiniteStatisticsSentinelsAndFlushes) {
+  const double fmin = -3.4028234663852886e38;
+  std::vector<double> r = {fmin, 1, 2, 3e-8, 70000};
+  std::vector<float> c = {-INFINITY, 1, 2, 0, 1};
+  LayerStats s = stats(c, r, {5}, 0, 0);
+  EXPECT_EQ(s.nonfinite_new, 0);          // the sentinel
+  EXPECT_EQ(s.flushed, 1);                // 3e-8 -> 0
+  EXPECT_TRUE(std::isfinite(s.rel_l2()));
+  c[4] = INFINITY;                        // 70000 overflows fp16: a real new Inf
+  s = stats(c, r, {5}, 0, 0);
+  EXPECT_EQ(s.nonfinite_new, 1);
+  EXPECT_TRUE(std::isinf(s.rel_l2()));
+  EXPECT_TRUE(std::isnan(s.cosine()));
+  EXPECT_EQ(s.sqnr_db(), -INFINITY);
+  c[0] = INFINITY;                        // the sentinel with the wrong sign is new
+  c[4] = 1;
+  EXPECT_EQ(stats(c, r, {5}, 0, 0).nonfinite_new, 1);
+}

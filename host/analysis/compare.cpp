@@ -237,7 +237,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
       if (!std::isfinite(c) || !std::isfinite(r)) {
         // Non-finite: equal only when both are NaN or both the same infinity.
         const bool same = (std::isnan(c) && std::isnan(r)) || (c == r);
-        const bool fresh = !std::isfinite(c) && std::isfinite(r);
+        const bool fresh = !std::isfinite(c) && std::isfinite(r) && !sentinel_overflow(c, r);
         s.nan += std::isnan(c);
         s.inf += std::isinf(c);
         if (!opt.health) {

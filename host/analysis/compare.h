@@ -2,6 +2,7 @@
 // reference. The CUDA version (kernels/compare.cu) fills the same struct by the same definitions.
 #pragma once
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -12,6 +13,13 @@ namespace divscope {
 
 constexpr int kErrBuckets = 64;   // abs error: [0] exact, [k] 2^(k-49) <= err < 2^(k-48)
 constexpr int kUlpBuckets = 34;   // ulps: [0] 0, [k] 2^(k-1) <= ulp < 2^k, last open-ended
+
+// A reference value at float32's extreme (|r| >= 2^127, e.g. torch.finfo(float32).min used as
+// an attention-mask fill) that a narrower format stores as the infinity of the same sign: a
+// sentinel kept as a sentinel, not a new Inf (a NaN it causes downstream still counts there).
+DS_HD inline bool sentinel_overflow(double c, double r) {
+  return (c == INFINITY && r >= 0x1p127) || (c == -INFINITY && r <= -0x1p127);
+}
 
 struct CompareOptions {
   Mode storage = Mode::fp32;      // whose ULPs to count
