@@ -167,7 +167,8 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
       size_t prev = 0;
       bool any = false;
       for (size_t i : rows) {
-        if (any && i > prev + 1) out << "   " << rpad("...", 4) << "  (" << i - prev - 1 << " rows)\n";
+        if (any && i > prev + 1)
+          out << "   " << rpad("...", 4) << "  (" << i - prev - 1 << (i - prev - 1 == 1 ? " row)\n" : " rows)\n");
         any = true;
         prev = i;
         const LayerResult& lr = mr.layers[i];
