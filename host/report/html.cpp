@@ -103,7 +103,8 @@ void write_header(std::ostream& o, const AnalysisResult& r, const ReportContext&
   const Model& m = *ctx.model;
   const nlohmann::json& env = ctx.environment;
   o << "<h1>divscope report: " << markup_escape(m.name) << " <span class=\"badge "
-    << (r.passed() ? "pass\">PASS" : "fail\">FAIL") << "</span></h1>\n<table class=\"info\">\n";
+    << (!r.data_healthy() ? "fail\">DATA UNHEALTHY" : r.passed() ? "pass\">PASS" : "fail\">FAIL")
+    << "</span></h1>\n<table class=\"info\">\n";
   auto row = [&](const char* k, const std::string& v) {
     o << "<tr><th>" << k << "</th><td>" << v << "</td></tr>\n";
   };
