@@ -4,36 +4,56 @@ usage: test_planted.py DIVSCOPE_BINARY WORK_DIR
 
 For every data/planted_*.model.h5: `divscope run --backend cpu --model M --recording R
 --report WORK_DIR/NAME.report.json` (default modes fp32,tf32,fp16,bf16,strict, default criterion
-`budget`), then per mode the chained run's first divergent layer must equal EXPECTED below (the
-table of data/EXPECTED.md; None = no layer diverges) and the exit code must be 1 when any mode
+`budget`), then per mode the chained run's first divergent layer must equal the table of
+data/EXPECTED.md (read by read_expected; None = no layer diverges) and the exit code must be 1 when any mode
 fails, 0 otherwise. A planted file without an entry here (or an entry without its file) fails too.
 Prints one line per example; exit 0 when every example matches.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "..", "data"))
 
-# Mirrors data/EXPECTED.md (and bench/calibrate_verdict.py's EXPECTED).
-EXPECTED = {
-    "planted_fp16_overflow":
-        {"fp32": None, "tf32": None, "fp16": "amplify", "bf16": None, "strict": None},
-    "planted_tf32_cancellation":
-        {"fp32": None, "tf32": "diff", "fp16": "diff", "bf16": "diff", "strict": None},
-    "planted_layernorm_offset":
-        {"fp32": None, "tf32": None, "fp16": "head", "bf16": "ln", "strict": None},
-    "planted_fp16_underflow":
-        {"fp32": None, "tf32": None, "fp16": "shrink.mul", "bf16": None, "strict": None},
-    "planted_attention_overflow":
-        {"fp32": None, "tf32": None, "fp16": "logits.matmul", "bf16": None, "strict": None},
-    "planted_bf16_offset":
-        {"fp32": None, "tf32": None, "fp16": None, "bf16": "unshift.sub", "strict": None},
-    "planted_conv_cancellation":
-        {"fp32": None, "tf32": "edges", "fp16": "edges", "bf16": "edges", "strict": None},
-}
+MODES = ["fp32", "tf32", "fp16", "bf16", "strict"]
+
+
+def read_expected(path=os.path.join(DATA, "EXPECTED.md")):
+    """The table of data/EXPECTED.md, the one statement of the expected answers: {example: {mode:
+    first divergent layer or None}}. A cell is `none …` or holds the layer name in backticks
+    (bold or with a note around it). A table that does not read that way is an error, not an
+    empty expectation."""
+    expected = {}
+    header = "| example | " + " | ".join(MODES) + " |"
+    rows = open(path).read().split(header, 1)
+    if len(rows) != 2:
+        raise ValueError(f"{path}: no table headed '{header}'")
+    for line in rows[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = re.fullmatch(r"`(planted_\w+)`", cells[0])
+        if not name or len(cells) != 1 + len(MODES):
+            raise ValueError(f"{path}: unreadable row: {line}")
+        want = {}
+        for mode, cell in zip(MODES, cells[1:]):
+            layer = re.search(r"`([^`]+)`", cell)
+            if cell.startswith("none"):
+                want[mode] = None
+            elif layer:
+                want[mode] = layer.group(1)
+            else:
+                raise ValueError(f"{path}: {cells[0]} {mode}: unreadable cell '{cell}'")
+        expected[name.group(1)] = want
+    if not expected:
+        raise ValueError(f"{path}: the table has no rows")
+    return expected
+
+
+EXPECTED = read_expected()
 
 
 def first_name(v):
