@@ -409,7 +409,7 @@ bool AnalysisResult::passed() const {
 
 // The user's run: the budget rules wherever activations were recorded, and how it compares with
 // divscope's emulation of the same mode.
-void judge_user_run(const Model& model, AnalysisResult& res) {
+void judge_user_run(AnalysisResult& res) {
   if (!res.user_run) return;
   UserRun& ur = *res.user_run;
   ModeResult& mr = ur.result;
@@ -436,7 +436,6 @@ void judge_user_run(const Model& model, AnalysisResult& res) {
     }
   }
   mr.culprit = mr.first_divergent;
-  (void)model;
 }
 
 void judge(const Model& model, const std::string& backend, AnalysisResult& res) {
@@ -494,7 +493,7 @@ void judge(const Model& model, const std::string& backend, AnalysisResult& res) 
                        return a.rel_l2 > b.rel_l2;
                      });
   }
-  judge_user_run(model, res);
+  judge_user_run(res);
 }
 
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
