@@ -3,7 +3,7 @@
 set -euo pipefail
 # Usage: deps.sh [--test]   (--test adds what the test suite needs: PyTorch as the FP64 oracle)
 pkgs=(cmake g++ make libhdf5-dev libcxxopts-dev nlohmann-json3-dev libgtest-dev libbenchmark-dev
-      libopenblas-dev)
+      libopenblas-dev libonnx-dev libprotobuf-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3-torch python3-torchvision python3-h5py python3-numpy python3-venv hdf5-tools)
 fi

@@ -111,8 +111,10 @@ int cmd_inspect(int argc, char** argv) {
                         "Show a model (layers, ops, shapes, parameter counts) or a recording "
                         "(batches, inputs, shapes).");
   InspectArgs a;
-  opts.add_options()("file", "model.h5 or recording.h5", cxxopts::value<std::string>(a.file))(
-      "model", "validate a recording against this model", cxxopts::value<std::string>(a.model))(
+  opts.add_options()("file", "model.h5, model.onnx or recording.h5", cxxopts::value<std::string>(a.file))(
+      "model", "validate a recording against this model (.h5 or .onnx)", cxxopts::value<std::string>(a.model))(
+      "recording", "an ONNX model's dynamic dims are fixed by this recording's input shapes",
+      cxxopts::value<std::string>(a.recording))(
       "h,help", "show this help");
   opts.parse_positional({"file"});
   opts.positional_help("FILE");
@@ -216,7 +218,9 @@ int cmd_merge(int argc, char** argv) {
   opts.add_options("positional")
       ("reports", "JSON reports of divscope run --report", cxxopts::value<std::vector<std::string>>(a.reports));
   opts.add_options()
-      ("model", "the model the reports were made with (.h5)", cxxopts::value<std::string>(a.model))
+      ("model", "the model the reports were made with (.h5 or .onnx)", cxxopts::value<std::string>(a.model))
+      ("recording", "an ONNX model's dynamic dims are fixed by this recording's input shapes",
+       cxxopts::value<std::string>(a.recording))
       ("report", "write the merged JSON report here", cxxopts::value<std::string>(a.report))
       ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
       ("html", "write a self-contained HTML report (plots and tables) here",

@@ -8,7 +8,8 @@ namespace divscope {
 
 struct InspectArgs {
   std::string file;
-  std::string model;   // optional: validate a recording against this model
+  std::string model;       // optional: validate a recording against this model
+  std::string recording;   // optional: fixes an ONNX model's dynamic dims (docs/onnx.md)
 };
 
 // What every replay of a recording (run, bisect) is given: the files, where to run, which

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "io/h5io.h"
 #include "io/h5summary.h"
+#include "io/onnx_model.h"
 #include "graph/model.h"
 
 namespace divscope {
@@ -78,7 +79,7 @@ void inspect_model(const Model& m, std::ostream& out) {
       if (gi.constant) out << "  " << gi.name << "  " << shape_str(gi.shape) << "\n";
   }
   out << "outputs: " << join(m.outputs, ", ") << "\n";
-  if (!m.notes.empty()) out << "capture: " << m.notes << "\n";
+  if (!m.notes.empty()) out << (m.format == "onnx" ? "import: " : "capture: ") << m.notes << "\n";
   out << "\nlayers:\n";
   std::vector<std::vector<std::string>> rows{
       {"#", "name", "op", "inputs", "output (per sample)", "params", "attributes", "source"}};
@@ -93,7 +94,7 @@ void inspect_model(const Model& m, std::ostream& out) {
     for (const auto& kv : l.attrs) as.push_back(kv.first + "=" + attr_str(kv.second));
     rows.push_back({std::to_string(l.index), l.name, l.op, join(l.inputs, ","),
                     shape_str(l.out_shape), np ? with_commas(np) + " " + join(ps, " ") : "-",
-                    join(as, " "), l.source});
+                    join(as, " "), l.value.name.empty() ? l.source : l.source + ", value " + l.value.name});
   }
   print_table(out, rows);
 }
@@ -131,7 +132,7 @@ void inspect_recording(const std::string& file, const std::string& model_file, s
     for (const auto& d : b.datasets) rows.push_back({b.name, d.name, d.dtype, shape_str(d.shape)});
   print_table(out, rows);
   if (!model_file.empty()) {
-    Model m = read_model(model_file);
+    Model m = load_model(model_file, file);
     RecordingReader r(file, m);
     out << "\nvalid for model '" << m.name << "' (" << model_file << ")\n";
   }
@@ -140,6 +141,10 @@ void inspect_recording(const std::string& file, const std::string& model_file, s
 }  // namespace
 
 int run_inspect(const InspectArgs& a, std::ostream& out) {
+  if (looks_like_onnx(a.file)) {
+    inspect_model(load_model(a.file, a.recording), out);
+    return kExitOk;
+  }
   std::string fmt = file_format(a.file);
   if (fmt == "model") {
     inspect_model(read_model(a.file), out);

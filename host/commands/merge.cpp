@@ -7,6 +7,7 @@
 #include "analysis/analysis.h"
 #include "errors.h"
 #include "io/h5io.h"
+#include "io/onnx_model.h"
 #include "report/json_read.h"
 #include "report/report.h"
 
@@ -148,7 +149,7 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
 int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
   if (a.reports.empty()) throw InputError("merge: no reports given");
   if (a.model.empty()) throw InputError("merge: --model is required (judging reads the model's graph)");
-  const Model model = read_model(a.model);
+  const Model model = load_model(a.model, a.recording);
   std::vector<ReportData> parts;
   for (const std::string& path : a.reports) {
     parts.push_back(read_report(path));

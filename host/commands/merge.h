@@ -17,6 +17,7 @@ namespace divscope {
 struct MergeArgs {
   std::vector<std::string> reports;   // JSON reports of `divscope run --report`, any order
   std::string model;                  // the model the reports were made with (judge needs it)
+  std::string recording;              // optional: fixes an ONNX model's dynamic dims
   std::string report, junit, html;    // outputs, as `divscope run` writes them
   bool quiet = false;                 // each mode's verdict and the result line only
   std::string table = "auto";         // console rows: auto | all | none

@@ -12,6 +12,7 @@
 #include "env.h"
 #include "errors.h"
 #include "io/h5io.h"
+#include "io/onnx_model.h"
 #include "kernels/kernels.h"
 #include "report/report.h"
 #include "report/text.h"
@@ -167,7 +168,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   const ToleranceOverride flags = tolerance_flags(a, a.baseline_factor);
   set_replay_options(a, flags, opt);
 
-  Model model = read_model(a.model);
+  Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
   opt.dump_path = a.dump;
@@ -199,7 +200,7 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   const ToleranceOverride flags = tolerance_flags(a, std::nullopt);
   set_replay_options(a, flags, opt);
 
-  Model model = read_model(a.model);
+  Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const size_t nl = model.layers.size();
   const ReportContext ctx = replay_context(model, a, *backend, opt, flags);

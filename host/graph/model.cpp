@@ -1,5 +1,6 @@
 #include "graph/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -93,6 +94,32 @@ std::vector<int64_t> Layer::attr_ints(const std::string& key, size_t n,
 const Tensor* Layer::param(const std::string& key) const {
   auto it = params.find(key);
   return it == params.end() ? nullptr : &it->second;
+}
+
+Shape SourceValue::shape_at(int64_t n) const {
+  Shape s = shape;
+  s[axis] = outer * n * inner;
+  return s;
+}
+
+Tensor onnx_to_batch_first(const SourceValue& v, const Tensor& t, const Shape& per_sample) {
+  // t viewed as [pre, outer, N, inner·post] (pre = product of the dims before `axis`);
+  // the result is [N, pre, outer, inner·post].
+  const int64_t n = per_sample.empty() ? t.size() : t.size() / std::max<int64_t>(1, numel(per_sample));
+  int64_t pre = 1, post = v.inner;
+  for (int64_t d = 0; d < v.axis; ++d) pre *= v.shape[d];
+  for (size_t d = v.axis + 1; d < v.shape.size(); ++d) post *= v.shape[d];
+  Shape full{n};
+  full.insert(full.end(), per_sample.begin(), per_sample.end());
+  Tensor out(full);
+  const int64_t po = pre * v.outer;
+  for (int64_t a = 0; a < po; ++a)
+    for (int64_t s = 0; s < n; ++s) {
+      const double* src = t.ptr() + (a * n + s) * post;
+      double* dst = out.ptr() + (s * po + a) * post;
+      std::copy(src, src + post, dst);
+    }
+  return out;
 }
 
 std::string Layer::where() const { return "layer '" + name + "' (" + path + ")"; }

@@ -33,6 +33,23 @@ struct ValueRef {
   int index = 0;        // into Model::inputs or Model::layers
 };
 
+// Where a layer's output is a value of an ONNX graph (models read from .onnx, docs/onnx.md): the
+// value's name and how its ONNX layout maps to the layer's batch-first one. The ONNX tensor has
+// the batch at `axis`, merged as outer·N·inner (outer and inner are 1 unless the graph folded
+// the batch into a neighbouring dim, e.g. [N·heads, T, D]); the layer's per-sample data is that
+// tensor with N taken out (row-major order otherwise kept).
+struct SourceValue {
+  std::string name;      // exact ONNX value name; empty: the layer is not an ONNX value
+  Shape shape;           // ONNX shape; shape[axis] holds outer·inner (the extent at N = 1)
+  int64_t axis = 0, outer = 1, inner = 1;
+
+  Shape shape_at(int64_t n) const;   // the ONNX shape for a batch of n
+};
+
+// An ONNX tensor [..., outer·N·inner, ...] (v.shape_at(n)) as the batch-first [N, per-sample]
+// tensor of the layer it belongs to (per-sample shape `per_sample`).
+Tensor onnx_to_batch_first(const SourceValue& v, const Tensor& t, const Shape& per_sample);
+
 struct Layer {
   int index = 0;
   std::string name;
@@ -44,6 +61,7 @@ struct Layer {
   Shape out_shape;                           // per sample, no batch dim
   std::string path;                          // HDF5 path, e.g. /layers/0003 (for messages)
   std::string source;                        // v2: what the source framework called it (for messages)
+  SourceValue value;                         // ONNX models: the ONNX value this layer computes
 
   // Typed attribute access. A missing attribute gives `def` (or an InputError when no
   // default is given); a present one of the wrong type is an InputError naming the layer.
@@ -68,6 +86,7 @@ struct Model {
   std::vector<Layer> layers;
   std::vector<std::string> outputs;
   std::string notes;   // v2 root attr capture_notes: what capture did not turn into layers
+  std::string format = "divscope";   // "divscope" (HDF5, docs/format.md) or "onnx" (docs/onnx.md)
 
   int find_layer(const std::string& name) const;   // -1 when absent
   int find_input(const std::string& name) const;   // -1 when absent (constants included)

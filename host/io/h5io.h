@@ -3,6 +3,7 @@
 // own error stack is never printed. HDF5 types stay out of this header (the readers hold their
 // handles behind a pointer). Not thread-safe: use each reader or writer from one thread.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,10 @@ constexpr int64_t kModelFormatVersion = 2;
 // Recordings: 2 adds the capturing environment and the source model's own activations
 // (/batches/*/run_activations, read by RecordingReader::read_run_activation).
 constexpr int64_t kRecordingFormatVersion = 2;
+
+// The per-sample shapes (dims after the first) of the datasets of a recording's first batch, by
+// name: what fixes the symbolic dims of an ONNX model (onnx_model.h). Reads metadata only.
+std::map<std::string, Shape> recording_sample_shapes(const std::string& path);
 
 // Reads and validates a model file: header, /inputs, /layers/NNNN (numbered 0000, 0001, ...
 // in order), every layer's attributes and float32/float64 parameters, then

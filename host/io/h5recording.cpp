@@ -99,6 +99,26 @@ struct RecordingReader::Impl {
   std::vector<int64_t> sizes;        // N per batch
   std::string source, created, environment;
   std::map<std::string, Shape> layer_shapes;   // per-sample output shape of each layer
+  // ONNX models (docs/onnx.md): the layers that are ONNX values, whose recorded activations are
+  // stored at the value's name (without its leading '/') in the value's own ONNX layout.
+  std::map<std::string, SourceValue> values;   // by layer name
+
+  // Where a layer's recorded activation is stored under activations/ or run_activations/.
+  std::string key(const std::string& layer) const {
+    auto it = values.find(layer);
+    if (it == values.end()) return layer;
+    const std::string& v = it->second.name;
+    return v.size() > 1 && v[0] == '/' ? v.substr(1) : v;
+  }
+  // The dataset's expected dims for a batch of n.
+  Shape stored_dims(const std::string& layer, int64_t n) const {
+    auto it = values.find(layer);
+    if (it != values.end()) return it->second.shape_at(n);
+    Shape want{n};
+    const Shape& ps = layer_shapes.at(layer);
+    want.insert(want.end(), ps.begin(), ps.end());
+    return want;
+  }
 
   h5::Object batch(size_t i) const {
     h5::init();   // this may be another thread than the one that opened the file
@@ -144,28 +164,38 @@ struct RecordingReader::Impl {
     if (!b.has(group)) return;
     h5::Object acts = b.group(group);
     const bool run = group == "run_activations";
-    for (const std::string& name : acts.members()) {
-      auto it = layer_shapes.find(name);
-      if (it == layer_shapes.end()) continue;
-      h5::Object d = acts.dataset(name);
-      Shape want{n};
-      want.insert(want.end(), it->second.begin(), it->second.end());
+    auto check = [&](const std::string& layer, const h5::Object& d) {
+      const Shape want = stored_dims(layer, n);
       if (d.dims() != want)
-        d.fail(std::string(run ? "run activation" : "activation") + " of layer '" + name +
+        d.fail(std::string(run ? "run activation" : "activation") + " of layer '" + layer +
                "' has shape " + shape_str(d.dims()) + ", expected " + shape_str(want));
       if (run) {
         run_activation_dtype(d);
-        continue;
+        return;
       }
       const h5::TypeInfo t = d.type();
       if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
+    };
+    if (!values.empty()) {
+      for (const auto& kv : values) {
+        const std::string k = key(kv.first);
+        if (acts.has(k) && acts.open(k).is_dataset()) check(kv.first, acts.dataset(k));
+      }
+      return;
+    }
+    for (const std::string& name : acts.members()) {
+      if (!layer_shapes.count(name)) continue;
+      check(name, acts.dataset(name));
     }
   }
 };
 
 RecordingReader::RecordingReader(const std::string& path, const Model& m)
-    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}, {}}) {
-  for (const Layer& l : m.layers) impl_->layer_shapes[l.name] = l.out_shape;
+    : impl_(new Impl{h5::File::open(path), m.inputs, {}, {}, {}, {}, {}, {}, {}}) {
+  for (const Layer& l : m.layers) {
+    impl_->layer_shapes[l.name] = l.out_shape;
+    if (!l.value.name.empty()) impl_->values[l.name] = l.value;
+  }
   h5::Object root = impl_->file.root();
   h5::check_header(root, "recording", kRecordingFormatVersion);
   if (root.has_attr("source")) impl_->source = root.attr_string("source");
@@ -241,43 +271,72 @@ std::vector<Tensor> RecordingReader::read_batch(size_t i) const {
 
 bool RecordingReader::has_activation(size_t i, const std::string& layer) const {
   h5::Object b = impl_->batch(i);
-  return b.has("activations") && b.has("activations/" + layer) &&
-         b.open("activations/" + layer).is_dataset();
+  const std::string k = "activations/" + impl_->key(layer);
+  return b.has("activations") && b.has(k) && b.open(k).is_dataset();
 }
 
 Tensor RecordingReader::read_activation(size_t i, const std::string& layer,
                                         const Shape& expected_full) const {
-  h5::Object d = impl_->batch(i).dataset("activations/" + layer);
+  h5::Object d = impl_->batch(i).dataset("activations/" + impl_->key(layer));
   h5::TypeInfo t = d.type();
   if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
   Shape dims = d.dims();
-  if (dims != expected_full)
+  auto v = impl_->values.find(layer);
+  const Shape want = v == impl_->values.end() ? expected_full : v->second.shape_at(expected_full[0]);
+  if (dims != want)
     d.fail("activation of layer '" + layer + "' has shape " + shape_str(dims) + ", expected " +
-           shape_str(expected_full));
-  return d.read_f64();
+           shape_str(want));
+  if (v == impl_->values.end()) return d.read_f64();
+  const Shape ps(expected_full.begin() + 1, expected_full.end());
+  return onnx_to_batch_first(v->second, d.read_f64(), ps);
 }
 
 bool RecordingReader::has_run_activation(size_t i, const std::string& layer) const {
   h5::Object b = impl_->batch(i);
-  return b.has("run_activations") && b.has("run_activations/" + layer) &&
-         b.open("run_activations/" + layer).is_dataset();
+  const std::string k = "run_activations/" + impl_->key(layer);
+  return b.has("run_activations") && b.has(k) && b.open(k).is_dataset();
 }
 
 Tensor RecordingReader::read_run_activation(size_t i, const std::string& layer,
                                             const Shape& expected_full, std::string* dtype) const {
-  h5::Object d = impl_->batch(i).dataset("run_activations/" + layer);
+  h5::Object d = impl_->batch(i).dataset("run_activations/" + impl_->key(layer));
   const Shape dims = d.dims();
-  if (dims != expected_full)
+  auto v = impl_->values.find(layer);
+  const Shape want = v == impl_->values.end() ? expected_full : v->second.shape_at(expected_full[0]);
+  if (dims != want)
     d.fail("run activation of layer '" + layer + "' has shape " + shape_str(dims) +
-           ", expected " + shape_str(expected_full));
+           ", expected " + shape_str(want));
   const std::string dt = run_activation_dtype(d);
   if (dtype) *dtype = dt;
-  if (dt == "float32" || dt == "float64") return d.read_f64();   // exact
-  const std::vector<uint16_t> bits = read_bits16(d, dt == "float16");
-  Tensor t(dims);
-  for (size_t k = 0; k < bits.size(); ++k)
-    t.data[k] = dt == "float16" ? half_to_double(bits[k]) : bfloat16_to_double(bits[k]);
-  return t;
+  Tensor t;
+  if (dt == "float32" || dt == "float64") {
+    t = d.read_f64();   // exact
+  } else {
+    const std::vector<uint16_t> bits = read_bits16(d, dt == "float16");
+    t = Tensor(dims);
+    for (size_t k = 0; k < bits.size(); ++k)
+      t.data[k] = dt == "float16" ? half_to_double(bits[k]) : bfloat16_to_double(bits[k]);
+  }
+  if (v == impl_->values.end()) return t;
+  return onnx_to_batch_first(v->second, t, Shape(expected_full.begin() + 1, expected_full.end()));
+}
+
+std::map<std::string, Shape> recording_sample_shapes(const std::string& path) {
+  h5::File f = h5::File::open(path);
+  h5::Object root = f.root();
+  h5::check_header(root, "recording", kRecordingFormatVersion);
+  h5::Object batches = root.group("batches");
+  const std::vector<std::string> names = batches.members();
+  if (names.empty()) batches.fail("recording has no batches");
+  h5::Object b = batches.group(names[0]);
+  std::map<std::string, Shape> out;
+  for (const std::string& m : b.members()) {
+    if (!b.open(m).is_dataset()) continue;
+    const Shape dims = b.dataset(m).dims();
+    if (dims.empty()) continue;
+    out[m] = Shape(dims.begin() + 1, dims.end());
+  }
+  return out;
 }
 
 }  // namespace divscope
