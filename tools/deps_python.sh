@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the Python test venv (.venv-test at the repo root) for the Hugging Face capture tests.
+# Creates the Python test venv (.venv-test at the repo root) for the Hugging Face capture tests
+# and the ONNX side (tools/capture_onnx.py, tests/python/test_onnx_ops.py).
 # The venv is made from Debian's /usr/bin/python3 with --system-site-packages so that Debian's
 # python3-torch 1.13 (and its numpy 1.24) is used; only the pure-PyPI packages below go into it.
 # Idempotent: does nothing when the venv exists and already holds every pin.
@@ -10,9 +11,14 @@ venv="${DIVSCOPE_VENV:-$root/.venv-test}"
 # transformers 4.40.2: its transformers.utils.fx works with torch 1.13 on Python 3.11 (with
 # tools/fx_compat.py's patched_fx()). The rest are its dependencies, pinned to the versions
 # resolved and tested together; numpy stays Debian's (torch 1.13 is built against numpy 1.x).
+# onnx 1.23.2 and onnxruntime 1.32.0 (CPU): wheels for Python 3.11 that install and import with
+# Debian's numpy 1.24; protobuf, ml_dtypes, flatbuffers and typing_extensions are their
+# dependencies, pinned to the versions resolved with them.
 pins=(transformers==4.40.2 tokenizers==0.19.1 huggingface_hub==0.36.2 safetensors==0.8.0
       hf-xet==1.8.0 filelock==4.3.1 fsspec==2026.9.0 packaging==26.4 regex==2026.11.19
-      tqdm==4.70.1)
+      tqdm==4.70.1
+      onnx==1.23.2 onnxruntime==1.32.0 protobuf==7.36.2 ml_dtypes==0.5.4 flatbuffers==25.12.19
+      typing_extensions==4.16.0)
 
 # Debian's side (python3-venv, python3-torch, ...): the test dependencies of tools/deps.sh.
 bash "$root/tools/deps.sh" --test
