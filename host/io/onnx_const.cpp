@@ -201,10 +201,14 @@ int64_t norm_axis(int64_t axis, int64_t rank, const Fail& fail) {
 }
 
 std::vector<int64_t> as_ints(const CVal& c) {
+  // Exporters write INT64_MAX / INT64_MIN for "to the end" (Slice); as doubles they round to
+  // ±2^63, which int64 cannot hold: saturate (every real dim is far below 2^53).
   std::vector<int64_t> r;
   r.reserve(c.v.size());
   for (double v : c.v) {
-    if (!(std::fabs(v) < 9.3e18)) r.push_back(v < 0 ? std::numeric_limits<int64_t>::min() : std::numeric_limits<int64_t>::max());
+    if (std::isnan(v)) r.push_back(0);
+    else if (v >= 9.2e18) r.push_back(std::numeric_limits<int64_t>::max());
+    else if (v <= -9.2e18) r.push_back(std::numeric_limits<int64_t>::min());
     else r.push_back(static_cast<int64_t>(v));
   }
   return r;
@@ -601,6 +605,34 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     const bool ints = input(1).is_int && input(2).is_int;
     out->push_back(elementwise({&input(0), &input(1), &input(2)}, fail,
                                [](const double* v) { return v[0] != 0 ? v[1] : v[2]; }, ints));
+    return true;
+  }
+  if (op == "ScatterND") {
+    const CVal& data = input(0);
+    const CVal& idx = input(1);
+    const CVal& upd = input(2);
+    if (a.s("reduction", "none") != "none") fail("ScatterND with a reduction is not folded");
+    if (idx.shape.empty()) fail("ScatterND indices of rank 0");
+    const int64_t k = idx.shape.back();
+    const int64_t r = static_cast<int64_t>(data.shape.size());
+    if (k < 1 || k > r) fail("ScatterND index depth out of range");
+    const int64_t slice = checked_numel(Shape(data.shape.begin() + k, data.shape.end()), fail);
+    const int64_t count = checked_numel(idx.shape, fail) / k;
+    if (static_cast<int64_t>(upd.v.size()) != count * slice) fail("ScatterND updates have the wrong size");
+    const Shape st = strides_of(data.shape);
+    const std::vector<int64_t> ix = as_ints(idx);
+    CVal res = data;
+    for (int64_t q = 0; q < count; ++q) {
+      int64_t off = 0;
+      for (int64_t d = 0; d < k; ++d) {
+        int64_t i = ix[q * k + d];
+        if (i < 0) i += data.shape[d];
+        if (i < 0 || i >= data.shape[d]) fail("ScatterND index out of range");
+        off += i * st[d];
+      }
+      std::copy_n(upd.v.begin() + q * slice, slice, res.v.begin() + off);
+    }
+    out->push_back(std::move(res));
     return true;
   }
   if (op == "Trilu") {

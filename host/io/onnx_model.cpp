@@ -49,6 +49,7 @@ struct BVal {
 
 struct Val {
   bool is_const = false;
+  bool empty = false;   // a batched value with a zero-size dim (a roll by 0 slices one): only Concat takes it
   CVal c;
   BVal b;
 };
@@ -89,7 +90,9 @@ class Importer {
   Model run() {
     m_.file = file_;
     m_.format = "onnx";
-    m_.name = !g_.name().empty() ? g_.name() : stem(file_);
+    // PyTorch names every exported graph torch_jit (or main_graph): the file says more.
+    const std::string& gn = g_.name();
+    m_.name = gn.empty() || gn == "torch_jit" || gn == "main_graph" ? stem(file_) : gn;
     read_opset();
     read_initializers();
     read_inputs();
@@ -309,6 +312,7 @@ class Importer {
   const BVal& need_batched(int k) const {
     const Val& v = need(k);
     if (v.is_const) fail("input " + std::to_string(k) + " must depend on the inputs");
+    if (v.empty) fail("input '" + node_->input(k) + "' is empty (a zero-size dim); divscope takes empty values only as Concat operands");
     if (v.b.is_int && node_->op_type() != "Gather")
       fail("input '" + node_->input(k) + "' holds integers (indices); divscope takes integer inputs only "
            "as embedding indices (Gather into a weight)");
@@ -704,6 +708,7 @@ class Importer {
     if (op == "Reshape" || op == "Flatten") return lower_reshape(a, op);
     if (op == "Squeeze" || op == "Unsqueeze") return lower_squeeze(a, op == "Squeeze");
     if (op == "Expand") return lower_expand();
+    if (op == "Pad") return lower_pad(a);
     if (op == "Shape" || op == "Size") {
       // The shape of a batched value is static at import: a constant.
       const BVal& b = need(0).b;
@@ -1197,13 +1202,20 @@ class Importer {
   void lower_concat(const NodeAttrs& a) {
     std::vector<const Val*> vals;
     const Val* like = nullptr;
+    std::vector<int> keep;
     for (int k = 0; k < node_->input_size(); ++k) {
+      const Val& v = need(k);
+      if (v.is_const ? checked_numel(v.c.shape, failer()) == 0 : v.empty) continue;   // adds nothing
+      keep.push_back(k);
+    }
+    for (int k : keep) {
       vals.push_back(&need(k));
       if (!vals.back()->is_const) {
         need_batched(k);
         if (!like) like = vals.back();
       }
     }
+    if (!like) fail("every input is empty or a constant");
     const BVal& b0 = like->b;
     const int64_t r = static_cast<int64_t>(b0.shape.size());
     const int64_t ax = norm_axis(a.i("axis", 0), r, failer());
@@ -1211,8 +1223,9 @@ class Importer {
     BVal out = b0;
     out.shape[ax] = 0;
     std::vector<std::string> refs;
-    for (int k = 0; k < node_->input_size(); ++k) {
-      const Val& v = *vals[k];
+    for (size_t q = 0; q < keep.size(); ++q) {
+      const int k = keep[q];
+      const Val& v = *vals[q];
       const Shape& s = v.is_const ? v.c.shape : v.b.shape;
       if (static_cast<int64_t>(s.size()) != r) fail("Concat of different ranks");
       out.shape[ax] += s[ax];
@@ -1227,6 +1240,11 @@ class Importer {
       const std::string c = const_input(v.c, cl, node_->input(k));
       const Shape ps = per_sample(cl);
       refs.push_back(emit("expand", {c, b0.ref}, {{"shape", ps}}, {}, ".expand" + std::to_string(k)));
+    }
+    if (refs.size() == 1) {   // the others were empty
+      out.ref = refs[0];
+      set_out(0, out, false);
+      return;
     }
     out.ref = emit("concat", refs, {{"axis", dx}});
     set_out(0, out);
@@ -1287,7 +1305,14 @@ class Importer {
       int64_t s = starts[k] < 0 ? std::max<int64_t>(starts[k], -dim) + dim : std::min(starts[k], dim);
       int64_t e = ends[k] < 0 ? std::max<int64_t>(ends[k], -dim) + dim : std::min(ends[k], dim);
       if (s == 0 && e == dim && step == 1) continue;
-      if (s >= e) fail("the slice of axis " + std::to_string(ax) + " is empty");
+      if (s >= e) {
+        Val v;
+        v.b = x;
+        v.b.shape[ax] = 0;
+        v.empty = true;
+        vals_[node_->output(0)] = v;
+        return;
+      }
       const int64_t dx = dax(x, ax, "Slice");
       x.ref = emit("slice", {x.ref}, {{"axis", dx}, {"start", s}, {"end", e}, {"step", step}}, {},
                    any ? ".axis" + std::to_string(ax) : "");
@@ -1439,6 +1464,75 @@ class Importer {
     }
     BVal out = reshape_to(x, s, l);
     set_out(0, out, out.ref != x.ref);
+  }
+
+  // Constant padding as a concat of constant blocks (expanded to the batch) around the input;
+  // negative pads crop (a slice).
+  void lower_pad(const NodeAttrs& a) {
+    BVal cur = need_batched(0);
+    const int64_t r = static_cast<int64_t>(cur.shape.size());
+    const std::string mode = a.s("mode", "constant");
+    if (mode != "constant") fail("mode '" + mode + "' is not supported (divscope pads with a constant)");
+    std::vector<int64_t> pads;
+    double value = 0;
+    if (opset_ >= 11) {
+      pads = as_ints(need_const(1, "pads"));
+      if (const Val* v = in_val(2)) {
+        if (!v->is_const || v->c.v.size() != 1) fail("constant_value must be a constant scalar");
+        value = v->c.v[0];
+      }
+      if (const Val* ax = in_val(3)) {
+        if (!ax->is_const) fail("axes must be a constant");
+        const std::vector<int64_t> axes = as_ints(ax->c);
+        if (pads.size() != 2 * axes.size()) fail("pads and axes differ in length");
+        std::vector<int64_t> full(2 * r, 0);
+        for (size_t k = 0; k < axes.size(); ++k) {
+          const int64_t d = norm_axis(axes[k], r, failer());
+          full[d] = pads[k];
+          full[d + r] = pads[k + axes.size()];
+        }
+        pads = full;
+      }
+    } else {
+      pads = a.ints("pads");
+      value = a.f("value", 0.0);
+    }
+    if (static_cast<int64_t>(pads.size()) != 2 * r) fail("pads must have " + std::to_string(2 * r) + " entries");
+    if (std::isnan(value)) fail("a NaN pad value is not supported");
+    bool any = false;
+    for (int64_t d = 0; d < r; ++d) {
+      int64_t before = pads[d], after = pads[d + r];
+      if (before == 0 && after == 0) continue;
+      const int64_t dd = dax(cur, d, "Pad");
+      const std::string tag = ".pad" + std::to_string(d);
+      if (before < 0 || after < 0) {
+        const int64_t s = std::max<int64_t>(-before, 0), e = cur.shape[d] - std::max<int64_t>(-after, 0);
+        if (s >= e) fail("negative pads crop axis " + std::to_string(d) + " to nothing");
+        cur.ref = emit("slice", {cur.ref}, {{"axis", dd}, {"start", s}, {"end", e}}, {}, tag + ".crop");
+        cur.shape[d] = e - s;
+        before = std::max<int64_t>(before, 0);
+        after = std::max<int64_t>(after, 0);
+        any = true;
+        if (before == 0 && after == 0) continue;
+      }
+      std::vector<std::string> parts;
+      auto block = [&](int64_t ext, const char* side) {
+        BVal blk = cur;
+        blk.shape[d] = ext;
+        CVal c;
+        c.shape = Shape(r, 1);
+        c.v = {value};
+        const std::string k = const_input(c, blk, base_name() + ":pad_value");
+        parts.push_back(emit("expand", {k, cur.ref}, {{"shape", per_sample(blk)}}, {}, tag + side));
+      };
+      if (before > 0) block(before, ".before");
+      parts.push_back(cur.ref);
+      if (after > 0) block(after, ".after");
+      cur.ref = emit("concat", parts, {{"axis", dd}}, {}, tag);
+      cur.shape[d] += before + after;
+      any = true;
+    }
+    set_out(0, cur, any);
   }
 
   void lower_expand() {

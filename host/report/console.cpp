@@ -135,7 +135,8 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
       }
     if (recorded)
       out << "recorded activations: " << recorded << " layer(s); FP64 reference vs recording: worst rel_l2 "
-          << sci(r.recorded[worst].rel_l2()) << " at '" << m.layers[worst].name << "'\n";
+          << sci(r.recorded[worst].rel_l2()) << " at '" << m.layers[worst].name << "'"
+          << (m.layers[worst].value.name.empty() ? "" : " (value " + m.layers[worst].value.name + ")") << "\n";
   }
   // Data and reference first: the model or the data is broken there, not the precision.
   if (!r.findings.empty()) {

@@ -97,6 +97,8 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
     if (r.recorded[i].count) {
       nlohmann::json jr = stats_json(r.recorded[i]);
       jr["name"] = m.layers[i].name;
+      jr["layer"] = m.layers[i].name;
+      if (!m.layers[i].value.name.empty()) jr["value"] = m.layers[i].value.name;   // ONNX
       j["recorded"].push_back(jr);
     }
   // The sensitivity probe (docs/verdict.md): kappa per layer and per graph input.
