@@ -168,7 +168,9 @@ int64_t checked_numel(const Shape& s, const Fail& fail) {
   int64_t n = 1;
   for (int64_t d : s) {
     if (d < 0) fail("negative dim in shape " + shape_str(s));
-    if (d != 0 && n > (int64_t{1} << 40) / d) fail("shape " + shape_str(s) + " is too large");
+    // 2^28 elements (2 GiB as FP64): far above any folded shape or mask, and refused before
+    // an allocation the machine cannot make.
+    if (d != 0 && n > (int64_t{1} << 28) / d) fail("shape " + shape_str(s) + " is too large (over 2^28 elements)");
     n *= d;
   }
   return n;
@@ -412,7 +414,9 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     return true;
   }
   if (op == "Range") {
-    const double start = input(0).v.at(0), limit = input(1).v.at(0), delta = input(2).v.at(0);
+    if (input(0).v.size() != 1 || input(1).v.size() != 1 || input(2).v.size() != 1)
+      fail("Range needs scalar start, limit and delta");
+    const double start = input(0).v[0], limit = input(1).v[0], delta = input(2).v[0];
     if (delta == 0) fail("Range with delta 0");
     const double cnt = std::max(std::ceil((limit - start) / delta), 0.0);
     if (cnt > 1e9) fail("Range of " + std::to_string(cnt) + " elements");
@@ -585,6 +589,11 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     if (perm.empty())
       for (int64_t d = r - 1; d >= 0; --d) perm.push_back(d);
     if (static_cast<int64_t>(perm.size()) != r) fail("Transpose perm has the wrong length");
+    std::vector<bool> seen(r, false);
+    for (int64_t p : perm) {
+      if (p < 0 || p >= r || seen[p]) fail("Transpose perm " + shape_str(perm) + " is not a permutation");
+      seen[p] = true;
+    }
     out->push_back(transpose(x, perm));
     return true;
   }
@@ -637,11 +646,16 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
   }
   if (op == "Trilu") {
     CVal x = input(0);
-    const int64_t k = opt(1) ? as_ints(*opt(1)).at(0) : 0;
+    if (opt(1) && opt(1)->v.size() != 1) fail("Trilu k must be a scalar");
+    const int64_t k = opt(1) ? as_ints(*opt(1))[0] : 0;
     const bool upper = a.i("upper", 1) != 0;
     const int64_t r = static_cast<int64_t>(x.shape.size());
     if (r < 2) fail("Trilu of rank < 2");
     const int64_t rows = x.shape[r - 2], cols = x.shape[r - 1];
+    if (rows * cols == 0) {
+      out->push_back(std::move(x));
+      return true;
+    }
     for (size_t b = 0; b < x.v.size() / (rows * cols); ++b)
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < cols; ++j)

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -97,6 +98,15 @@ class Importer {
     read_initializers();
     read_inputs();
     count_consumers();
+    // Constant nodes first: the pattern fusions look ahead at scalars (eps, 2, √2) that
+    // exporters place after the node where a pattern starts.
+    for (int i = 0; i < g_.node_size(); ++i) {
+      if (g_.node(i).op_type() != "Constant" || g_.node(i).input_size() != 0) continue;
+      node_i_ = i;
+      node_ = &g_.node(i);
+      lower_node();
+      skip_.insert(i);
+    }
     for (int i = 0; i < g_.node_size(); ++i) {
       if (skip_.count(i)) continue;
       node_i_ = i;
@@ -258,9 +268,14 @@ class Importer {
   }
 
   void count_consumers() {
+    for (int i = 0; i < g_.node_size(); ++i) node_idx_[&g_.node(i)] = i;
     for (int i = 0; i < g_.node_size(); ++i)
       for (const std::string& in : g_.node(i).input())
-        if (!in.empty()) ++consumers_[in];
+        if (!in.empty()) {
+          ++consumers_[in];
+          std::vector<int>& r = readers_[in];
+          if (r.empty() || r.back() != i) r.push_back(i);
+        }
     for (const onnx::ValueInfoProto& o : g_.output()) ++consumers_[o.name()];
     for (const onnx::ValueInfoProto& o : g_.output()) graph_outputs_.insert(o.name());
   }
@@ -375,7 +390,7 @@ class Importer {
     L.inputs = std::move(inputs);
     L.attrs = std::move(attrs);
     L.params = std::move(params);
-    L.path = "node " + std::to_string(node_i_);
+    L.path = node_label();
     L.source = "ONNX " + node_->op_type() + " node '" + base_name() + "'";
     layer_of_[L.name] = L.index;
     m_.layers.push_back(std::move(L));
@@ -584,6 +599,10 @@ class Importer {
     const std::string& op = n.op_type();
     if (!n.domain().empty() && n.domain() != "ai.onnx")
       fail("op domain '" + n.domain() + "' is not supported (divscope runs the default ONNX domain)");
+    if (n.output_size() == 0 || n.output(0).empty()) fail("the node has no output");
+    for (const std::string& o : n.output())
+      if (!o.empty() && vals_.count(o))
+        fail("value '" + o + "' is also written by an earlier node, an initializer or a graph input (ONNX values are assigned once)");
     // Fold when every present input is a constant.
     bool all_const = true;
     std::vector<const CVal*> cins;
@@ -594,8 +613,17 @@ class Importer {
     }
     if (all_const && op != "Split") {
       std::vector<CVal> outs;
-      if (!fold(attrs(), opset_, cins, &outs))
-        fail("op " + op + " on constants is not one divscope folds");
+      bool known = false;
+      try {
+        known = fold(attrs(), opset_, cins, &outs);
+      } catch (const InputError&) {
+        throw;
+      } catch (const std::bad_alloc&) {
+        throw;
+      } catch (const std::exception& e) {
+        fail(std::string("cannot fold: ") + e.what());
+      }
+      if (!known) fail("op " + op + " on constants is not one divscope folds");
       for (size_t k = 0; k < outs.size() && static_cast<int>(k) < n.output_size(); ++k)
         if (!n.output(static_cast<int>(k)).empty()) set_const(static_cast<int>(k), std::move(outs[k]));
       ++folded_;
@@ -606,6 +634,8 @@ class Importer {
 
   void lower_batched(const std::string& op) {
     const NodeAttrs a = attrs();
+    if (fuse_patterns_ && op == "ReduceMean" && fuse_layernorm(a)) return;
+    if (fuse_patterns_ && op == "Div" && fuse_gelu()) return;
     if (op == "Identity" || op == "Dropout" || op == "Cast") {
       const BVal& b = need(0).is_const ? fail_b("input must depend on the inputs") : need(0).b;
       if (op == "Dropout" && node_->output_size() > 1 && !node_->output(1).empty() && consumers_[node_->output(1)] > 0)
@@ -730,6 +760,154 @@ class Importer {
     fail("op " + op + " is not supported (docs/onnx.md lists the ONNX ops divscope runs)");
   }
   [[noreturn]] const BVal& fail_b(const std::string& m) const { fail(m); }
+
+  // ----- fusions: decompositions an exporter wrote for one PyTorch op run as that op, with its
+  // rounding (docs/onnx.md). Every intermediate value must be read only inside the pattern.
+  const onnx::NodeProto* only_reader(const std::string& v, const char* op) const {
+    if (graph_outputs_.count(v)) return nullptr;
+    auto it = readers_.find(v);
+    if (it == readers_.end() || it->second.size() != 1 || consumers_.at(v) != 1) return nullptr;
+    const onnx::NodeProto& n = g_.node(it->second[0]);
+    return n.op_type() == op && n.domain().empty() ? &n : nullptr;
+  }
+  int node_index(const onnx::NodeProto* n) const { return node_idx_.at(n); }
+  // The constant scalar operand of binary node n whose other operand is v (nullptr otherwise).
+  const CVal* scalar_with(const onnx::NodeProto& n, const std::string& v) const {
+    if (n.input_size() != 2) return nullptr;
+    const std::string& other = n.input(0) == v ? n.input(1) : n.input(1) == v ? n.input(0) : "";
+    if (other.empty()) return nullptr;
+    auto it = vals_.find(other);
+    if (it == vals_.end() || !it->second.is_const || it->second.c.v.size() != 1) return nullptr;
+    return &it->second.c;
+  }
+  const CVal* const_other(const onnx::NodeProto& n, const std::string& v) const {
+    if (n.input_size() != 2) return nullptr;
+    const std::string& other = n.input(0) == v ? n.input(1) : n.input(1) == v ? n.input(0) : "";
+    if (other.empty()) return nullptr;
+    auto it = vals_.find(other);
+    return it != vals_.end() && it->second.is_const ? &it->second.c : nullptr;
+  }
+  std::vector<int64_t> reduce_axes(const onnx::NodeProto& n) const {
+    NodeAttrs na{n, failer()};
+    if (opset_ >= 18) {
+      if (n.input_size() < 2) return {};
+      auto it = vals_.find(n.input(1));
+      return it != vals_.end() && it->second.is_const ? as_ints(it->second.c) : std::vector<int64_t>{};
+    }
+    return na.ints("axes");
+  }
+  // Marks the pattern's other nodes done; the value of `last` is the fused layer.
+  void finish_fusion(const std::vector<const onnx::NodeProto*>& nodes, const onnx::NodeProto* last, BVal out) {
+    const onnx::NodeProto* self = node_;
+    const int self_i = node_i_;
+    for (const onnx::NodeProto* n : nodes) {
+      if (n == self) continue;
+      skip_.insert(node_index(n));
+      node_ = n;
+      node_i_ = node_index(n);
+      release_inputs();
+    }
+    node_ = last;
+    node_i_ = node_index(last);
+    set_out(0, out);
+    node_ = self;
+    node_i_ = self_i;
+    ++fused_;
+  }
+
+  // LayerNorm as exported below opset 17: m = ReduceMean(x) → d = x − m → Pow(d, 2) →
+  // ReduceMean → Add eps → Sqrt → Div(d, ·) [→ Mul gamma → Add beta], over trailing axes.
+  bool fuse_layernorm(const NodeAttrs& a) {
+    const Val& xv = need(0);
+    if (xv.is_const || xv.b.is_int || xv.empty) return false;
+    const BVal& x = xv.b;
+    const std::string& xn = node_->input(0);
+    const int64_t r = static_cast<int64_t>(x.shape.size());
+    std::vector<int64_t> axes = reduce_axes(*node_);
+    if (axes.empty() || a.i("keepdims", 1) != 1) return false;
+    for (int64_t& v : axes) v = v < 0 ? v + r : v;
+    std::sort(axes.begin(), axes.end());
+    for (size_t k = 0; k < axes.size(); ++k)
+      if (axes[k] != r - static_cast<int64_t>(axes.size()) + static_cast<int64_t>(k)) return false;
+    if (axes.front() <= x.lay.axis) return false;
+    const onnx::NodeProto* sub = only_reader(node_->output(0), "Sub");
+    if (!sub || sub->input(0) != xn || sub->input(1) != node_->output(0)) return false;
+    const std::string& d = sub->output(0);
+    auto rd = readers_.find(d);
+    if (graph_outputs_.count(d) || rd == readers_.end() || rd->second.size() != 2 || consumers_.at(d) != 2) return false;
+    const onnx::NodeProto *pw = nullptr, *div = nullptr;
+    for (int i : rd->second) {
+      const onnx::NodeProto& n = g_.node(i);
+      if (n.op_type() == "Pow" && n.input(0) == d) pw = &n;
+      if (n.op_type() == "Div" && n.input(0) == d) div = &n;
+    }
+    if (!pw || !div) return false;
+    const CVal* two = scalar_with(*pw, d);
+    if (!two || two->v[0] != 2.0 || pw->input(0) != d) return false;
+    const onnx::NodeProto* rm2 = only_reader(pw->output(0), "ReduceMean");
+    if (!rm2) return false;
+    std::vector<int64_t> axes2 = reduce_axes(*rm2);
+    for (int64_t& v : axes2) v = v < 0 ? v + r : v;
+    std::sort(axes2.begin(), axes2.end());
+    if (axes2 != axes || NodeAttrs{*rm2, failer()}.i("keepdims", 1) != 1) return false;
+    const onnx::NodeProto* add = only_reader(rm2->output(0), "Add");
+    const CVal* eps = add ? scalar_with(*add, rm2->output(0)) : nullptr;
+    if (!eps || !(eps->v[0] >= 0)) return false;
+    const onnx::NodeProto* sq = only_reader(add->output(0), "Sqrt");
+    if (!sq || only_reader(sq->output(0), "Div") != div || div->input(1) != sq->output(0)) return false;
+    std::vector<const onnx::NodeProto*> nodes{node_, sub, pw, rm2, add, sq, div};
+    const onnx::NodeProto* last = div;
+    const Shape ns(x.shape.end() - static_cast<int64_t>(axes.size()), x.shape.end());
+    std::map<std::string, Tensor> params;
+    auto affine = [&](const char* op, const char* key) {
+      const onnx::NodeProto* n = only_reader(last->output(0), op);
+      const CVal* c = n ? const_other(*n, last->output(0)) : nullptr;
+      if (!c || c->shape.size() > ns.size() || static_cast<int64_t>(c->v.size()) != checked_numel(ns, failer()))
+        return false;
+      for (size_t k = 0; k < c->shape.size(); ++k)
+        if (c->shape[k] != ns[ns.size() - c->shape.size() + k]) return false;
+      Tensor t(ns);
+      t.data = c->v;
+      params[key] = std::move(t);
+      nodes.push_back(n);
+      last = n;
+      return true;
+    };
+    if (affine("Mul", "weight")) affine("Add", "bias");
+    BVal out = x;
+    out.ref = emit("layernorm", {x.ref}, {{"normalized_shape", ns}, {"eps", eps->v[0]}}, std::move(params));
+    m_.layers.back().source = "ONNX LayerNorm decomposition from node '" + base_name() + "' to '" +
+                              (last->name().empty() ? last->output(0) : last->name()) + "' (fused: " +
+                              std::to_string(nodes.size()) + " nodes)";
+    finish_fusion(nodes, last, out);
+    return true;
+  }
+
+  // GELU as PyTorch exports it: Div(x, √2) → Erf → Add 1 → Mul x → Mul 0.5.
+  bool fuse_gelu() {
+    const Val& xv = need(0);
+    if (xv.is_const || xv.b.is_int || xv.empty) return false;
+    const std::string& xn = node_->input(0);
+    const CVal* s2 = scalar_with(*node_, xn);
+    if (!s2 || node_->input(0) != xn || std::fabs(s2->v[0] - std::sqrt(2.0)) > 1e-6) return false;
+    const onnx::NodeProto* erf = only_reader(node_->output(0), "Erf");
+    const onnx::NodeProto* add = erf ? only_reader(erf->output(0), "Add") : nullptr;
+    const CVal* one = add ? scalar_with(*add, erf->output(0)) : nullptr;
+    if (!one || one->v[0] != 1.0) return false;
+    const onnx::NodeProto* mul = only_reader(add->output(0), "Mul");
+    if (!mul || mul->input_size() != 2 ||
+        !((mul->input(0) == xn && mul->input(1) == add->output(0)) ||
+          (mul->input(1) == xn && mul->input(0) == add->output(0))))
+      return false;
+    const onnx::NodeProto* half = only_reader(mul->output(0), "Mul");
+    const CVal* h = half ? scalar_with(*half, mul->output(0)) : nullptr;
+    if (!h || h->v[0] != 0.5) return false;
+    BVal out = xv.b;
+    out.ref = emit("gelu", {out.ref}, {{"approximate", std::string("none")}});
+    m_.layers.back().source = "ONNX GELU pattern (Div, Erf, Add, Mul, Mul) from node '" + base_name() + "' (fused)";
+    finish_fusion({node_, erf, add, mul, half}, half, out);
+    return true;
+  }
 
   void lower_clip(const NodeAttrs& a) {
     BVal x = need_batched(0);
@@ -862,6 +1040,7 @@ class Importer {
       if (it == vals_.end() || !it->second.is_const) return -1;
       const CVal& c = it->second.c;
       if (static_cast<int64_t>(c.v.size()) != P || c.shape.empty() || c.shape.back() != P) return -1;
+      if (n.output_size() != 1 || vals_.count(n.output(0))) return -1;
       Tensor b(Shape{P});
       b.data = c.v;
       (*params)["bias"] = std::move(b);
@@ -890,7 +1069,8 @@ class Importer {
     const Val* vc = in_val(2);
     if (vc && !vc->is_const) fail("Gemm with a C that depends on the inputs is not supported");
     bool bias_done = false;
-    if (vc && alpha == 1.0 && static_cast<int64_t>(vc->c.v.size()) == P && vc->c.shape.back() == P) {
+    if (vc && alpha == 1.0 && static_cast<int64_t>(vc->c.v.size()) == P && !vc->c.shape.empty() &&
+        vc->c.shape.back() == P) {
       Tensor b(Shape{P});
       b.data = vc->c.v;
       for (double& v : b.data) v *= beta;
@@ -940,6 +1120,8 @@ class Importer {
     std::vector<int64_t> v = a.ints(name);
     if (v.empty()) v.assign(sp, def);
     if (static_cast<int>(v.size()) != sp) fail(std::string(name) + " must have " + std::to_string(sp) + " entries");
+    for (int64_t x : v)
+      if (def > 0 ? x <= 0 : x < 0) fail(std::string(name) + " " + shape_str(v) + (def > 0 ? " must be positive" : " must not be negative"));
     return v;
   }
 
@@ -953,6 +1135,8 @@ class Importer {
     const int sp = rank - 2;
     if (static_cast<int>(W.shape.size()) != rank) fail("weight " + shape_str(W.shape) + " does not match the input");
     Shape k(W.shape.begin() + 2, W.shape.end());
+    for (int64_t e : W.shape)
+      if (e <= 0) fail("weight " + shape_str(W.shape) + " has an empty dim");
     const std::vector<int64_t> ks = a.ints("kernel_shape");
     if (!ks.empty() && Shape(ks) != k) fail("kernel_shape " + shape_str(ks) + " differs from the weight's " + shape_str(k));
     const std::vector<int64_t> s = spatial(a, "strides", sp, 1), d = spatial(a, "dilations", sp, 1);
@@ -1143,7 +1327,7 @@ class Importer {
     if (is_max && node_->output_size() > 1 && !node_->output(1).empty() && consumers_[node_->output(1)] > 0)
       fail("the Indices output is not supported");
     const std::vector<int64_t> k = a.ints("kernel_shape");
-    if (k.size() != 2) fail("kernel_shape must have 2 entries");
+    if (k.size() != 2 || k[0] <= 0 || k[1] <= 0) fail("kernel_shape must be 2 positive entries");
     const std::vector<int64_t> s = spatial(a, "strides", 2, 1), d = spatial(a, "dilations", 2, 1);
     if (!is_max && (d[0] != 1 || d[1] != 1)) fail("dilations are not supported for AveragePool");
     const Shape in_sp(x.shape.begin() + 2, x.shape.end());
@@ -1561,6 +1745,8 @@ class Importer {
   std::map<std::string, Val> vals_;
   std::set<std::string> initializer_names_, graph_outputs_, used_;
   std::map<std::string, int> consumers_;
+  std::map<std::string, std::vector<int>> readers_;   // value -> the nodes that read it
+  std::map<const onnx::NodeProto*, int> node_idx_;
   std::map<std::string, int> layer_of_;
   std::map<std::string, Shape> expected_ps_;
   std::set<int> skip_;
@@ -1568,6 +1754,11 @@ class Importer {
   const onnx::NodeProto* node_ = nullptr;
   int node_i_ = 0;
   int folded_ = 0, fused_ = 0, aliased_ = 0;
+  // DIVSCOPE_ONNX_FUSE=0 runs LayerNorm and GELU decompositions node by node (docs/onnx.md).
+  const bool fuse_patterns_ = [] {
+    const char* e = std::getenv("DIVSCOPE_ONNX_FUSE");
+    return !(e && std::string(e) == "0");
+  }();
 };
 
 bool is_hdf5(const std::string& path) {
