@@ -13,6 +13,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fcntl.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -96,6 +103,7 @@ class Importer {
     m_.name = gn.empty() || gn == "torch_jit" || gn == "main_graph" ? stem(file_) : gn;
     read_opset();
     read_initializers();
+    malloc_trim(0);   // the protobuf's copies of the weights, freed above, back to the system
     read_inputs();
     count_consumers();
     // Constant nodes first: the pattern fusions look ahead at scalars (eps, 2, √2) that
@@ -160,6 +168,7 @@ class Importer {
   }
 
   void read_initializers() {
+    size_t freed = 0;
     for (int k = 0; k < g_.initializer_size(); ++k) {
       onnx::TensorProto* t = g_.mutable_initializer(k);
       Val v;
@@ -170,8 +179,13 @@ class Importer {
         fail_at("graph", e.what());
       }
       // The protobuf copy is no longer needed: keep the peak near one copy of the weights.
+      freed += t->raw_data().size() + 4 * static_cast<size_t>(t->float_data_size());
       std::string().swap(*t->mutable_raw_data());
       t->clear_float_data();
+      if (freed > (size_t{32} << 20)) {   // hand it back as we go, not only at the end
+        malloc_trim(0);
+        freed = 0;
+      }
       vals_[t->name()] = std::move(v);
       initializer_names_.insert(t->name());
     }
@@ -395,6 +409,28 @@ class Importer {
     layer_of_[L.name] = L.index;
     m_.layers.push_back(std::move(L));
     return m_.layers.back().name;
+  }
+  // Input k's constant as a parameter: moved out when this node is its last reader (the weights
+  // are then never held twice), copied otherwise.
+  Tensor param_of(int k, const char* what) {
+    const CVal& c = need_const(k, what);
+    const std::string& name = node_->input(k);
+    if (consumers_[name] != 1) return tensor(c);
+    Tensor t;
+    t.shape = c.shape;
+    t.data = std::move(vals_[name].c.v);
+    return t;
+  }
+  // [P, K] from a row-major [K, P] matrix, in tiles (a plain loop misses the cache on every
+  // element of a large weight).
+  static Tensor transposed(const double* src, int64_t K, int64_t P) {
+    Tensor w(Shape{P, K});
+    constexpr int64_t T = 32;
+    for (int64_t i0 = 0; i0 < K; i0 += T)
+      for (int64_t j0 = 0; j0 < P; j0 += T)
+        for (int64_t i = i0; i < std::min(K, i0 + T); ++i)
+          for (int64_t j = j0; j < std::min(P, j0 + T); ++j) w.data[j * K + i] = src[i * P + j];
+    return w;
   }
   static Tensor tensor(const CVal& c) {
     Tensor t(c.shape);
@@ -947,10 +983,7 @@ class Importer {
       dax(x, r - 1, "MatMul");   // the contracted dim may not hold the batch
       const int64_t K = vb.c.shape[0], P = vb.c.shape[1];
       if (x.shape[r - 1] != K) fail("MatMul of " + shape_str(x.shape) + " by " + shape_str(vb.c.shape));
-      Tensor w(Shape{P, K});
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = 0; j < P; ++j) w.data[j * K + i] = vb.c.v[i * P + j];
-      std::map<std::string, Tensor> params{{"weight", std::move(w)}};
+      std::map<std::string, Tensor> params{{"weight", transposed(vb.c.v.data(), K, P)}};
       BVal out = x;
       out.shape[r - 1] = P;
       int add_node = fusable_bias(P, &params);
@@ -1062,9 +1095,8 @@ class Importer {
     const int64_t K = x.shape[kdim];
     const int64_t P = tb ? B.shape[0] : B.shape[1];
     if ((tb ? B.shape[1] : B.shape[0]) != K) fail("Gemm of " + shape_str(x.shape) + " by " + shape_str(B.shape));
-    Tensor w(Shape{P, K});
-    for (int64_t o = 0; o < P; ++o)
-      for (int64_t i = 0; i < K; ++i) w.data[o * K + i] = tb ? B.v[o * K + i] : B.v[i * P + o];
+    Tensor w = tb ? tensor(B) : transposed(B.v.data(), K, P);
+    w.shape = {P, K};
     std::map<std::string, Tensor> params{{"weight", std::move(w)}};
     const Val* vc = in_val(2);
     if (vc && !vc->is_const) fail("Gemm with a C that depends on the inputs is not supported");
@@ -1155,7 +1187,7 @@ class Importer {
     }
     std::vector<int64_t> op = transpose ? spatial(a, "output_padding", sp, 0) : std::vector<int64_t>{};
     const int64_t group = a.i("group", 1);
-    std::map<std::string, Tensor> params{{"weight", tensor(W)}};
+    std::map<std::string, Tensor> params{{"weight", param_of(1, "the weight")}};
     if (const Val* vb = in_val(2)) {
       if (!vb->is_const) fail("the bias must be a constant");
       params["bias"] = tensor(vb->c);
@@ -1519,7 +1551,7 @@ class Importer {
       BVal out = ix;
       out.is_int = false;
       out.shape.push_back(data.c.shape[1]);
-      out.ref = emit("embedding", {ix.ref}, {}, {{"weight", tensor(data.c)}});
+      out.ref = emit("embedding", {ix.ref}, {}, {{"weight", param_of(0, "the table")}});
       set_out(0, out);
       return;
     }
@@ -1784,15 +1816,31 @@ bool looks_like_onnx(const std::string& path) {
 }
 
 Model read_onnx_model(const std::string& path, const OnnxImportOptions& opt) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open");
+  // The file is mapped and parsed as one array: protobuf then allocates each initializer's bytes
+  // at their exact size (a stream parse grows them piecewise, up to twice the file), and the
+  // mapping is dropped before the weights are converted.
   onnx::ModelProto mp;
   {
-    google::protobuf::io::IstreamInputStream zin(&in);
-    google::protobuf::io::CodedInputStream cin(&zin);
-    cin.SetTotalBytesLimit(std::numeric_limits<int>::max());
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw InputError(path + ": not a regular file");
+    }
+    const size_t size = static_cast<size_t>(st.st_size);
+    if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max())) {
+      ::close(fd);
+      throw InputError(path, "/", size == 0 ? "empty file" : "larger than 2 GiB, the protobuf limit (ONNX keeps such weights as external data, which divscope does not read)");
+    }
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw InputError(path + ": cannot map: " + std::strerror(errno));
+    google::protobuf::io::CodedInputStream cin(static_cast<const uint8_t*>(p), static_cast<int>(size));
     cin.SetRecursionLimit(64);
-    if (!mp.ParseFromCodedStream(&cin) || !cin.ConsumedEntireMessage())
+    const bool ok = mp.ParseFromCodedStream(&cin) && cin.ConsumedEntireMessage();
+    ::munmap(p, size);
+    if (!ok)
       throw InputError(path, "/", "not a valid ONNX model (the protobuf does not parse: truncated or damaged)");
   }
   if (!mp.has_graph() || mp.graph().node_size() == 0)
