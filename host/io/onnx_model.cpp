@@ -342,7 +342,9 @@ class Importer {
     const Val& v = need(k);
     if (v.is_const) fail("input " + std::to_string(k) + " must depend on the inputs");
     if (v.empty) fail("input '" + node_->input(k) + "' is empty (a zero-size dim); divscope takes empty values only as Concat operands");
-    if (v.b.is_int && node_->op_type() != "Gather")
+    static const std::set<std::string> views = {"Gather", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                                "Identity", "Cast"};
+    if (v.b.is_int && !views.count(node_->op_type()))
       fail("input '" + node_->input(k) + "' holds integers (indices); divscope takes integer inputs only "
            "as embedding indices (Gather into a weight)");
     return v.b;
@@ -529,6 +531,9 @@ class Importer {
       r.ref = b.ref;
       return r;
     }
+    if (b.is_int)
+      fail("reshapes integer indices per sample (" + shape_str(per_sample(b)) + " to " + shape_str(ps) +
+           "); divscope takes integer inputs only as they are recorded, into an embedding");
     r.ref = emit("reshape", {b.ref}, {{"shape", ps}}, {}, suffix);
     return r;
   }
@@ -680,6 +685,11 @@ class Importer {
         const int64_t to = a.i("to", 0);
         const bool to_float = to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::DOUBLE ||
                               to == onnx::TensorProto::FLOAT16 || to == onnx::TensorProto::BFLOAT16;
+        const bool to_int = to == onnx::TensorProto::INT64 || to == onnx::TensorProto::INT32;
+        if (b.is_int && to_int) {
+          set_out(0, b, false);
+          return;
+        }
         if (b.is_int || !to_float)
           fail("Cast of a value that depends on the inputs to " + std::string(elem_name(static_cast<int>(to))) +
                " (divscope keeps every activation float; integers only as embedding indices)");

@@ -37,8 +37,10 @@ import zoo_models  # noqa: E402
 # float32 run, not of the importer (a wrong op is O(1)).
 ORT_LIMIT = 1e-4
 # FP64 against FP64: the same model exported in float64 (module.double(): weights, folded
-# batchnorms and scale constants all in float64), so only the order of the sums differs.
-TORCH_LIMIT = 1e-11
+# batchnorms and scale constants all in float64), so only the order of the sums differs — and
+# the epsilon of opset 17's LayerNormalization, an attribute ONNX stores as float32 (GPT-2:
+# 4e-11).
+TORCH_LIMIT = 1e-10
 
 
 def rel_l2(a, b):
@@ -78,6 +80,13 @@ def check(binary, out, name, opset):
     build, _ = zoo_models.MODELS[name]
     module, batches, input_names, kw = build()
     axes = kw.get("batch_axes", {})
+    # A zero-initialised parameter (torchvision ViT's head) would make the output all zeros and
+    # the FP64-vs-PyTorch check vacuous: give it values (both sides see the same module).
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
     path = os.path.join(out, f"{name}_op{opset}.onnx")
     export(module, batches[0], input_names, axes, path, opset)
     import onnx
