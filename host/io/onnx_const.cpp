@@ -216,6 +216,33 @@ std::vector<int64_t> as_ints(const CVal& c) {
   return r;
 }
 
+SliceArgs slice_args(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in) {
+  SliceArgs s;
+  auto get = [&](size_t k, const char* what) {
+    if (k >= in.size() || !in[k]) {
+      if (k <= 2) a.fail(std::string("Slice needs constant ") + what);
+      return std::vector<int64_t>{};
+    }
+    return as_ints(*in[k]);
+  };
+  if (opset >= 10) {
+    s.starts = get(1, "starts");
+    s.ends = get(2, "ends");
+    s.axes = get(3, "axes");
+    s.steps = get(4, "steps");
+  } else {
+    s.starts = a.ints("starts");
+    s.ends = a.ints("ends");
+    s.axes = a.ints("axes");
+  }
+  if (s.axes.empty())
+    for (size_t k = 0; k < s.starts.size(); ++k) s.axes.push_back(static_cast<int64_t>(k));
+  if (s.steps.empty()) s.steps.assign(s.starts.size(), 1);
+  if (s.ends.size() != s.starts.size() || s.axes.size() != s.starts.size() || s.steps.size() != s.starts.size())
+    a.fail("Slice starts, ends, axes and steps differ in length");
+  return s;
+}
+
 CVal from_tensor(const onnx::TensorProto& t, const std::string& what) {
   auto fail = [&](const std::string& m) { throw std::runtime_error(what + ": " + m); };
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
@@ -543,22 +570,8 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
   if (op == "Slice") {
     const CVal& x = input(0);
     const int64_t r = static_cast<int64_t>(x.shape.size());
-    std::vector<int64_t> starts, ends, axes, steps;
-    if (opset >= 10) {
-      starts = as_ints(input(1));
-      ends = as_ints(input(2));
-      if (opt(3)) axes = as_ints(*opt(3));
-      if (opt(4)) steps = as_ints(*opt(4));
-    } else {
-      starts = a.ints("starts");
-      ends = a.ints("ends");
-      axes = a.ints("axes");
-    }
-    if (axes.empty())
-      for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
-    if (steps.empty()) steps.assign(starts.size(), 1);
-    if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-      fail("Slice starts, ends, axes and steps differ in length");
+    const SliceArgs sa = slice_args(a, opset, in);
+    const std::vector<int64_t>&starts = sa.starts, &ends = sa.ends, &axes = sa.axes, &steps = sa.steps;
     CVal cur = x;
     for (size_t k = 0; k < starts.size(); ++k) {
       const int64_t ax = norm_axis(axes[k], r, fail);

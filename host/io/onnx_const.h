@@ -53,5 +53,12 @@ int64_t norm_axis(int64_t axis, int64_t rank, const std::function<void(const std
 // Reads a 1-D integer constant as int64s (shape vectors, axes, starts/ends).
 std::vector<int64_t> as_ints(const CVal& c);
 
+// Slice's starts, ends, axes and steps: inputs 1-4 from opset 10 (null when absent), attributes
+// before; axes default to 0, 1, ..., steps to 1; all four the same length.
+struct SliceArgs {
+  std::vector<int64_t> starts, ends, axes, steps;
+};
+SliceArgs slice_args(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in);
+
 }  // namespace onnx_import
 }  // namespace divscope

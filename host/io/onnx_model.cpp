@@ -1507,22 +1507,14 @@ class Importer {
   void lower_slice(const NodeAttrs& a) {
     BVal x = need_batched(0);
     const int64_t r = static_cast<int64_t>(x.shape.size());
-    std::vector<int64_t> starts, ends, axes, steps;
-    if (opset_ >= 10) {
-      starts = as_ints(need_const(1, "starts"));
-      ends = as_ints(need_const(2, "ends"));
-      if (in_val(3)) axes = as_ints(need_const(3, "axes"));
-      if (in_val(4)) steps = as_ints(need_const(4, "steps"));
-    } else {
-      starts = a.ints("starts");
-      ends = a.ints("ends");
-      axes = a.ints("axes");
+    std::vector<const CVal*> cin{nullptr};
+    for (int k = 1; k < 5; ++k) {
+      const Val* v = in_val(k);
+      if (v && !v->is_const) fail("Slice parameters (input " + std::to_string(k) + ") must be constants");
+      cin.push_back(v ? &v->c : nullptr);
     }
-    if (axes.empty())
-      for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
-    if (steps.empty()) steps.assign(starts.size(), 1);
-    if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-      fail("starts, ends, axes and steps differ in length");
+    const SliceArgs sa = slice_args(a, opset_, cin);
+    const std::vector<int64_t>&starts = sa.starts, &ends = sa.ends, &axes = sa.axes, &steps = sa.steps;
     bool any = false;
     for (size_t k = 0; k < starts.size(); ++k) {
       const int64_t ax = norm_axis(axes[k], r, failer());
