@@ -12,10 +12,11 @@
 #      the GPU's architecture:
 #        cmake -S . -B build -DDIVSCOPE_CUDA=ON -DDIVSCOPE_STATIC_HDF5=ON -DCMAKE_CUDA_ARCHITECTURES=90
 #        cmake --build build -j2
-#   2. The static libhdf5.a still needs libsz and libaec at run time; copy them next to the build
-#      (divscope has an $ORIGIN/lib rpath, the test and bench binaries $ORIGIN/../lib):
+#   2. The static libhdf5.a still needs libsz and libaec at run time, and the ONNX reader
+#      libonnx_proto and libprotobuf (Debian's libonnx-dev); copy them next to the build (divscope
+#      has an $ORIGIN/lib rpath, the test and bench binaries $ORIGIN/../lib):
 #        mkdir -p build/lib
-#        cp -L /usr/lib/x86_64-linux-gnu/libsz.so.2 /usr/lib/x86_64-linux-gnu/libaec.so.0 build/lib/
+#        cp -L /usr/lib/x86_64-linux-gnu/{libsz.so.2,libaec.so.0,libonnx_proto.so.1,libprotobuf.so.32} build/lib/
 #   3. Carry the build folder with the working tree to the GPU machine and run, from the repo root:
 #        bench/gpu_check.sh build
 #      (The CUDA runtime is linked statically: the machine needs only the driver.)
