@@ -180,6 +180,37 @@ TEST(Onnx, FoldsAShapeSubgraphAndFusesTheBias) {
   EXPECT_EQ(m.outputs, (std::vector<std::string>{"/fc/MatMul"}));
 }
 
+// Hugging Face's gelu_new, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), node by node as exported:
+// one gelu(tanh) layer that computes the last node's value; with DIVSCOPE_ONNX_FUSE=0, eight.
+TEST(Onnx, FusesTheTanhGelu) {
+  GraphBuilder b;
+  b.input("x", {0, 4});
+  b.init("half", {}, {0.5f});
+  b.init("three", {}, {3.0f});
+  b.init("kappa", {}, {0.044715f});
+  b.init("beta", {}, {0.7978845608f});
+  b.init("one", {}, {1.0f});
+  b.node("Mul", "/act/Mul", {"half", "x"}, {"a"});
+  b.node("Pow", "/act/Pow", {"x", "three"}, {"p"});
+  b.node("Mul", "/act/Mul_1", {"kappa", "p"}, {"c"});
+  b.node("Add", "/act/Add", {"x", "c"}, {"d"});
+  b.node("Mul", "/act/Mul_2", {"beta", "d"}, {"e"});
+  b.node("Tanh", "/act/Tanh", {"e"}, {"t"});
+  b.node("Add", "/act/Add_1", {"one", "t"}, {"g"});
+  b.node("Mul", "/act/Mul_3", {"a", "g"}, {"y"});
+  b.output("y");
+  const std::string path = b.save("gelu_tanh.onnx");
+  const Model m = load_model(path);
+  ASSERT_EQ(m.layers.size(), 1u);
+  EXPECT_EQ(m.layers[0].op, "gelu");
+  EXPECT_EQ(m.layers[0].attr_str("approximate", ""), "tanh");
+  EXPECT_EQ(m.layers[0].value.name, "y");
+  setenv("DIVSCOPE_ONNX_FUSE", "0", 1);
+  const Model unfused = load_model(path);
+  unsetenv("DIVSCOPE_ONNX_FUSE");
+  EXPECT_EQ(unfused.layers.size(), 8u);
+}
+
 TEST(Onnx, RefusesWhatItCannotRunNamingTheNode) {
   auto message = [](GraphBuilder& b, const std::string& name) {
     try {

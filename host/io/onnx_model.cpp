@@ -115,6 +115,8 @@ class Importer {
       lower_node();
       skip_.insert(i);
     }
+    node_ = nullptr;
+    if (fuse_patterns_) find_tanh_gelus();
     for (int i = 0; i < g_.node_size(); ++i) {
       if (skip_.count(i)) continue;
       node_i_ = i;
@@ -290,6 +292,9 @@ class Importer {
           std::vector<int>& r = readers_[in];
           if (r.empty() || r.back() != i) r.push_back(i);
         }
+    for (int i = 0; i < g_.node_size(); ++i)
+      for (const std::string& o : g_.node(i).output())
+        if (!o.empty()) producer_.emplace(o, i);
     for (const onnx::ValueInfoProto& o : g_.output()) ++consumers_[o.name()];
     for (const onnx::ValueInfoProto& o : g_.output()) graph_outputs_.insert(o.name());
   }
@@ -677,6 +682,7 @@ class Importer {
     const NodeAttrs a = attrs();
     if (fuse_patterns_ && op == "ReduceMean" && fuse_layernorm(a)) return;
     if (fuse_patterns_ && op == "Div" && fuse_gelu()) return;
+    if (tanh_gelu_.count(node_i_) && lower_tanh_gelu()) return;
     if (op == "Identity" || op == "Dropout" || op == "Cast") {
       const BVal& b = need(0).is_const ? fail_b("input must depend on the inputs") : need(0).b;
       if (op == "Dropout" && node_->output_size() > 1 && !node_->output(1).empty() && consumers_[node_->output(1)] > 0)
@@ -952,6 +958,115 @@ class Importer {
     out.ref = emit("gelu", {out.ref}, {{"approximate", std::string("none")}});
     m_.layers.back().source = "ONNX GELU pattern (Div, Erf, Add, Mul, Mul) from node '" + base_name() + "' (fused)";
     finish_fusion({node_, erf, add, mul, half}, half, out);
+    return true;
+  }
+
+  // GELU's tanh form, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in the orders exporters write
+  // it (nn.GELU(approximate='tanh'), Hugging Face's gelu_new with Pow or with x·x·x). Found before
+  // lowering, anchored at the Tanh, because its first node (x³ or 0.5·x) comes before the Tanh.
+  void find_tanh_gelus() {
+    auto prod = [&](const std::string& v, const char* op) -> const onnx::NodeProto* {
+      auto it = producer_.find(v);
+      if (it == producer_.end()) return nullptr;
+      const onnx::NodeProto& n = g_.node(it->second);
+      return n.op_type() == op && n.domain().empty() && n.input_size() == 2 ? &n : nullptr;
+    };
+    auto near = [](const CVal* c, double want) {
+      return c && std::fabs(c->v[0] - want) <= 1e-6 * std::fabs(want);
+    };
+    auto other = [](const onnx::NodeProto& n, const std::string& v) {
+      return n.input(0) == v ? n.input(1) : n.input(0);
+    };
+    for (int i = 0; i < g_.node_size(); ++i) {
+      const onnx::NodeProto& t = g_.node(i);
+      if (t.op_type() != "Tanh" || t.input_size() != 1 || t.output_size() != 1) continue;
+      std::vector<const onnx::NodeProto*> nodes{&t};
+      // √(2/π)·d
+      const onnx::NodeProto* ne = prod(t.input(0), "Mul");
+      if (!ne) continue;
+      // scalar_with(n, v): the constant operand beside v
+      const std::string d = near(scalar_with(*ne, ne->input(0)), std::sqrt(2 / M_PI)) ? ne->input(0)
+                            : near(scalar_with(*ne, ne->input(1)), std::sqrt(2 / M_PI)) ? ne->input(1) : "";
+      if (d.empty()) continue;
+      nodes.push_back(ne);
+      // d = x + 0.044715·x³
+      const onnx::NodeProto* nd = prod(d, "Add");
+      if (!nd) continue;
+      nodes.push_back(nd);
+      std::string x, cube;
+      for (int k = 0; k < 2 && x.empty(); ++k) {
+        const onnx::NodeProto* nc = prod(nd->input(k), "Mul");
+        if (!nc) continue;
+        for (int q = 0; q < 2; ++q)
+          if (near(scalar_with(*nc, nc->input(q)), 0.044715)) {
+            x = nd->input(1 - k);
+            cube = nc->input(q);
+            nodes.push_back(nc);
+          }
+      }
+      if (x.empty()) continue;
+      if (const onnx::NodeProto* pw = prod(cube, "Pow")) {
+        const CVal* three = scalar_with(*pw, x);
+        if (pw->input(0) != x || !three || three->v[0] != 3.0) continue;
+        nodes.push_back(pw);
+      } else if (const onnx::NodeProto* m3 = prod(cube, "Mul")) {
+        const std::string sq = other(*m3, x);
+        const onnx::NodeProto* m2 = prod(sq, "Mul");
+        if ((m3->input(0) != x && m3->input(1) != x) || !m2 || m2->input(0) != x || m2->input(1) != x) continue;
+        nodes.push_back(m3);
+        nodes.push_back(m2);
+      } else {
+        continue;
+      }
+      // 1 + tanh, then ·x and ·0.5 in either order (0.5·x may come first).
+      const onnx::NodeProto* g1 = only_reader(t.output(0), "Add");
+      if (!g1 || !near(scalar_with(*g1, t.output(0)), 1.0)) continue;
+      nodes.push_back(g1);
+      const onnx::NodeProto* m = only_reader(g1->output(0), "Mul");
+      if (!m) continue;
+      nodes.push_back(m);
+      const std::string h = other(*m, g1->output(0));
+      const onnx::NodeProto* last = nullptr;
+      if (h == x) {                                            // (x·g)·0.5
+        last = only_reader(m->output(0), "Mul");
+        if (!last || !near(scalar_with(*last, m->output(0)), 0.5)) continue;
+        nodes.push_back(last);
+      } else if (near(scalar_with(*m, g1->output(0)), 0.5)) {  // x·(g·0.5)
+        last = only_reader(m->output(0), "Mul");
+        if (!last || other(*last, m->output(0)) != x) continue;
+        nodes.push_back(last);
+      } else {                                                 // (0.5·x)·g
+        const onnx::NodeProto* hx = prod(h, "Mul");
+        if (!hx || other(*hx, x) == x || !near(scalar_with(*hx, x), 0.5)) continue;
+        nodes.push_back(hx);
+        last = m;
+      }
+      // Every value but x and the result is read only inside the pattern.
+      std::set<int> idx;
+      for (const onnx::NodeProto* n : nodes) idx.insert(node_index(n));
+      bool closed = idx.size() == nodes.size();
+      for (const onnx::NodeProto* n : nodes) {
+        if (n == last) continue;
+        const std::string& v = n->output(0);
+        if (graph_outputs_.count(v)) closed = false;
+        for (int r : readers_[v]) closed = closed && idx.count(r);
+      }
+      if (!closed) continue;
+      TanhGelu tg{x, {idx.begin(), idx.end()}, node_index(last)};
+      tanh_gelu_[*idx.begin()] = tg;
+    }
+  }
+  bool lower_tanh_gelu() {
+    const TanhGelu& tg = tanh_gelu_.at(node_i_);
+    auto it = vals_.find(tg.x);
+    if (it == vals_.end() || it->second.is_const || it->second.empty || it->second.b.is_int) return false;
+    BVal out = it->second.b;
+    out.ref = emit("gelu", {out.ref}, {{"approximate", std::string("tanh")}});
+    m_.layers.back().source = "ONNX GELU tanh pattern (" + std::to_string(tg.nodes.size()) +
+                              " nodes) from node '" + base_name() + "' (fused)";
+    std::vector<const onnx::NodeProto*> nodes;
+    for (int i : tg.nodes) nodes.push_back(&g_.node(i));
+    finish_fusion(nodes, &g_.node(tg.last), out);
     return true;
   }
 
@@ -1781,6 +1896,13 @@ class Importer {
   std::map<std::string, int> consumers_;
   std::map<std::string, std::vector<int>> readers_;   // value -> the nodes that read it
   std::map<const onnx::NodeProto*, int> node_idx_;
+  std::map<std::string, int> producer_;               // value -> the node that writes it
+  struct TanhGelu {
+    std::string x;
+    std::vector<int> nodes;
+    int last = 0;
+  };
+  std::map<int, TanhGelu> tanh_gelu_;                 // by the pattern's first node
   std::map<std::string, int> layer_of_;
   std::map<std::string, Shape> expected_ps_;
   std::set<int> skip_;
