@@ -43,9 +43,10 @@ are skipped with a note on stderr. In a chunked run a value whose dim 0 is not t
 taken from the first chunk.
 
 Root attributes: divscope_format "recording", divscope_version 2, source, created and
-capture_environment (JSON: python, platform, host, numpy, onnx, onnxruntime, the execution
-provider and optimization level, packages, the model file's name, sha256, IR version, opsets and
-producer, and ORT_/OMP_/DIVSCOPE_ environment variables).
+capture_environment: the environment record of tools/env_record.py (docs/format.md: host, CPU,
+GPUs as the CUDA driver reports them, OS, installed ML libraries, environment variables), with
+ONNX Runtime's settings as its flags and, under `capture`, the model file's name, sha256, IR
+version, opsets and producer.
 
 Errors: one line "capture_onnx: <file>: <what>" on stderr, exit 2; no partial recording is left.
 
@@ -69,6 +70,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import env_record  # noqa: E402
 
 FORMAT_VERSION = 2
 _LIBVER = ("v108", "latest")   # as capture_torch.py: compact groups
@@ -217,6 +221,18 @@ def _input_dependent(model, input_names):
 # --------------------------------------------------------------------------------------------
 # Running ONNX Runtime
 
+EXECUTION_PROVIDER = "CPUExecutionProvider"
+
+
+def session_options():
+    """ONNX Runtime's session options for every run (and what capture_environment records):
+    graph optimizations disabled, ONNX Runtime's own thread count."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
 class OrtRunner:
     """An ONNX Runtime CPU session over a copy of the model whose float node outputs are graph
     outputs (with activations), graph optimizations disabled."""
@@ -260,19 +276,17 @@ class OrtRunner:
         run_model.graph.output.extend(
             onnx.helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in extra)
         self.fetch = names
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 3
+        opts = session_options()
         self._tmp = None
         try:
             if run_model.ByteSize() > _PROTO_LIMIT:
                 self._tmp = tempfile.TemporaryDirectory()
                 p = os.path.join(self._tmp.name, "model.onnx")
                 onnx.save(run_model, p, save_as_external_data=True)
-                self.session = ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
+                self.session = ort.InferenceSession(p, opts, providers=[EXECUTION_PROVIDER])
             else:
                 self.session = ort.InferenceSession(run_model.SerializeToString(), opts,
-                                                    providers=["CPUExecutionProvider"])
+                                                    providers=[EXECUTION_PROVIDER])
         except Exception as e:
             raise _err(model_path, f"ONNX Runtime cannot load the model: {_first_line(e)}") from e
         self._notes = set()
@@ -375,20 +389,16 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def environment(model_path=None, model=None):
-    """The capturing machine and model, as capture_environment records it (docs/format.md)."""
-    env = {"python": platform.python_version(), "platform": platform.platform(),
-           "host": platform.node(), "framework": "onnxruntime",
-           "numpy": np.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
-           "execution_provider": "CPUExecutionProvider",
-           "graph_optimization_level": "ORT_DISABLE_ALL", "gpus": [], "packages": {}}
-    for pkg in ("numpy", "h5py", "onnx", "onnxruntime", "ml_dtypes", "protobuf"):
-        try:
-            mod = __import__("google.protobuf" if pkg == "protobuf" else pkg,
-                             fromlist=["__version__"])
-            env["packages"][pkg] = mod.__version__
-        except Exception:
-            pass
+def environment(model_path=None, model=None, activations=None):
+    """The capturing machine's environment record (tools/env_record.py; docs/format.md,
+    capture_environment), with ONNX Runtime's settings and, under `capture`, the model."""
+    opts = session_options()
+    flags = {"onnxruntime.graph_optimization_level": str(opts.graph_optimization_level).split(".")[-1],
+             "onnxruntime.execution_provider": EXECUTION_PROVIDER,
+             "onnxruntime.intra_op_num_threads": opts.intra_op_num_threads or None}
+    info = {"framework": "onnxruntime", "platform": platform.platform()}
+    if activations is not None:
+        info["activations"] = bool(activations)
     if model_path is not None:
         m = {"file": os.path.basename(model_path)}
         try:
@@ -400,11 +410,8 @@ def environment(model_path=None, model=None):
             m["opset_import"] = {o.domain or "ai.onnx": int(o.version) for o in model.opset_import}
             if model.producer_name:
                 m["producer"] = (model.producer_name + " " + model.producer_version).strip()
-        env["model"] = m
-    for k, v in os.environ.items():
-        if k.startswith(("ORT_", "OMP_", "DIVSCOPE_", "MKL_", "OPENBLAS_")):
-            env.setdefault("environment", {})[k] = v
-    return env
+        info["model"] = m
+    return env_record.build("capture_onnx.py", flags, None, info)
 
 
 def activation_paths(names, where="model"):
@@ -492,7 +499,8 @@ def capture(model_path, batches, out, activations=True, batch_axes=None, source=
             f.attrs["source"] = str(source)
             f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).replace(
                 microsecond=0).isoformat()
-            f.attrs["capture_environment"] = json.dumps(environment(model_path, model))
+            f.attrs["capture_environment"] = json.dumps(
+                environment(model_path, model, activations=activations))
             gb = f.create_group("batches")
             progress = sys.stderr.isatty() and len(batches) > 1
             for bi, b in enumerate(batches):

@@ -55,6 +55,7 @@ import capture_ops  # noqa: E402
 import capture_modules  # noqa: E402
 from capture_trace import ConcreteTracer, traced_through  # noqa: E402
 from fx_compat import patched_fx  # noqa: E402
+import env_record  # noqa: E402
 
 FORMAT_VERSION = 2
 # HDF5 1.8+ object format: compact groups, several times smaller files for many small layers.
@@ -534,34 +535,78 @@ def write_model(path, name, cap):
                 g.create_dataset(k, data=v)
 
 
-def environment():
-    """The capturing machine, as divscope records it (docs/format.md)."""
-    env = {"python": platform.python_version(), "platform": platform.platform(),
-           "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "default_dtype": str(torch.get_default_dtype()),
-           "flags": {"matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                     "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                     "cudnn_benchmark": torch.backends.cudnn.benchmark,
-                     "cudnn_deterministic": torch.backends.cudnn.deterministic,
-                     "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-                     "autocast_gpu": torch.is_autocast_enabled(),
-                     "autocast_cpu": torch.is_autocast_cpu_enabled()},
-           "gpus": [], "packages": {}}
-    if torch.cuda.is_available():
+def _cudnn_version():
+    """cuDNN's version as "8.9.2" (its integer: major*1000 + minor*100 + patch up to 8,
+    major*10000 + minor*100 + patch from 9), or None."""
+    try:
+        if not torch.backends.cudnn.is_available():
+            return None
+        v = torch.backends.cudnn.version()
+    except Exception:
+        return None
+    if not v:
+        return None
+    major, rest = (v // 10000, v % 10000) if v >= 10000 else (v // 1000, v % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def _autocast_enabled(device):
+    try:
+        return bool(torch.is_autocast_enabled(device))   # torch >= 2.4
+    except TypeError:
+        return bool(torch.is_autocast_enabled() if device == "cuda"
+                    else torch.is_autocast_cpu_enabled())
+
+
+def torch_flags():
+    """PyTorch's numerics switches as they are now (docs/format.md, capture_environment)."""
+    def opt(get):
+        try:
+            return get()
+        except (AttributeError, RuntimeError):
+            return None
+    try:
+        gpu_dtype = torch.get_autocast_dtype("cuda")   # torch >= 2.4
+    except (AttributeError, TypeError):
+        gpu_dtype = opt(torch.get_autocast_gpu_dtype)
+    reduced = opt(lambda: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction)
+    return {
+        "torch.backends.cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "torch.backends.cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "torch.backends.cudnn.benchmark": bool(torch.backends.cudnn.benchmark),
+        "torch.backends.cudnn.deterministic": bool(torch.backends.cudnn.deterministic),
+        "torch.backends.cudnn.enabled": bool(torch.backends.cudnn.enabled),
+        "torch.deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "torch.float32_matmul_precision": opt(torch.get_float32_matmul_precision),
+        "torch.default_dtype": str(torch.get_default_dtype()),
+        "torch.autocast_gpu": _autocast_enabled("cuda"),
+        "torch.autocast_cpu": _autocast_enabled("cpu"),
+        "torch.autocast_gpu_dtype": None if gpu_dtype is None else str(gpu_dtype),
+        "torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction":
+            None if reduced is None else bool(reduced),
+        "torch.num_threads": int(torch.get_num_threads()),
+    }
+
+
+def torch_cuda():
+    """PyTorch's view of CUDA: {"available", "runtime", "cudnn", "gpus"} for env_record."""
+    available = torch.cuda.is_available()
+    gpus = []
+    if available:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            env["gpus"].append({"name": p.name, "capability": f"{p.major}.{p.minor}",
-                                "memory": p.total_memory, "sms": p.multi_processor_count})
-    for pkg in ("numpy", "h5py", "torchvision", "transformers", "onnx", "onnxruntime"):
-        try:
-            env["packages"][pkg] = __import__(pkg).__version__
-        except Exception:
-            pass
-    for k, v in os.environ.items():
-        if k.startswith(("NVIDIA_TF32", "CUBLAS_", "CUDA_", "OMP_", "DIVSCOPE_", "TORCH_")):
-            env.setdefault("environment", {})[k] = v
-    return env
+            gpus.append(env_record.gpu(i, p.name, f"{p.major}.{p.minor}",
+                                       p.multi_processor_count, p.total_memory))
+    return {"available": bool(available), "runtime": torch.version.cuda,
+            "cudnn": _cudnn_version(), "gpus": gpus}
+
+
+def environment(capture=None):
+    """The capturing machine's environment record (tools/env_record.py; docs/format.md,
+    capture_environment), with PyTorch's CUDA view and numerics switches as they are now."""
+    info = {"framework": "pytorch", "platform": platform.platform()}
+    info.update(capture or {})
+    return env_record.build("capture_torch.py", torch_flags(), torch_cuda(), info)
 
 
 class _Record(_Float64Run):
@@ -624,7 +669,8 @@ def write_recording(path, cap, example_batches, input_names, record_activations,
         f.attrs["source"] = str(source)
         f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).replace(
             microsecond=0).isoformat()
-        f.attrs["capture_environment"] = json.dumps(environment())
+        f.attrs["capture_environment"] = json.dumps(environment(
+            {"record_activations": bool(record_activations), "record_run": bool(record_run)}))
         gb = f.create_group("batches")
         progress = sys.stderr.isatty() and len(example_batches) > 1
         for bi, b in enumerate(example_batches):

@@ -81,8 +81,12 @@ def check_recording(rec, model, batches, expect_acts=True, batch_axes=None):
     check(attrs.get("divscope_format") == "recording", f"{rec}: divscope_format")
     check(int(attrs.get("divscope_version", 0)) == 2, f"{rec}: divscope_version")
     env = json.loads(attrs["capture_environment"])
-    for k in ("python", "numpy", "onnx", "onnxruntime", "host", "platform"):
-        check(k in env, f"{rec}: capture_environment lacks '{k}'")
+    check(env.get("divscope_env") == 1 and env.get("producer") == "capture_onnx.py",
+          f"{rec}: capture_environment is not an environment record")
+    for k in ("numpy", "onnx", "onnxruntime"):
+        check(k in env.get("libraries", {}), f"{rec}: capture_environment lacks libraries.{k}")
+    check(env.get("runtime", {}).get("python") and env.get("host", {}).get("hostname"),
+          f"{rec}: capture_environment lacks runtime.python or host.hostname")
     check(len(inputs) == len(batches), f"{rec}: {len(inputs)} batches, expected {len(batches)}")
     runner = capture_onnx.OrtRunner(model, True, batch_axes)
     for bi, (b, got) in enumerate(zip(batches, inputs)):

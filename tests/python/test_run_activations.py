@@ -55,7 +55,9 @@ def check(out, dtype):
                           record_run=True)
     with h5py.File(rec, "r") as f:
         env = json.loads(f.attrs["capture_environment"])
-        if env.get("torch") != torch.__version__ or "flags" not in env:
+        if (env.get("divscope_env") != 1
+                or not env["libraries"].get("torch", "").startswith(torch.__version__)
+                or "torch.backends.cuda.matmul.allow_tf32" not in env["flags"]):
             fail(f"capture_environment incomplete: {sorted(env)}")
         for b in range(2):
             g64, grun = f[f"batches/{b:06d}/activations"], f[f"batches/{b:06d}/run_activations"]
@@ -96,7 +98,7 @@ def check_autocast(out):
                               input_names=["x"], record_activations=True, record_run=True)
     with h5py.File(f"{out}/ac.recording.h5", "r") as f:
         env = json.loads(f.attrs["capture_environment"])
-        if not env["flags"]["autocast_cpu"]:
+        if not env["flags"]["torch.autocast_cpu"]:
             fail("autocast not recorded in the capture environment")
         d = f["batches/000000/run_activations/fc1"]
         if d.attrs.get("dtype") != "bfloat16":
