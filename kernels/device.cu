@@ -31,6 +31,26 @@ DeviceInfo query_device() {
     cudaGetLastError();
     return info;
   }
+  for (int i = 0; i < info.device_count; ++i) {
+    cudaDeviceProp pi{};
+    if (cudaGetDeviceProperties(&pi, i) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    GpuInfo g;
+    g.name = pi.name;
+    g.cc_major = pi.major;
+    g.cc_minor = pi.minor;
+    g.multiprocessors = pi.multiProcessorCount;
+    g.total_memory = pi.totalGlobalMem;
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrClockRate, i) == cudaSuccess) g.clock_mhz = v / 1000;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMemoryClockRate, i) == cudaSuccess) g.memory_clock_mhz = v / 1000;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrEccEnabled, i) == cudaSuccess) g.ecc = v ? 1 : 0;
+    cudaGetLastError();   // an attribute a driver does not report is not an error for later calls
+    g.mig = g.name.find("MIG") != std::string::npos;
+    info.gpus.push_back(g);
+  }
   info.available = true;
   info.name = prop.name;
   info.cc_major = prop.major;

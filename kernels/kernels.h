@@ -14,7 +14,19 @@
 
 namespace divscope {
 
+// One visible GPU as the CUDA runtime describes it (clocks in MHz; ECC and MIG as reported).
+struct GpuInfo {
+  std::string name;
+  int cc_major = 0, cc_minor = 0;
+  int multiprocessors = 0;
+  size_t total_memory = 0;
+  int clock_mhz = 0, memory_clock_mhz = 0;   // 0: not reported
+  int ecc = -1;                              // 1 on, 0 off, -1 not reported
+  bool mig = false;                          // a MIG instance (its name says so)
+};
+
 struct DeviceInfo {
+  std::vector<GpuInfo> gpus;   // every visible device, in CUDA's order
   bool available = false;
   std::string reason;          // why no device, when !available
   int runtime_version = 0;     // e.g. 13000

@@ -99,33 +99,18 @@ void inspect_model(const Model& m, std::ostream& out) {
   print_table(out, rows);
 }
 
-// One line of what matters in capture_torch's environment record (docs/format.md).
-std::string environment_line(const std::string& text) {
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return "(capture_environment is not a JSON object)";
-  auto str = [&](const nlohmann::json& o, const char* k) {
-    return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string("?");
-  };
-  std::string line = "python " + str(j, "python") + ", torch " + str(j, "torch") + ", CUDA " +
-                     (j.contains("cuda") && j["cuda"].is_string() ? j["cuda"].get<std::string>() : "none");
-  if (j.contains("gpus") && j["gpus"].is_array())
-    for (const auto& g : j["gpus"])
-      if (g.is_object()) line += ", " + str(g, "name") + " (sm " + str(g, "capability") + ")";
-  if (j.contains("flags") && j["flags"].is_object()) {
-    std::vector<std::string> on;
-    for (const auto& kv : j["flags"].items())
-      if (kv.value().is_boolean() && kv.value().get<bool>()) on.push_back(kv.key());
-    line += "; flags on: " + (on.empty() ? std::string("none") : join(on, ", "));
-  }
-  return line;
-}
-
 void inspect_recording(const std::string& file, const std::string& model_file, std::ostream& out) {
   RecordingSummary s = summarize_recording(file);
   out << "recording (" << file << "): " << s.batches.size() << " batches, " << s.total_samples
       << " samples\n";
   out << "source: " << s.source << "\ncreated: " << s.created << "\n";
-  if (!s.capture_environment.empty()) out << "captured with: " << environment_line(s.capture_environment) << "\n";
+  if (!s.capture_environment.empty()) {
+    const nlohmann::json env = nlohmann::json::parse(s.capture_environment, nullptr, false);
+    if (env.is_object())
+      out << "captured on: " << env_machine(env) << "\ncaptured with: " << env_software_line(env) << "\n";
+    else
+      out << "captured with: (capture_environment is not a JSON object)\n";
+  }
   out << "\n";
   std::vector<std::vector<std::string>> rows{{"batch", "dataset", "dtype", "shape"}};
   for (const auto& b : s.batches)
@@ -159,8 +144,7 @@ int run_inspect(const InspectArgs& a, std::ostream& out) {
 int run_env(std::ostream& out, std::ostream& err) {
   nlohmann::json j = environment_json();
   out << j.dump(2) << "\n";
-  if (!j["cuda"]["available"].get<bool>())
-    err << "divscope: no CUDA device: " << j["cuda"]["reason"].get<std::string>() << "\n";
+  if (!env_cuda_available(j)) err << "divscope: no CUDA device: " << env_cuda_reason(j) << "\n";
   return kExitOk;
 }
 

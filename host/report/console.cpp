@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "env.h"
 #include "report.h"
 #include "report/text.h"
 
@@ -127,6 +128,18 @@ void print_console(const AnalysisResult& r, const ReportContext& ctx, std::ostre
         << " samples, backend " << ctx.backend << ", criterion " << criterion_name(r.criterion);
     if (r.repeat > 1) out << ", every layer run " << r.repeat << " times";
     out << "\n";
+    // The machine first: a differing driver, flag or variable explains more than any layer.
+    if (ctx.capture_environment.is_object() && ctx.environment.is_object()) {
+      const std::vector<EnvDifference> d = diff_environments(ctx.capture_environment, ctx.environment);
+      if (d.empty()) {
+        out << "environment: the capturing machine (" << env_machine(ctx.capture_environment)
+            << ") and this one do not differ\n";
+      } else {
+        out << "environment: A = capturing machine (" << env_machine(ctx.capture_environment)
+            << "), B = this machine (" << env_machine(ctx.environment) << "): " << d.size() << " difference(s)\n";
+        print_env_diff(d, out, 5);
+      }
+    }
     int recorded = 0, worst = -1;
     for (size_t i = 0; i < r.recorded.size(); ++i)
       if (r.recorded[i].count) {

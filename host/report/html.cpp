@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "env.h"
 #include "report.h"
 #include "report/text.h"
 
@@ -62,25 +63,6 @@ const char* colour(Mode m) {
 
 // The value at a key path of a JSON object as text, "" when absent (a context without an
 // environment still gives a report).
-std::string jtext(const nlohmann::json& j, std::initializer_list<const char*> keys) {
-  const nlohmann::json* p = &j;
-  for (const char* k : keys) {
-    if (!p->is_object() || !p->contains(k)) return "";
-    p = &p->at(k);
-  }
-  if (p->is_null()) return "";
-  return p->is_string() ? p->get<std::string>() : p->dump();
-}
-
-std::string gpu_summary(const nlohmann::json& env) {
-  if (jtext(env, {"cuda", "available"}) != "true") {
-    const std::string why = jtext(env, {"cuda", "reason"});
-    return "no CUDA device: " + (why.empty() ? std::string("not recorded") : why);
-  }
-  return jtext(env, {"cuda", "gpu"}) + " (compute capability " +
-         jtext(env, {"cuda", "compute_capability"}) + ", driver " + jtext(env, {"cuda", "driver"}) +
-         ", runtime " + jtext(env, {"cuda", "runtime"}) + ")";
-}
 
 std::string mode_summary(const ModeResult& mr, const AnalysisResult& r, const Model& m) {
   std::string s = std::string(mode_name(mr.mode)) + ": ";
@@ -113,15 +95,35 @@ void write_header(std::ostream& o, const AnalysisResult& r, const ReportContext&
   row("backend", markup_escape(ctx.backend));
   row("batches / samples", std::to_string(r.batches) + " / " + std::to_string(r.samples));
   if (env.is_object()) {
-    row("host", markup_escape(jtext(env, {"host", "hostname"}) + " · " + jtext(env, {"host", "os"}) + " " +
-                    jtext(env, {"host", "arch"}) + " · " + jtext(env, {"host", "cpu"}) + " (" +
-                    jtext(env, {"host", "cores"}) + " cores)"));
-    row("GPU", markup_escape(gpu_summary(env)));
-    row("divscope", markup_escape(jtext(env, {"divscope_version"}) + ", " + jtext(env, {"compiler"})));
+    row("host", markup_escape(env_host_line(env)));
+    row("GPU", markup_escape(env_gpu_line(env)));
+    row("divscope", markup_escape(env_software_line(env)));
+    if (ctx.capture_environment.is_object()) {
+      row("captured on", markup_escape(env_machine(ctx.capture_environment) + " · " +
+                                       env_software_line(ctx.capture_environment)));
+      const std::vector<EnvDifference> d = diff_environments(ctx.capture_environment, env);
+      size_t numerics = 0;
+      for (const EnvDifference& e : d) numerics += !e.note.empty() && e.group != "host";
+      row("environment", std::to_string(d.size()) + " difference(s) from the capturing machine, " +
+                             std::to_string(numerics) + " known to change numerics (table below)");
+    }
   } else {
     row("environment", "not captured");
   }
   o << "</table>\n";
+  if (ctx.capture_environment.is_object() && env.is_object()) {
+    const std::vector<EnvDifference> d = diff_environments(ctx.capture_environment, env);
+    if (!d.empty()) {
+      o << "<details" << (d.empty() ? "" : " open") << "><summary>Capturing machine (A) vs this machine (B): "
+        << d.size() << " difference(s)</summary>\n<table class=\"info\"><tr><th>group</th><th>field</th>"
+           "<th>A</th><th>B</th><th>why it matters</th></tr>\n";
+      for (const EnvDifference& e : d)
+        o << "<tr" << (e.note.empty() || e.group == "host" ? "" : " class=\"div\"") << "><td>" << markup_escape(e.group)
+          << "</td><td>" << markup_escape(e.field) << "</td><td>" << markup_escape(e.a) << "</td><td>"
+          << markup_escape(e.b) << "</td><td>" << markup_escape(e.note) << "</td></tr>\n";
+      o << "</table></details>\n";
+    }
+  }
   if (!r.findings.empty()) {
     o << "<p class=\"div\"><b>Data and reference checks: " << r.findings.size()
       << " finding(s)</b> — the model or the data is broken here, not the precision:</p>\n<ul>\n";

@@ -3,6 +3,7 @@
 
 #include "errors.h"
 
+#include "env.h"
 #include "report.h"
 
 namespace divscope {
@@ -81,6 +82,11 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
   nlohmann::json j;
   j["divscope_report"] = kReportVersion;
   j["environment"] = ctx.environment;
+  if (ctx.capture_environment.is_object()) {
+    // The capturing machine against this one, field by field (docs/environment.md).
+    j["capture_environment"] = ctx.capture_environment;
+    j["environment_diff"] = env_diff_json(diff_environments(ctx.capture_environment, ctx.environment));
+  }
   j["model"] = ctx.model_path;
   j["model_name"] = m.name;
   j["recording"] = ctx.recording_path;

@@ -11,7 +11,8 @@ namespace divscope {
 struct ReportContext {
   const Model* model = nullptr;
   std::string model_path, recording_path, backend;
-  nlohmann::json environment;
+  nlohmann::json environment;           // this machine's record (docs/environment.md)
+  nlohmann::json capture_environment;   // the recording's capturing machine, normalized; null when none
   nlohmann::json tolerance;   // what was asked for: defaults, flags, file
 };
 
