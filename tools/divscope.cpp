@@ -131,7 +131,7 @@ int cmd_run(int argc, char** argv) {
                         "4 the data or the FP64 reference is unhealthy (docs/data-checks.md).");
   RunArgs a;
   ToleranceFlags flags;
-  std::string bf;
+  std::string bf, dump_layers, dump_batches;
   add_replay_options(opts, a, flags);
   opts.add_options()
       ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
@@ -148,8 +148,12 @@ int cmd_run(int argc, char** argv) {
       ("junit", "write a JUnit XML report here", cxxopts::value<std::string>(a.junit))
       ("html", "write a self-contained HTML report (plots and tables) here",
        cxxopts::value<std::string>(a.html))
-      ("dump", "write every layer's chained output per mode to this HDF5 file",
-       cxxopts::value<std::string>(a.dump))
+      ("dump", "write every layer's chained output per mode to this HDF5 file (compressed, each "
+       "mode in its own precision)", cxxopts::value<std::string>(a.dump))
+      ("dump-layers", "--dump keeps only the layers matching these comma-separated globs (e.g. "
+       "'conv*,fc')", cxxopts::value<std::string>(dump_layers))
+      ("dump-batches", "--dump keeps only the batches A:B (0-based, B excluded) of those replayed",
+       cxxopts::value<std::string>(dump_batches))
       ("table", "console rows: auto (every layer up to 30, else the rows around each first "
        "divergence and the worst layers) | all | none", cxxopts::value<std::string>(a.table)->default_value("auto"))
       ("q,quiet", "print only each mode's verdict and the result line", cxxopts::value<bool>(a.quiet))
@@ -158,6 +162,8 @@ int cmd_run(int argc, char** argv) {
   if (!r) return kExitOk;
   finish_replay_options(*r, "run", a, flags);
   if (r->count("baseline-factor")) a.baseline_factor = number_flag("baseline-factor", bf);
+  if (r->count("dump-layers")) a.dump_layers = dump_layers;
+  if (r->count("dump-batches")) a.dump_batches = dump_batches;
   return run_run(a, std::cout, std::cerr);
 }
 

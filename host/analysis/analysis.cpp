@@ -32,12 +32,6 @@ TensorF to_storage(const BasicTensor<T>& t, Mode m, bool round) {
   return f;
 }
 
-Tensor to_double(const TensorF& t) {
-  Tensor d(t.shape);
-  for (int64_t i = 0; i < t.size(); ++i) d.data[i] = t.data[i];
-  return d;
-}
-
 double abs_max(const Tensor& t) {
   double a = 0;
   for (double v : t.data)
@@ -523,6 +517,35 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     throw InputError("analysis: fp32_layers has " + std::to_string(opt.fp32_layers.size()) +
                      " flags for " + std::to_string(nl) + " layers");
 
+  // The dump's selection, checked before any work: every glob names a layer, and the batches
+  // asked for meet the replayed range.
+  std::vector<bool> dump_layer(nl, true);
+  int64_t d0 = b0, d1 = b1;
+  DumpOptions dump_options;
+  if (!opt.dump_path.empty()) {
+    DumpSelection& sel = dump_options.selection;
+    if (!opt.dump_layers.empty()) {
+      dump_layer.assign(nl, false);
+      for (const std::string& g : opt.dump_layers) {
+        bool any = false;
+        for (const Layer& l : model.layers)
+          if (glob_match(g, l.name)) any = dump_layer[l.index] = true;
+        if (!any)
+          throw InputError("run: --dump-layers: '" + g + "' matches no layer of model '" + model.name + "'");
+      }
+    }
+    if (!opt.dump_layers.empty()) sel.layers = opt.dump_layers;
+    d0 = std::max(b0, opt.dump_batch_begin);
+    d1 = opt.dump_batch_end < 0 ? b1 : std::min(b1, opt.dump_batch_end);
+    if (d0 >= d1)
+      throw InputError("run: --dump-batches " + std::to_string(opt.dump_batch_begin) + ":" +
+                       (opt.dump_batch_end < 0 ? std::string() : std::to_string(opt.dump_batch_end)) +
+                       " selects none of the replayed batches " + std::to_string(b0) + ":" +
+                       std::to_string(b1));
+    if (opt.dump_batch_begin > 0 || opt.dump_batch_end >= 0) sel.batches = std::make_pair(d0, d1);
+    if (opt.dump_version) dump_options.version = opt.dump_version;
+  }
+
   AnalysisResult res;
   res.criterion = opt.criterion;
   res.repeat = opt.repeat;
@@ -566,12 +589,14 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   } catch (const std::exception&) {
   }
   std::unique_ptr<DumpWriter> dump;
-  if (!opt.dump_path.empty()) dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment);
+  if (!opt.dump_path.empty())
+    dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment, dump_options);
 
   for (int64_t b = b0; b < b1; ++b) {
     std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
+    const bool dump_batch = dump && b >= d0 && b < d1;
     res.samples += n;
     ++res.batches;
 
@@ -643,7 +668,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);
       }
-      if (dump) dump->write(b, "fp64", l.name, ref_out);
+      if (dump_batch && dump_layer[l.index]) dump->write(b, "fp64", l.name, ref_out, Mode::fp64);
       if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
         std::string dtype;
         Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape, &dtype);
@@ -772,7 +797,12 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       }
 
       for (auto& run : runs) {
-        if (dump) dump->write(b, mode_name(run->mode), l.name, to_double(run->chained.layer(l.index)));
+        if (dump_batch && dump_layer[l.index]) {
+          // In its mode's storage precision; a layer that bisect keeps in fp32 holds floats.
+          const bool in_fp32 = mixed(opt.fp32_layers, run->mode) && opt.fp32_layers[l.index];
+          dump->write(b, mode_name(run->mode), l.name, run->chained.layer(l.index),
+                      in_fp32 ? Mode::fp32 : run->mode);
+        }
         run->chained.release_after(l.index);
         if (run->cpu_strict) run->cpu_strict->release_after(l.index);
       }

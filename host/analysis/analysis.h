@@ -107,6 +107,13 @@ struct AnalysisOptions {
   unsigned threads = 0;                        // CPU backend: 0 = every core, 1 = serial
   std::string dump_path;                       // optional HDF5 dump of chained outputs
   std::string dump_environment;                // JSON text for the dump's root attribute
+  // What the dump keeps (run --dump-layers, --dump-batches): fnmatch-style globs on layer names
+  // (empty: every layer; a glob that matches no layer is an InputError before any work) and
+  // the batches [begin, end) (end < 0: to the last), intersected with the replayed range (an
+  // empty intersection is an InputError). The dump records both (docs/format.md, Dump).
+  std::vector<std::string> dump_layers;
+  int64_t dump_batch_begin = 0, dump_batch_end = -1;
+  int64_t dump_version = 0;                    // 0: the current format; 1: the old float64 one
   // Called after each batch (for progress): batches done, batches total.
   std::function<void(int64_t, int64_t)> progress;
   // Called with the input findings of the pre-pass, before any layer runs (data first).

@@ -28,6 +28,9 @@ struct RunArgs : ReplayArgs {
   std::optional<double> baseline_factor;
   int repeat = 1;                    // runs of every chained layer, checked bitwise equal
   std::string report, junit, html, dump;
+  // --dump-layers GLOBS (comma-separated fnmatch-style globs on layer names), --dump-batches A:B
+  // (half-open, 0-based, intersected with the replayed range): what the dump keeps.
+  std::optional<std::string> dump_layers, dump_batches;
   bool quiet = false;                // per-mode verdicts and the result line only
   std::string table = "auto";        // console rows: auto (excerpt past 30 layers) | all | none
 };

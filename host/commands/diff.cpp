@@ -87,9 +87,9 @@ void compare_layer(const DumpReader& ra, const DumpReader& rb, const std::string
                    const CompareOptions& opt, LayerDiff& d) {
   for (size_t b : batches) {
     const bool in_a = ia.has(mode, b, d.name), in_b = ib.has(mode, b, d.name);
-    if (!in_a || !in_b) {
-      if (in_a) d.only_in_a.push_back(b);
-      if (in_b) d.only_in_b.push_back(b);
+    if (!in_a || !in_b) {   // missing from the other dump, or not asked of it
+      if (in_a) (rb.selection().selects(b, d.name) ? d.only_in_a : d.not_in_b).push_back(b);
+      if (in_b) (ra.selection().selects(b, d.name) ? d.only_in_b : d.not_in_a).push_back(b);
       continue;
     }
     const Tensor ta = ra.read(b, mode, d.name), tb = rb.read(b, mode, d.name);
@@ -126,6 +126,9 @@ std::string verdict(const LayerDiff& l, bool common_only) {
     s += " (" + std::to_string(l.only_in_a.size() + l.only_in_b.size()) + " batch(es))";
     return common_only ? s + ", ignored" : "DIFFERENT " + s;
   }
+  if (l.batches == 0 && (!l.not_in_a.empty() || !l.not_in_b.empty()))
+    return l.not_in_a.empty() ? "not in B's dump" : l.not_in_b.empty() ? "not in A's dump"
+                                                                       : "not in A's or B's dump";
   if (l.stats.mismatch) return "DIFFERENT";
   return l.bitwise_different ? "within tolerance" : "identical";
 }
@@ -150,6 +153,10 @@ DiffResult diff_dumps(const DiffArgs& a) {
   res.b = a.b;
   res.environment_a = parse_environment(ra.environment());
   res.environment_b = parse_environment(rb.environment());
+  res.version_a = ra.version();
+  res.version_b = rb.version();
+  res.selection_a = ra.selection();
+  res.selection_b = rb.selection();
 
   std::vector<std::string> modes = ia.modes;
   for (const std::string& m : ib.modes)
@@ -167,6 +174,7 @@ DiffResult diff_dumps(const DiffArgs& a) {
   opt.rtol = a.rtol;
   opt.health = false;
   int64_t compared = 0;
+  bool missing_any = false;
   for (const std::string& mode : modes) {
     ModeDiff md;
     md.mode = mode;
@@ -183,6 +191,7 @@ DiffResult diff_dumps(const DiffArgs& a) {
       d.name = name;
       compare_layer(ra, rb, mode, batches, ia, ib, opt, d);
       const bool missing = !d.only_in_a.empty() || !d.only_in_b.empty();
+      missing_any |= missing;
       d.different = d.shape_mismatch > 0 || d.stats.mismatch > 0 || (missing && !a.common_only);
       if (d.different && md.first_different < 0) md.first_different = static_cast<int>(md.layers.size());
       compared += d.batches + d.shape_mismatch;
@@ -190,7 +199,9 @@ DiffResult diff_dumps(const DiffArgs& a) {
     }
     res.modes.push_back(std::move(md));
   }
-  if (compared == 0 && (a.common_only || res.modes.empty()))
+  // Nothing compared and nothing missing (empty dumps, or entries that only the selections left
+  // out): an "identical" would say nothing.
+  if (compared == 0 && (a.common_only || !missing_any))
     throw InputError("diff: " + a.a + " and " + a.b + " have no (batch, mode, layer) in common");
   return res;
 }
@@ -202,6 +213,14 @@ nlohmann::json diff_json(const DiffResult& r, const DiffArgs& a) {
   j["b"] = r.b;
   j["environment_a"] = r.environment_a;
   j["environment_b"] = r.environment_b;
+  auto selection = [](const DumpSelection& s) {
+    nlohmann::json js = {{"layers", nullptr}, {"batches", nullptr}};
+    if (s.layers) js["layers"] = *s.layers;
+    if (s.batches) js["batches"] = {s.batches->first, s.batches->second};
+    return js;
+  };
+  j["dump_a"] = {{"divscope_version", r.version_a}, {"selection", selection(r.selection_a)}};
+  j["dump_b"] = {{"divscope_version", r.version_b}, {"selection", selection(r.selection_b)}};
   j["tolerance"] = {{"atol", a.atol},
                     {"rtol", a.rtol},
                     {"common_only", a.common_only},
@@ -210,6 +229,8 @@ nlohmann::json diff_json(const DiffResult& r, const DiffArgs& a) {
   j["modes"] = nlohmann::json::array();
   j["only_in_a"] = nlohmann::json::array();
   j["only_in_b"] = nlohmann::json::array();
+  j["not_in_a"] = nlohmann::json::array();
+  j["not_in_b"] = nlohmann::json::array();
   for (const ModeDiff& m : r.modes) {
     nlohmann::json jm = {{"mode", m.mode}, {"identical", m.identical()}};
     jm["first_different_layer"] = m.identical() ? nlohmann::json() : nlohmann::json(m.layers[m.first_different].name);
@@ -239,6 +260,10 @@ nlohmann::json diff_json(const DiffResult& r, const DiffArgs& a) {
         j["only_in_a"].push_back({{"mode", m.mode}, {"layer", l.name}, {"batches", l.only_in_a}});
       if (!l.only_in_b.empty())
         j["only_in_b"].push_back({{"mode", m.mode}, {"layer", l.name}, {"batches", l.only_in_b}});
+      if (!l.not_in_a.empty())
+        j["not_in_a"].push_back({{"mode", m.mode}, {"layer", l.name}, {"batches", l.not_in_a}});
+      if (!l.not_in_b.empty())
+        j["not_in_b"].push_back({{"mode", m.mode}, {"layer", l.name}, {"batches", l.not_in_b}});
     }
     j["modes"].push_back(jm);
   }
@@ -247,13 +272,16 @@ nlohmann::json diff_json(const DiffResult& r, const DiffArgs& a) {
 }
 
 void print_diff(const DiffResult& r, const DiffArgs& a, std::ostream& out) {
-  out << "A: " << r.a << " — " << machine(r.environment_a) << "\n";
-  out << "B: " << r.b << " — " << machine(r.environment_b) << "\n";
+  auto held = [](const DumpSelection& s) {
+    return s.everything() ? std::string() : " (a dump of " + s.str() + " only)";
+  };
+  out << "A: " << r.a << " — " << machine(r.environment_a) << held(r.selection_a) << "\n";
+  out << "B: " << r.b << " — " << machine(r.environment_b) << held(r.selection_b) << "\n";
   out << "tolerance: atol " << a.atol << ", rtol " << a.rtol
       << (a.atol == 0 && a.rtol == 0 ? " (exact)" : "") << "\n";
   for (const ModeDiff& m : r.modes) {
     int64_t differ = 0, batches = 0, compared = 0;
-    std::vector<std::string> only_a, only_b;
+    std::vector<std::string> only_a, only_b, not_a, not_b;
     size_t wn = 5;
     for (const LayerDiff& l : m.layers) {
       differ += l.different;
@@ -261,9 +289,16 @@ void print_diff(const DiffResult& r, const DiffArgs& a, std::ostream& out) {
       compared += l.batches + l.shape_mismatch;
       if (!l.only_in_a.empty()) only_a.push_back(l.name);
       if (!l.only_in_b.empty()) only_b.push_back(l.name);
+      if (!l.not_in_a.empty()) not_a.push_back(l.name);
+      if (!l.not_in_b.empty()) not_b.push_back(l.name);
       wn = std::max(wn, l.name.size());
     }
     out << "\n== " << m.mode << " ==\n";
+    if (compared == 0 && only_a.empty() && only_b.empty()) {   // left out by the selections
+      out << m.mode << ": not in " << (not_a.empty() ? "B's" : not_b.empty() ? "A's" : "A's or B's")
+          << " dump (" << m.layers.size() << " layers not selected), not compared\n";
+      continue;
+    }
     if (compared == 0) {   // the mode is in one dump only: a table of nothing says nothing
       out << m.mode << ": only in " << (only_b.empty() ? "A" : only_a.empty() ? "B" : "A and B")
           << " (" << m.layers.size() << " layers), not compared"
@@ -282,15 +317,23 @@ void print_diff(const DiffResult& r, const DiffArgs& a, std::ostream& out) {
           << "  " << rpad(std::to_string(l.bitwise_different), 10) << "  " << verdict(l, a.common_only)
           << "\n";
     }
-    for (const auto& [which, names] : {std::pair{"A", &only_a}, std::pair{"B", &only_b}})
+    for (const auto& [which, names] : {std::pair{"only in A", &only_a}, std::pair{"only in B", &only_b},
+                                       std::pair{"not in A's dump (not selected)", &not_a},
+                                       std::pair{"not in B's dump (not selected)", &not_b}})
       if (!names->empty()) {
-        out << "   " << names->size() << " layer(s) with batches only in " << which << ":";
+        out << "   " << names->size() << " layer(s) with batches " << which << ":";
         for (size_t i = 0; i < names->size() && i < 5; ++i) out << " '" << (*names)[i] << "'";
         out << (names->size() > 5 ? " ...\n" : "\n");
       }
     out << m.mode << ": ";
     if (m.identical()) {
-      out << "identical (" << m.layers.size() << " layers, " << batches << " batches)\n";
+      size_t held = 0;
+      for (const LayerDiff& l : m.layers) held += l.batches > 0;
+      if (not_a.empty() && not_b.empty())
+        out << "identical (" << m.layers.size() << " layers, " << batches << " batches)\n";
+      else
+        out << "identical (" << held << " of " << m.layers.size() << " layers compared, " << batches
+            << " batches; the rest not selected in one dump)\n";
       continue;
     }
     const LayerDiff& f = m.layers[m.first_different];

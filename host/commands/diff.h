@@ -1,5 +1,8 @@
 // `divscope diff A.h5 B.h5` (README, Commands): two dumps of `run --dump`, typically from two machines,
-// compared entry by entry — every /batches/NNNNNN/<mode>/<layer> present in both, B against A.
+// compared entry by entry — every /batches/NNNNNN/<mode>/<layer> present in both, B against A,
+// as exact doubles whatever each dump stores (format version 1 or 2, any dtype). An entry in one
+// dump only is "missing" from the other (a difference), unless the other was made with
+// --dump-layers / --dump-batches that leave it out: then it is "not in" that dump.
 // The default tolerance is zero (exact): "does my GPU give the same numbers as theirs?".
 // Layers are taken in the order the dump wrote them (its groups track creation order), which
 // is the model's topological order, so "first different layer" is where a difference enters.
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "analysis/compare.h"
+#include "io/h5io.h"
 
 namespace divscope {
 
@@ -29,6 +33,10 @@ struct LayerDiff {
   int64_t shape_mismatch = 0;    // batches where A's and B's shapes differ (not compared)
   Shape shape_a, shape_b;        // the first such pair
   std::vector<size_t> only_in_a, only_in_b;   // batch numbers
+  // Batch numbers of entries in one dump that the other was not asked to hold (its
+  // --dump-layers / --dump-batches, recorded in it): not in that dump, not missing from it,
+  // and so no difference.
+  std::vector<size_t> not_in_a, not_in_b;
   bool different = false;
 };
 
@@ -42,6 +50,8 @@ struct ModeDiff {
 struct DiffResult {
   std::string a, b;
   nlohmann::json environment_a, environment_b;   // parsed; the raw text if it is not JSON
+  int64_t version_a = 0, version_b = 0;          // dump format versions
+  DumpSelection selection_a, selection_b;        // what each dump was asked to hold
   std::vector<ModeDiff> modes;
   bool passed() const;
 };

@@ -36,13 +36,14 @@ std::vector<Mode> parse_modes(const std::string& list) {
   return modes;
 }
 
-void parse_batches(const std::string& spec, int64_t* begin, int64_t* end) {
+// A batch range "A:B", "A:", ":B" or "A" (half-open, 0-based) given to `flag`; every number
+// whole, non-negative and in range, and B > A.
+void parse_range(const std::string& flag, const std::string& spec, int64_t* begin, int64_t* end) {
   *begin = 0;
   *end = -1;
-  if (spec.empty()) return;
   auto num = [&](const std::string& s) -> int64_t {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
-      throw InputError("run: --batches '" + spec + "': expected A:B with non-negative integers");
+    if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError("run: " + flag + " '" + spec + "': expected A:B with non-negative integers");
     return std::stoll(s);
   };
   const size_t colon = spec.find(':');
@@ -52,8 +53,33 @@ void parse_batches(const std::string& spec, int64_t* begin, int64_t* end) {
     return;
   }
   const std::string a = spec.substr(0, colon), b = spec.substr(colon + 1);
+  if (a.empty() && b.empty())
+    throw InputError("run: " + flag + " '" + spec + "': expected A:B with non-negative integers");
   if (!a.empty()) *begin = num(a);
   if (!b.empty()) *end = num(b);
+  if (*end >= 0 && *end <= *begin)
+    throw InputError("run: " + flag + " '" + spec + "': empty range (B must be greater than A)");
+}
+
+void parse_batches(const std::string& spec, int64_t* begin, int64_t* end) {
+  *begin = 0;
+  *end = -1;
+  if (!spec.empty()) parse_range("--batches", spec, begin, end);
+}
+
+// --dump-layers: comma-separated globs, none empty (each is checked against the model's layer
+// names before the replay, in analyze()).
+std::vector<std::string> parse_globs(const std::string& list) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    const size_t comma = list.find(',', pos);
+    const std::string g = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (g.empty()) throw InputError("run: --dump-layers '" + list + "': empty glob (expected GLOB,GLOB,...)");
+    out.push_back(g);
+    if (comma == std::string::npos) return out;
+    pos = comma + 1;
+  }
 }
 
 std::unique_ptr<Backend> choose_backend(const std::string& want, std::ostream& err) {
@@ -167,6 +193,10 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   }
   const ToleranceOverride flags = tolerance_flags(a, a.baseline_factor);
   set_replay_options(a, flags, opt);
+  if ((a.dump_layers || a.dump_batches) && a.dump.empty())
+    throw InputError("run: --dump-layers and --dump-batches select what --dump writes: give --dump FILE");
+  if (a.dump_layers) opt.dump_layers = parse_globs(*a.dump_layers);
+  if (a.dump_batches) parse_range("--dump-batches", *a.dump_batches, &opt.dump_batch_begin, &opt.dump_batch_end);
 
   Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);

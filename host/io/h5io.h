@@ -5,11 +5,14 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/model.h"
 #include "graph/tensor.h"
+#include "precision.h"
 
 namespace divscope {
 
@@ -95,18 +98,58 @@ class RecordingReader {
 // otherwise make HDF5 groups; PyTorch names use '.', which HDF5 takes as is).
 std::string dump_name(const std::string& layer);
 
-// Writes /batches/NNNNNN/<mode>/<dump_name(layer)> as float64 [N, ...]; root attrs
-// divscope_format "dump", divscope_version 1, environment (JSON text). Groups track creation
-// order so that a reader lists layers in the order they were written (topological).
+// Dumps (docs/format.md, Dump). Version 1: every dataset float64, contiguous. Version 2: each
+// dataset in its mode's storage precision (fp64 float64; fp32, tf32, strict float32; fp16 IEEE
+// binary16; bf16 the int16 bits with attribute dtype = "bfloat16"), chunked, shuffled and
+// deflated; root attributes say what the run was asked to dump. Readers take both.
+constexpr int64_t kDumpFormatVersion = 2;
+// The deflate level of version 2 (measured: bench/results/dump-size-2026-11-29.md).
+constexpr int kDumpDeflateLevel = 1;
+
+// The storage dtype of a mode's values in a version-2 dump: "float64", "float32", "float16" or
+// "bfloat16".
+const char* dump_dtype(Mode storage);
+
+// What `run --dump-layers` / `--dump-batches` asked a dump to hold, as its root attributes
+// record it (version 2): fnmatch-style globs on layer names (dump_layers) and the batches
+// [begin, end) dumped, the asked range intersected with the replayed one (dump_batches). An
+// absent part selects everything (a dump made without the flags, or of version 1).
+struct DumpSelection {
+  std::optional<std::vector<std::string>> layers;
+  std::optional<std::pair<int64_t, int64_t>> batches;
+  // Whether the dump was asked to hold this entry; `layer` is a layer or a dump name.
+  bool selects(size_t batch, const std::string& layer) const;
+  bool everything() const { return !layers && !batches; }
+  std::string str() const;   // "layers conv*,fc; batches 1:3", or "everything"
+};
+
+struct DumpOptions {
+  // 1: what divscope wrote before version 2 (float64, uncompressed; for old readers and the
+  // compatibility tests); 2: the current format.
+  int64_t version = kDumpFormatVersion;
+  int deflate = kDumpDeflateLevel;   // version 2; 0: contiguous, uncompressed
+  DumpSelection selection;           // recorded as root attributes (version 2)
+};
+
+// Writes /batches/NNNNNN/<mode>/<dump_name(layer)> [N, ...]; root attrs divscope_format "dump",
+// divscope_version, environment (JSON text) and the selection. Groups track creation order so
+// that a reader lists layers in the order they were written (topological).
 class DumpWriter {
  public:
-  DumpWriter(const std::string& path, const std::string& environment_json);
+  DumpWriter(const std::string& path, const std::string& environment_json,
+             const DumpOptions& options = {});
   ~DumpWriter();
   DumpWriter(DumpWriter&&) noexcept;
   DumpWriter& operator=(DumpWriter&&) noexcept;
 
-  // Writing the same (batch, mode, layer) twice is an InputError.
-  void write(size_t batch, const std::string& mode, const std::string& layer, const Tensor& t);
+  // Writing the same (batch, mode, layer) twice is an InputError. `storage` is the precision
+  // the values are held in (version 2 stores them in dump_dtype(storage)): a value that is not
+  // exactly representable in it is a bug of the caller, a std::logic_error (internal error),
+  // never a silent rounding. The default, fp64, stores any double as it is.
+  void write(size_t batch, const std::string& mode, const std::string& layer, const Tensor& t,
+             Mode storage = Mode::fp64);
+  void write(size_t batch, const std::string& mode, const std::string& layer, const TensorF& t,
+             Mode storage);
   const std::string& file() const;
 
  private:
@@ -116,18 +159,23 @@ class DumpWriter {
 
 class DumpReader {
  public:
-  explicit DumpReader(const std::string& path);   // checks the header
+  explicit DumpReader(const std::string& path);   // checks the header (version 1 or 2)
   ~DumpReader();
   DumpReader(DumpReader&&) noexcept;
   DumpReader& operator=(DumpReader&&) noexcept;
 
   const std::string& file() const;
+  int64_t version() const;
   std::string environment() const;
+  const DumpSelection& selection() const;                        // from the root attributes
   std::vector<size_t> batches() const;                           // batch numbers, ascending
   std::vector<std::string> modes(size_t batch) const;            // in the order written
   std::vector<std::string> layers(size_t batch, const std::string& mode) const;  // dump names
   bool has(size_t batch, const std::string& mode, const std::string& layer) const;
+  // The values as doubles, exactly as they were written, whatever the stored dtype.
   Tensor read(size_t batch, const std::string& mode, const std::string& layer) const;
+  // The stored dtype: "float64", "float32", "float16" or "bfloat16".
+  std::string dtype(size_t batch, const std::string& mode, const std::string& layer) const;
 
  private:
   struct Impl;

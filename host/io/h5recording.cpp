@@ -1,9 +1,6 @@
 // Recording files (docs/format.md): /batches/NNNNNN/<input name> [N, per-sample shape...], checked
 // against the model at open from metadata only; data is read one batch at a time.
 #include <cctype>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <map>
 
 #include "io/h5io.h"
@@ -18,76 +15,6 @@ bool is_batch_name(const std::string& s) {
   for (char c : s)
     if (!std::isdigit(static_cast<unsigned char>(c))) return false;
   return true;
-}
-
-// The dtype of a run activation (docs/format.md): "float16", "float32", "float64", or
-// "bfloat16" for a 16-bit integer dataset with the attribute dtype = "bfloat16". Anything else
-// fails naming the dataset.
-std::string run_activation_dtype(const h5::Object& d) {
-  const h5::TypeInfo t = d.type();
-  if (d.has_attr("dtype")) {
-    const std::string a = d.attr_string("dtype");
-    if (a != "bfloat16")
-      d.fail("attribute dtype = \"" + a + "\": only \"bfloat16\" is known");
-    if (t.cls != H5T_INTEGER || t.bytes != 2)
-      d.fail("dataset has dtype " + t.name() +
-             " with attribute dtype = \"bfloat16\", expected the bits as int16");
-    return "bfloat16";
-  }
-  if (t.is_float()) {
-    if (t.bytes == 4) return "float32";
-    if (t.bytes == 8) return "float64";
-    if (t.bytes == 2) {
-      h5::Watch watch(d.file(), d.path());
-      h5::TypeId ft(H5Dget_type(d.id()));
-      size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
-      if (ft.get() >= 0 && H5Tget_fields(ft.get(), &spos, &epos, &esize, &mpos, &msize) >= 0 &&
-          spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
-          H5Tget_ebias(ft.get()) == 15)
-        return "float16";
-      h5::last_error();
-      d.fail("dataset is a 16-bit float that is not IEEE binary16");
-    }
-  }
-  d.fail("dataset has dtype " + t.name() +
-         ", expected float16, float32, float64 or bfloat16 (int16 bits with attribute dtype = "
-         "\"bfloat16\")");
-}
-
-// The raw 16 bits of every element of a 2-byte dataset (float16 or the int16 of a bfloat16),
-// in the machine's byte order.
-std::vector<uint16_t> read_bits16(const h5::Object& d, bool is_float) {
-  h5::Watch watch(d.file(), d.path());
-  std::vector<uint16_t> v(numel(d.dims()));
-  if (v.empty()) return v;
-  h5::TypeId mem;
-  if (is_float) {
-    h5::TypeId ft(H5Dget_type(d.id()));
-    if (ft.get() >= 0) mem = h5::TypeId(H5Tcopy(ft.get()));
-    if (mem.get() < 0 || H5Tset_order(mem.get(), H5Tget_order(H5T_NATIVE_UINT16)) < 0)
-      d.fail("cannot read dataset (" + h5::last_error() + ")");
-  } else {
-    mem = h5::TypeId(H5Tcopy(d.type().is_signed ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16));
-  }
-  if (H5Dread(d.id(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
-    d.fail("cannot read dataset (" + h5::last_error() + ")");
-  return v;
-}
-
-double half_to_double(uint16_t h) {
-  const int sign = h >> 15, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  double v;
-  if (exp == 0) v = std::ldexp(mant, -24);
-  else if (exp == 31) v = mant ? std::nan("") : HUGE_VAL;
-  else v = std::ldexp(mant + 1024, exp - 25);
-  return sign ? -v : v;
-}
-
-double bfloat16_to_double(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
 }
 
 }  // namespace
@@ -170,7 +97,7 @@ struct RecordingReader::Impl {
         d.fail(std::string(run ? "run activation" : "activation") + " of layer '" + layer +
                "' has shape " + shape_str(d.dims()) + ", expected " + shape_str(want));
       if (run) {
-        run_activation_dtype(d);
+        h5::float_dtype(d);   // the dtypes of run activations (docs/format.md)
         return;
       }
       const h5::TypeInfo t = d.type();
@@ -306,17 +233,9 @@ Tensor RecordingReader::read_run_activation(size_t i, const std::string& layer,
   if (dims != want)
     d.fail("run activation of layer '" + layer + "' has shape " + shape_str(dims) +
            ", expected " + shape_str(want));
-  const std::string dt = run_activation_dtype(d);
-  if (dtype) *dtype = dt;
-  Tensor t;
-  if (dt == "float32" || dt == "float64") {
-    t = d.read_f64();   // exact
-  } else {
-    const std::vector<uint16_t> bits = read_bits16(d, dt == "float16");
-    t = Tensor(dims);
-    for (size_t k = 0; k < bits.size(); ++k)
-      t.data[k] = dt == "float16" ? half_to_double(bits[k]) : bfloat16_to_double(bits[k]);
-  }
+  const h5::FloatDtype dt = h5::float_dtype(d);
+  if (dtype) *dtype = h5::dtype_name(dt);
+  const Tensor t = h5::read_exact_f64(d, dt);   // exact, NaN and Inf kept
   if (v == impl_->values.end()) return t;
   return onnx_to_batch_first(v->second, t, Shape(expected_full.begin() + 1, expected_full.end()));
 }

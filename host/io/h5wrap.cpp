@@ -1,7 +1,10 @@
 #include "io/h5wrap.h"
 #include "io/h5watch.h"
+#include "precision.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <system_error>
@@ -75,6 +78,41 @@ hid_t file_type_of(const AttrValue& v) {
     case 1: case 4: return H5T_IEEE_F64LE;
     default: return H5I_INVALID_HID;   // strings: built per call
   }
+}
+
+// Chunk dims for a dataset of `dims` with `elem`-byte elements: the whole dataset when it fits in
+// `target` bytes, else the leading dims cut down (trailing dims kept whole as long as they fit),
+// so that a chunk is a contiguous run of the data of about `target` bytes.
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, size_t elem, double target) {
+  std::vector<hsize_t> c = dims;
+  double bytes = static_cast<double>(elem);
+  for (hsize_t x : c) bytes *= static_cast<double>(x);
+  for (size_t i = 0; i < c.size() && bytes > target; ++i) {
+    const double slice = bytes / static_cast<double>(c[i]);   // bytes of one index along dim i
+    c[i] = std::max<hsize_t>(1, static_cast<hsize_t>(target / slice));
+    bytes = slice * static_cast<double>(c[i]);
+  }
+  return c;
+}
+
+// The raw 16 bits of every element of a 2-byte dataset (float16, or the integer of a
+// bfloat16), in the machine's byte order.
+std::vector<uint16_t> read_bits16(const Object& d, bool is_float) {
+  Watch watch(d.file(), d.path());
+  std::vector<uint16_t> v(numel(d.dims()));
+  if (v.empty()) return v;
+  TypeId mem;
+  if (is_float) {
+    TypeId ft(H5Dget_type(d.id()));
+    if (ft.get() >= 0) mem = TypeId(H5Tcopy(ft.get()));
+    if (mem.get() < 0 || H5Tset_order(mem.get(), H5Tget_order(H5T_NATIVE_UINT16)) < 0)
+      d.fail("cannot read dataset (" + last_error() + ")");
+  } else {
+    mem = TypeId(H5Tcopy(d.type().is_signed ? H5T_NATIVE_INT16 : H5T_NATIVE_UINT16));
+  }
+  if (H5Dread(d.id(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+    d.fail("cannot read dataset (" + last_error() + ")");
+  return v;
 }
 
 }  // namespace
@@ -151,6 +189,17 @@ File File::create(const std::string& path) {
   Watch watch(path, "/");
   init();
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) throw InputError(path + ": cannot create HDF5 file" + with_reason());
+  return File(path, id);
+}
+
+File File::create(const std::string& path, unsigned chunk_index_k) {
+  Watch watch(path, "/");
+  init();
+  PlistId fcpl(H5Pcreate(H5P_FILE_CREATE));
+  if (fcpl.get() < 0 || H5Pset_istore_k(fcpl.get(), chunk_index_k) < 0)
+    throw InputError(path + ": cannot set up HDF5 file creation" + with_reason());
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT);
   if (id < 0) throw InputError(path + ": cannot create HDF5 file" + with_reason());
   return File(path, id);
 }
@@ -450,6 +499,107 @@ void Object::write_dataset(const std::string& name, const Tensor& t) const {
   if (ds.get() < 0) fail_at(child_path(name), "cannot create dataset" + with_reason());
   if (t.size() && H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.ptr()) < 0)
     fail_at(child_path(name), "cannot write dataset" + with_reason());
+}
+
+Object Object::write_raw_dataset(const std::string& name, const Shape& shape, hid_t ftype,
+                                 hid_t mtype, const void* data, int deflate) const {
+  Watch watch(file_, path_);
+  const std::string where = child_path(name);
+  std::vector<hsize_t> d(shape.begin(), shape.end());
+  SpaceId space(d.empty() ? H5Screate(H5S_SCALAR)
+                          : H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr));
+  PlistId dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (space.get() < 0 || dcpl.get() < 0) fail_at(where, "cannot create dataset" + with_reason());
+  const int64_t n = numel(shape);
+  if (deflate > 0 && !d.empty() && n > 0) {
+    const std::vector<hsize_t> chunk = chunk_dims(d, H5Tget_size(ftype), 1 << 20);
+    if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
+        H5Pset_shuffle(dcpl.get()) < 0 || H5Pset_deflate(dcpl.get(), static_cast<unsigned>(deflate)) < 0)
+      fail_at(where, "cannot set up chunking and compression" + with_reason());
+  }
+  ObjectId ds(H5Dcreate2(id(), name.c_str(), ftype, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  if (ds.get() < 0) fail_at(where, "cannot create dataset" + with_reason());
+  if (n > 0 && H5Dwrite(ds.get(), mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    fail_at(where, "cannot write dataset" + with_reason());
+  return Object(file_, where, ds.release(), context_);
+}
+
+// ---- float datasets in their own precision ---------------------------------------------------
+
+const char* dtype_name(FloatDtype t) {
+  switch (t) {
+    case FloatDtype::float16: return "float16";
+    case FloatDtype::bfloat16: return "bfloat16";
+    case FloatDtype::float32: return "float32";
+    case FloatDtype::float64: return "float64";
+  }
+  return "?";
+}
+
+FloatDtype float_dtype(const Object& d) {
+  const TypeInfo t = d.type();
+  if (d.has_attr("dtype")) {
+    const std::string a = d.attr_string("dtype");
+    if (a != "bfloat16")
+      d.fail("attribute dtype = \"" + a + "\": only \"bfloat16\" is known");
+    if (t.cls != H5T_INTEGER || t.bytes != 2)
+      d.fail("dataset has dtype " + t.name() +
+             " with attribute dtype = \"bfloat16\", expected the bits as int16");
+    return FloatDtype::bfloat16;
+  }
+  if (t.is_float()) {
+    if (t.bytes == 4) return FloatDtype::float32;
+    if (t.bytes == 8) return FloatDtype::float64;
+    if (t.bytes == 2) {
+      Watch watch(d.file(), d.path());
+      TypeId ft(H5Dget_type(d.id()));
+      size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+      if (ft.get() >= 0 && H5Tget_fields(ft.get(), &spos, &epos, &esize, &mpos, &msize) >= 0 &&
+          spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+          H5Tget_ebias(ft.get()) == 15)
+        return FloatDtype::float16;
+      last_error();
+      d.fail("dataset is a 16-bit float that is not IEEE binary16");
+    }
+  }
+  d.fail("dataset has dtype " + t.name() +
+         ", expected float16, float32, float64 or bfloat16 (int16 bits with attribute dtype = "
+         "\"bfloat16\")");
+}
+
+Tensor read_exact_f64(const Object& d, FloatDtype t) {
+  Watch watch(d.file(), d.path());
+  switch (t) {
+    case FloatDtype::float64:
+      return d.read_f64();   // at most a byte swap
+    case FloatDtype::float32: {
+      Tensor out(d.dims());
+      std::vector<float> v(static_cast<size_t>(out.size()));
+      if (!v.empty() && H5Dread(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+        d.fail("cannot read dataset" + with_reason());
+      for (size_t k = 0; k < v.size(); ++k) out.data[k] = v[k];
+      return out;
+    }
+    case FloatDtype::float16:
+    case FloatDtype::bfloat16: {
+      const bool half = t == FloatDtype::float16;
+      Tensor out(d.dims());
+      const std::vector<uint16_t> bits = read_bits16(d, half);
+      for (size_t k = 0; k < bits.size(); ++k)
+        out.data[k] = half ? half_bits_to_float(bits[k]) : bf16_bits_to_float(bits[k]);
+      return out;
+    }
+  }
+  d.fail("unknown dtype");
+}
+
+TypeId float16_type() {
+  // h5py's IEEE_F16LE: IEEE_F32LE with the fields of binary16, 2 bytes, exponent bias 15.
+  TypeId t(H5Tcopy(H5T_IEEE_F32LE));
+  if (t.get() < 0 || H5Tset_fields(t.get(), 15, 10, 5, 0, 10) < 0 || H5Tset_size(t.get(), 2) < 0 ||
+      H5Tset_ebias(t.get(), 15) < 0)
+    throw InputError("cannot make the HDF5 float16 type" + with_reason());
+  return t;
 }
 
 // ---- header ----------------------------------------------------------------------------------

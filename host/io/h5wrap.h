@@ -119,6 +119,12 @@ class Object {
   Object create_group(const std::string& name) const;   // tracks creation order
   void write_attr(const std::string& name, const AttrValue& v) const;
   void write_dataset(const std::string& name, const Tensor& t) const;
+  // A dataset of `shape` in file type `ftype`, written from `data` (numel(shape) elements of
+  // memory type `mtype`). With `deflate` in 1..9 it is chunked (chunks of about 1 MiB, whole
+  // trailing dims first) with the shuffle filter, then deflate at that level; with 0, or a
+  // scalar or empty dataset, contiguous. Returns the dataset (e.g. to add attributes).
+  Object write_raw_dataset(const std::string& name, const Shape& shape, hid_t ftype, hid_t mtype,
+                           const void* data, int deflate) const;
 
  private:
   std::string file_, path_, context_;
@@ -131,6 +137,11 @@ class File {
   static File open(const std::string& path);
   // Creates or truncates.
   static File create(const std::string& path);
+  // The same, for a file of many small chunked datasets: `chunk_index_k` is HDF5's istore_k,
+  // half the fan-out of the B-tree nodes that index a dataset's chunks (default 32, whose node
+  // takes about 4 KiB per chunked dataset, more than a small dataset's data). Every HDF5
+  // version reads the file.
+  static File create(const std::string& path, unsigned chunk_index_k);
   Object root() const;
   const std::string& name() const { return name_; }
 
@@ -146,5 +157,23 @@ int64_t check_header(const Object& root, const std::string& format, int64_t max_
 
 // "%0*zu": the zero-padded group names of layers (4) and batches (6).
 std::string padded(size_t i, int width);
+
+// ---- float datasets in their own precision (recordings' run_activations, dumps) --------------
+// docs/format.md: float16 is IEEE binary16 (h5py's float16: a 2-byte HDF5 float, sign bit 15,
+// exponent bits 10-14 with bias 15, mantissa bits 0-9); bfloat16 is a 16-bit integer dataset
+// holding the bits, with the attribute dtype = "bfloat16" (numpy has no bfloat16).
+enum class FloatDtype { float16, bfloat16, float32, float64 };
+const char* dtype_name(FloatDtype t);   // "float16", "bfloat16", "float32", "float64"
+
+// The dtype of a dataset as above; anything else (an integer without the attribute, an unknown
+// dtype attribute, a 2-byte float that is not binary16, ...) fails naming the dataset.
+FloatDtype float_dtype(const Object& d);
+
+// The whole dataset, every element converted to double exactly: NaN (sign and payload), -0,
+// subnormals and infinities kept. `t` is float_dtype(d).
+Tensor read_exact_f64(const Object& d, FloatDtype t);
+
+// h5py's IEEE binary16 (little-endian) as a new type id.
+TypeId float16_type();
 
 }  // namespace divscope::h5
