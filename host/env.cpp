@@ -443,7 +443,12 @@ std::vector<EnvDifference> diff_environments(const json& a0, const json& b0) {
     for (const std::string& k : keys) {
       const bool ia = fa.count(k), ib = fb.count(k);
       if (ia && ib && fa[k] == fb[k]) continue;
-      if ((!ia || !ib) && !same_kind && (group == "libraries" || group == "flags")) continue;
+      if ((!ia || !ib) && !same_kind) {
+        // One-sided fields of another program are noise, except a numerics switch that is on
+        // (e.g. TF32 allowed when the recording was captured).
+        if (group == "libraries") continue;
+        if (group == "flags" && !((ia ? fa[k] : fb[k]) == json(true) && !note_for(group, k).empty())) continue;
+      }
       if ((!ia || !ib) && group == "runtime" && (k == "python" || k == "cuda_unavailable_reason")) continue;
       EnvDifference d;
       d.group = group;
