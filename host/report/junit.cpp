@@ -1,6 +1,7 @@
 #include <fstream>
 
 #include "errors.h"
+#include "env.h"
 #include "report.h"
 #include "report/text.h"
 
@@ -24,8 +25,26 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
   f << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   f << "<testsuites name=\"divscope " << markup_escape(m.name) << "\" tests=\"" << tests
     << "\" failures=\"" << failures << "\">\n";
-  f << "  <testsuite name=\"data\" tests=\"1\" failures=\"" << (r.data_healthy() ? 0 : 1) << "\">\n"
-    << "    <testcase classname=\"divscope.data\" name=\"inputs and FP64 reference\">";
+  f << "  <testsuite name=\"data\" tests=\"1\" failures=\"" << (r.data_healthy() ? 0 : 1) << "\">\n";
+  // Which machines (docs/environment.md): this one, and the capturing one with the differences
+  // known to change numerics, as properties a CI page shows beside the results.
+  if (ctx.environment.is_object()) {
+    f << "    <properties>\n";
+    auto prop = [&](const std::string& k, const std::string& v) {
+      f << "      <property name=\"" << markup_escape(k) << "\" value=\"" << markup_escape(v) << "\"/>\n";
+    };
+    prop("machine", env_machine(ctx.environment));
+    prop("gpu", env_gpu_line(ctx.environment));
+    prop("software", env_software_line(ctx.environment));
+    if (ctx.capture_environment.is_object()) {
+      prop("captured_on", env_machine(ctx.capture_environment));
+      for (const EnvDifference& e : diff_environments(ctx.capture_environment, ctx.environment))
+        if (!e.note.empty() && e.group != "host")
+          prop("environment_difference", e.group + " " + e.field + ": " + e.a + " (capture) vs " + e.b + " — " + e.note);
+    }
+    f << "    </properties>\n";
+  }
+  f << "    <testcase classname=\"divscope.data\" name=\"inputs and FP64 reference\">";
   if (!r.data_healthy()) {
     f << "\n      <failure message=\"" << r.findings.size()
       << " data/reference finding(s): fix the data or the model before judging precision\" type=\"data\">";
