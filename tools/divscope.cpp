@@ -14,6 +14,7 @@
 #include "commands/cli.h"
 #include "commands/diff.h"
 #include "io/h5watch.h"
+#include "commands/envdiff.h"
 #include "commands/merge.h"
 #include "errors.h"
 
@@ -28,7 +29,8 @@ const char* kUsage =
     "  run       replay a recording through a model in every precision mode and report\n"
     "            the first layer and the samples where outputs diverge\n"
     "  inspect   show a model's layers, ops, shapes and parameters, or a recording's batches\n"
-    "  env       print the environment (host, compiler, CUDA, GPU) as JSON\n"
+    "  env       print this machine's environment record (hardware, drivers, libraries, flags, variables) as JSON\n"
+    "  env-diff  compare two environment records (reports, dumps, recordings, or - for this machine) field by field\n"
     "  diff      compare two dumps (run --dump) from two machines, layer by layer\n"
     "  bisect    find the layers that must stay in fp32 for tf32/fp16/bf16 to pass\n"
     "  merge     combine reports of runs over disjoint batch ranges (CI shards) into one\n"
@@ -243,6 +245,24 @@ int cmd_merge(int argc, char** argv) {
   return run_merge(a, std::cout, std::cerr);
 }
 
+int cmd_env_diff(int argc, char** argv) {
+  cxxopts::Options opts("divscope env-diff",
+                        "Compare two environment records field by field: each a JSON report, a dump, a "
+                        "recording (its capturing machine), the JSON of `divscope env`, or - for this "
+                        "machine. Differences known to change numerics come first, with why.\n"
+                        "Exit codes: 0 the same environment (hostname aside), 1 differences, 2 bad input.");
+  EnvDiffArgs a;
+  opts.add_options("positional")("a", "first record", cxxopts::value<std::string>(a.a))(
+      "b", "second record", cxxopts::value<std::string>(a.b));
+  opts.add_options()("report", "write the differences as JSON here (- prints JSON instead of the table)",
+                     cxxopts::value<std::string>(a.report))("h,help", "show this help");
+  opts.parse_positional({"a", "b"});
+  opts.positional_help("A B");
+  if (!parse(opts, argc, argv, "env-diff", {""})) return kExitOk;
+  if (a.a.empty() || a.b.empty()) throw InputError("env-diff: expected A B (files, or - for this machine)");
+  return run_env_diff(a, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,7 +283,8 @@ int main(int argc, char** argv) {
     if (cmd == "diff") return cmd_diff(argc, argv);
     if (cmd == "bisect") return cmd_bisect(argc, argv);
     if (cmd == "merge") return cmd_merge(argc, argv);
-    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, diff, bisect, merge; see divscope --help)\n",
+    if (cmd == "env-diff") return cmd_env_diff(argc, argv);
+    std::fprintf(stderr, "divscope: unknown command '%s' (run, inspect, env, env-diff, diff, bisect, merge; see divscope --help)\n",
                  cmd.c_str());
     return kExitBadInput;
   } catch (const InputError& e) {

@@ -1,5 +1,7 @@
 #include "analysis/analysis.h"
 
+#include "env.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -582,10 +584,11 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   Mode user_mode = Mode::fp32;
   bool tf32_allowed = false;
   try {
-    const nlohmann::json env = nlohmann::json::parse(rec.capture_environment());
+    const nlohmann::json env = normalize_env(nlohmann::json::parse(rec.capture_environment()));
     const auto& fl = env.at("flags");
-    tf32_allowed = !env.at("gpus").empty() &&
-                   (fl.value("matmul_allow_tf32", false) || fl.value("cudnn_allow_tf32", false));
+    tf32_allowed = !env.at("hardware").value("gpus", nlohmann::json::array()).empty() &&
+                   (fl.value("torch.backends.cuda.matmul.allow_tf32", false) ||
+                    fl.value("torch.backends.cudnn.allow_tf32", false));
   } catch (const std::exception&) {
   }
   std::unique_ptr<DumpWriter> dump;

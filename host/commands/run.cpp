@@ -128,6 +128,13 @@ ReportContext replay_context(const Model& model, const ReplayArgs& a, const Back
   ctx.recording_path = a.recording;
   ctx.backend = backend.name();
   ctx.environment = environment_json();
+  // The capturing machine's record, when the recording has one (a bad recording is reported
+  // when the replay opens it).
+  try {
+    ctx.capture_environment = load_environment(a.recording);
+  } catch (const std::exception&) {
+    ctx.capture_environment = nullptr;
+  }
   nlohmann::json tol;
   for (Mode m : opt.modes) {
     Tolerance t = default_tolerance(m);
