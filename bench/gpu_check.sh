@@ -58,6 +58,8 @@ filter="${GTEST_KERNEL_FILTER:-Kernels/*:Kernel*:Gemm*:Conv*}"
 san_filter="${GTEST_SANITIZER_FILTER:-$filter}"
 device="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 [[ -n "$device" ]] || { echo "gpu_check: nvidia-smi finds no GPU" >&2; exit 3; }
+# The GPU machine's environment record (docs/environment.md), first: it is what env-diff compares.
+"$build/divscope" env >"$out_dir/gpu-env-$stamp.json" 2>/dev/null || echo "gpu_check: divscope env failed" >&2
 
 status=0
 row() { printf '| %s | `%s` | %s | %s |\n' "$1" "$2" "$3" "$4" >>"$out.rows"; }

@@ -187,7 +187,8 @@ json normalize_env(const json& e) {
   auto copy = [&](const char* from, const char* group, const char* to) {
     if (e.contains(from) && !e[from].is_null()) n[group][to] = e[from];
   };
-  if (e.contains("divscope_version")) {   // divscope before records were versioned
+  if (e.contains("divscope_version") || (e.contains("cuda") && e["cuda"].is_object())) {
+    // divscope before records were versioned
     n["producer"] = "divscope " + e.value("divscope_version", std::string("?"));
     const json h = e.value("host", json::object());
     if (h.contains("hostname")) n["host"]["hostname"] = h["hostname"];
@@ -196,7 +197,7 @@ json normalize_env(const json& e) {
     if (h.contains("arch")) n["hardware"]["arch"] = h["arch"];
     if (h.contains("os")) n["runtime"]["os"] = h["os"];
     copy("compiler", "libraries", "compiler");
-    n["libraries"]["divscope"] = e["divscope_version"];
+    if (e.contains("divscope_version")) n["libraries"]["divscope"] = e["divscope_version"];
     const json c = e.value("cuda", json::object());
     n["runtime"]["cuda_available"] = c.value("available", false);
     if (c.contains("reason")) n["runtime"]["cuda_unavailable_reason"] = c["reason"];

@@ -391,11 +391,12 @@ TEST(Cli, EnvIsJsonWithCudaSection) {
   CliResult r = run_cli("env");
   EXPECT_EQ(r.code, 0);
   json j = json::parse(r.out);
+  EXPECT_EQ(j["divscope_env"], 1);
   EXPECT_TRUE(j.contains("host"));
-  EXPECT_TRUE(j.contains("compiler"));
-  ASSERT_TRUE(j.contains("cuda"));
-  if (!j["cuda"]["available"].get<bool>()) {
-    EXPECT_FALSE(j["cuda"]["reason"].get<std::string>().empty());
+  EXPECT_TRUE(j["libraries"].contains("compiler"));
+  ASSERT_TRUE(j["runtime"].contains("cuda_available"));
+  if (!j["runtime"]["cuda_available"].get<bool>()) {
+    EXPECT_FALSE(j["runtime"]["cuda_unavailable_reason"].get<std::string>().empty());
     EXPECT_NE(r.err.find("no CUDA device: "), std::string::npos);
   }
 }
@@ -446,7 +447,7 @@ INSTANTIATE_TEST_SUITE_P(Cli, ExampleEndToEnd,
 // Exit code 3 is a runtime failure: asking for the CUDA backend where there is no device.
 TEST(Cli, CudaBackendWithoutDeviceIsRuntimeFailure) {
   CliResult env = run_cli("env");
-  if (json::parse(env.out)["cuda"]["available"].get<bool>())
+  if (json::parse(env.out)["runtime"]["cuda_available"].get<bool>())
     GTEST_SKIP() << "a CUDA device is present; this test covers machines without one";
   CliResult r = run_cli(run_args("mlp", "--backend cuda --quiet"));
   EXPECT_EQ(r.code, 3) << r.err;
