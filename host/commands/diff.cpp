@@ -3,6 +3,8 @@
 // reference and fp64 storage; only the bitwise count is computed here.
 #include "commands/diff.h"
 
+#include "env.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -107,16 +109,7 @@ void compare_layer(const DumpReader& ra, const DumpReader& rb, const std::string
 }
 
 // "NVIDIA H100 80GB HBM3 on host gpu7" / "host laptop (no CUDA device)": which machine wrote it.
-std::string machine(const nlohmann::json& env) {
-  if (!env.is_object()) return "unknown machine (no environment JSON)";
-  std::string host = "unknown";
-  if (env.contains("host") && env["host"].is_object() && env["host"].value("hostname", "") != "")
-    host = env["host"]["hostname"].get<std::string>();
-  const nlohmann::json cuda = env.value("cuda", nlohmann::json::object());
-  if (cuda.is_object() && cuda.contains("gpu") && cuda["gpu"].is_string())
-    return cuda["gpu"].get<std::string>() + " on host " + host;
-  return "host " + host + " (no CUDA device)";
-}
+std::string machine(const nlohmann::json& env) { return env_machine(env); }
 
 std::string verdict(const LayerDiff& l, bool common_only) {
   if (l.shape_mismatch)
@@ -213,6 +206,8 @@ nlohmann::json diff_json(const DiffResult& r, const DiffArgs& a) {
   j["b"] = r.b;
   j["environment_a"] = r.environment_a;
   j["environment_b"] = r.environment_b;
+  if (r.environment_a.is_object() && r.environment_b.is_object())
+    j["environment_diff"] = env_diff_json(diff_environments(r.environment_a, r.environment_b));
   auto selection = [](const DumpSelection& s) {
     nlohmann::json js = {{"layers", nullptr}, {"batches", nullptr}};
     if (s.layers) js["layers"] = *s.layers;
@@ -277,6 +272,13 @@ void print_diff(const DiffResult& r, const DiffArgs& a, std::ostream& out) {
   };
   out << "A: " << r.a << " — " << machine(r.environment_a) << held(r.selection_a) << "\n";
   out << "B: " << r.b << " — " << machine(r.environment_b) << held(r.selection_b) << "\n";
+  // The machines before the numbers (docs/environment.md): what differs between the two
+  // environments explains a difference in the layers more often than the layers do.
+  if (r.environment_a.is_object() && r.environment_b.is_object()) {
+    const std::vector<EnvDifference> d = diff_environments(r.environment_a, r.environment_b);
+    out << "environment: " << (d.empty() ? "no differences" : std::to_string(d.size()) + " difference(s)") << "\n";
+    if (!d.empty()) print_env_diff(d, out, 10);
+  }
   out << "tolerance: atol " << a.atol << ", rtol " << a.rtol
       << (a.atol == 0 && a.rtol == 0 ? " (exact)" : "") << "\n";
   for (const ModeDiff& m : r.modes) {
