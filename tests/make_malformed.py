@@ -222,6 +222,44 @@ recording("activation_wrong_shape.rec.h5", [{"x": x0}, {"x": x1}],
           lambda f: f.create_dataset("batches/000001/activations/fc2", data=np.ones((3, 4))))
 
 
+# ---- files whose data would come from outside the file named (issue 12): refused at open
+def _external_storage(f):
+    g = f["batches/000000"]
+    del g["x"]
+    g.create_dataset("x", shape=(2, 4), dtype="f4", external=[("/etc/passwd", 0, 32)])
+
+
+def _external_link(f):
+    g = f["batches/000000"]
+    del g["x"]
+    g["x"] = h5py.ExternalLink("good.rec.h5", "/batches/000000/x")
+
+
+def _virtual(f):
+    g = f["batches/000000"]
+    del g["x"]
+    layout = h5py.VirtualLayout(shape=(2, 4), dtype="f4")
+    layout[:] = h5py.VirtualSource("good.rec.h5", "/batches/000000/x", shape=(2, 4))
+    g.create_virtual_dataset("x", layout)
+
+
+def _plugin_filter(f):
+    g = f["batches/000000"]
+    del g["x"]
+    space = h5py.h5s.create_simple((2, 4))
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk((2, 4))
+    dcpl.set_filter(32015, h5py.h5z.FLAG_OPTIONAL, ())
+    ds = h5py.h5d.create(g.id, b"x", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
+    ds.write(h5py.h5s.ALL, h5py.h5s.ALL, x0)
+
+
+recording("external_storage.rec.h5", [{"x": x0}], _external_storage)
+recording("external_link.rec.h5", [{"x": x0}], _external_link)
+recording("virtual.rec.h5", [{"x": x0}], _virtual)
+recording("plugin_filter.rec.h5", [{"x": x0}], _plugin_filter)
+
+
 # ---- model format v2: constants, a split with two outputs, concat
 def v2(name, edit=None):
     """x[6] * scale (constant [6]) -> parts = split(axis 1, [2, 4]) -> relu of each ->

@@ -289,6 +289,19 @@ TEST_F(H5io, RecordingActivationOfWrongShapeAtOpen) {
                          {": /batches/000001/activations/fc2: ", "[3, 4]", "expected [3, 3]"});
 }
 
+// Only the files named are read: data stored in another file (external storage, an external
+// link, a virtual dataset) or behind a filter HDF5 would load as a plugin is refused at open,
+// naming the file and the dataset.
+TEST_F(H5io, DataFromOutsideTheFileIsRefused) {
+  expect_recording_error("external_storage.rec.h5",
+                         {"external_storage.rec.h5: /batches/000000/x: ", "external file '/etc/passwd'"});
+  expect_recording_error("external_link.rec.h5",
+                         {"external_link.rec.h5: /batches/000000/x: ", "external link to another file"});
+  expect_recording_error("virtual.rec.h5", {"virtual.rec.h5: /batches/000000/x: ", "virtual dataset"});
+  expect_recording_error("plugin_filter.rec.h5",
+                         {"plugin_filter.rec.h5: /batches/000000/x: ", "filter 32015", "no filter plugins"});
+}
+
 TEST_F(H5io, UnknownInputName) {
   expect_model_error("unknown_input.model.h5", {"/layers/0001", "'act'", "unknown input 'y'"});
 }

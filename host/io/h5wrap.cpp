@@ -1,4 +1,6 @@
 #include "io/h5wrap.h"
+
+#include <H5PLpublic.h>
 #include "io/h5watch.h"
 #include "precision.h"
 
@@ -117,9 +119,29 @@ std::vector<uint16_t> read_bits16(const Object& d, bool is_float) {
 
 }  // namespace
 
+// Link access that refuses to follow external links (a link to an object in another file):
+// divscope reads only the files it is given (docs/format.md, Common rules).
+herr_t deny_external_link(const char*, const char*, const char*, const char*, unsigned*, hid_t, void*) {
+  return -1;
+}
+hid_t no_elinks() {
+  static hid_t lapl = [] {
+    hid_t l = H5Pcreate(H5P_LINK_ACCESS);
+    if (l >= 0) H5Pset_elink_cb(l, deny_external_link, nullptr);
+    return l;
+  }();
+  return lapl;
+}
+
 void init() {
   static std::once_flag once;
-  std::call_once(once, [] { H5open(); });
+  std::call_once(once, [] {
+    H5open();
+    // No filter plugins: a dataset naming an unknown filter must not make HDF5 load a shared
+    // library from HDF5_PLUGIN_PATH (code from outside the files named).
+    H5PLset_loading_state(0);
+    no_elinks();
+  });
   thread_local bool silenced = false;
   if (!silenced) {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -233,14 +255,20 @@ bool Object::has(const std::string& name) const {
   while (true) {
     size_t slash = name.find('/', pos);
     std::string prefix = name.substr(0, slash);
-    if (H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0) {
+    if (H5Lexists(id(), prefix.c_str(), no_elinks()) <= 0) {
       last_error();
       return false;
     }
+    H5L_info_t info{};
+    if (H5Lget_info(id(), prefix.c_str(), &info, no_elinks()) >= 0 && info.type != H5L_TYPE_HARD &&
+        info.type != H5L_TYPE_SOFT)
+      fail_at(child_path(prefix), info.type == H5L_TYPE_EXTERNAL
+                                      ? "is an external link to another file: divscope reads only the files it is given"
+                                      : "is a user-defined link: divscope reads only hard and soft links");
     if (slash == std::string::npos) break;
     pos = slash + 1;
   }
-  if (H5Oexists_by_name(id(), name.c_str(), H5P_DEFAULT) <= 0) {
+  if (H5Oexists_by_name(id(), name.c_str(), no_elinks()) <= 0) {
     last_error();
     return false;
   }
@@ -250,9 +278,44 @@ bool Object::has(const std::string& name) const {
 Object Object::open(const std::string& name) const {
   Watch watch(file_, path_);
   if (!has(name)) fail_at(child_path(name), "missing object");
-  hid_t h = H5Oopen(id(), name.c_str(), H5P_DEFAULT);
+  hid_t h = H5Oopen(id(), name.c_str(), no_elinks());
   if (h < 0) fail_at(child_path(name), "cannot open" + with_reason());
-  return Object(file_, child_path(name), h, context_);
+  Object o(file_, child_path(name), h, context_);
+  if (o.is_dataset()) o.check_storage();
+  return o;
+}
+
+// A dataset whose data may live outside the file is refused before any read: external storage
+// (raw data in other files), a virtual dataset (a map of other files' datasets), or a filter
+// HDF5 does not build in (it would look for a plugin library).
+void Object::check_storage() const {
+  Watch watch(file_, path_);
+  PlistId dcpl(H5Dget_create_plist(id()));
+  if (dcpl.get() < 0) fail("cannot read the dataset's storage properties" + with_reason());
+  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL)
+    fail("is a virtual dataset (its data come from other files): divscope reads only the files it is given");
+  const int ext = H5Pget_external_count(dcpl.get());
+  if (ext > 0) {
+    char name[512] = {0};
+    off_t offset = 0;
+    hsize_t size = 0;
+    H5Pget_external(dcpl.get(), 0, sizeof(name) - 1, name, &offset, &size);
+    fail(std::string("stores its data in the external file '") + name +
+         "': divscope reads only the files it is given");
+  }
+  const int nf = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < nf; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t nelmts = 0;
+    char fname[64] = {0};
+    const H5Z_filter_t f = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts, nullptr,
+                                          sizeof(fname) - 1, fname, &config);
+    if (f != H5Z_FILTER_DEFLATE && f != H5Z_FILTER_SHUFFLE && f != H5Z_FILTER_FLETCHER32 &&
+        f != H5Z_FILTER_SZIP && f != H5Z_FILTER_NBIT && f != H5Z_FILTER_SCALEOFFSET)
+      fail("uses HDF5 filter " + std::to_string(f) + (fname[0] ? std::string(" (") + fname + ")" : "") +
+           ", which is not built into HDF5 (divscope loads no filter plugins)");
+  }
+  last_error();
 }
 
 Object Object::group(const std::string& name) const {

@@ -94,6 +94,9 @@ class Object {
   Object dataset(const std::string& name) const;      // ... and "expected a dataset"
   bool is_group() const;
   bool is_dataset() const;
+  // Refuses a dataset whose data live outside the file: external storage, a virtual dataset, or
+  // a filter that is not built into HDF5 (run by open() on every dataset).
+  void check_storage() const;
   std::vector<std::string> members() const;           // ascending by name
   // Creation order where the group tracks it (write_model and DumpWriter do), else by name.
   std::vector<std::string> members_in_creation_order() const;
