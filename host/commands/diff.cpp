@@ -3,6 +3,7 @@
 // reference and fp64 storage; only the bitwise count is computed here.
 #include "commands/diff.h"
 
+#include "commands/paths.h"
 #include "env.h"
 
 #include <algorithm>
@@ -349,6 +350,7 @@ void print_diff(const DiffResult& r, const DiffArgs& a, std::ostream& out) {
 }
 
 int run_diff(const DiffArgs& a, std::ostream& out, std::ostream& err) {
+  check_output_paths("diff", {{"dump A", a.a}, {"dump B", a.b}}, {{"--report", a.report}});
   DiffResult r = diff_dumps(a);
   print_diff(r, a, out);
   if (a.common_only) {

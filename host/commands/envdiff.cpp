@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "commands/paths.h"
 #include "env.h"
 #include "errors.h"
 #include "report/report.h"
@@ -11,6 +12,7 @@ namespace divscope {
 
 int run_env_diff(const EnvDiffArgs& a, std::ostream& out, std::ostream& err) {
   if (a.a == "-" && a.b == "-") err << "divscope: env-diff: both sides are this machine\n";
+  check_output_paths("env-diff", {{"A", a.a}, {"B", a.b}}, {{"--report", a.report}});
   std::string what_a, what_b;
   const nlohmann::json ea = load_environment(a.a, &what_a);
   const nlohmann::json eb = load_environment(a.b, &what_b);

@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "io/h5io.h"
 #include "io/onnx_model.h"
+#include "commands/paths.h"
 #include "report/json_read.h"
 #include "report/report.h"
 
@@ -149,6 +150,9 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
 int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
   if (a.reports.empty()) throw InputError("merge: no reports given");
   if (a.model.empty()) throw InputError("merge: --model is required (judging reads the model's graph)");
+  std::vector<NamedPath> inputs{{"--model", a.model}, {"--recording", a.recording}};
+  for (const std::string& r : a.reports) inputs.push_back({"report", r});
+  check_output_paths("merge", inputs, {{"--report", a.report}, {"--junit", a.junit}, {"--html", a.html}});
   const Model model = load_model(a.model, a.recording);
   std::vector<ReportData> parts;
   for (const std::string& path : a.reports) {

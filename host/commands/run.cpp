@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "io/h5io.h"
 #include "io/onnx_model.h"
+#include "commands/paths.h"
 #include "kernels/kernels.h"
 #include "report/report.h"
 #include "report/text.h"
@@ -205,6 +206,8 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (a.dump_layers) opt.dump_layers = parse_globs(*a.dump_layers);
   if (a.dump_batches) parse_range("--dump-batches", *a.dump_batches, &opt.dump_batch_begin, &opt.dump_batch_end);
 
+  check_output_paths("run", {{"--model", a.model}, {"--recording", a.recording}, {"--tolerances", a.tolerances}},
+                     {{"--report", a.report}, {"--junit", a.junit}, {"--html", a.html}, {"--dump", a.dump}});
   Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
@@ -237,6 +240,8 @@ int run_bisect(const BisectArgs& a, std::ostream& out, std::ostream& err) {
   const ToleranceOverride flags = tolerance_flags(a, std::nullopt);
   set_replay_options(a, flags, opt);
 
+  check_output_paths("bisect", {{"--model", a.model}, {"--recording", a.recording}, {"--tolerances", a.tolerances}},
+                     {{"--report", a.report}});
   Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const size_t nl = model.layers.size();
