@@ -817,6 +817,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
   }
 
+  if (dump) dump->finish();   // renamed into place only now: a failed run leaves no half dump
   for (const DataFinding& f : ref_health.findings()) res.findings.push_back(f);
   judge(model, backend.name(), res);
   return res;

@@ -9,6 +9,11 @@
 #include <type_traits>
 
 #include "io/h5io.h"
+
+#include <cstdio>
+#include <exception>
+
+#include "io/atomic_file.h"
 #include "io/h5watch.h"
 #include "io/h5wrap.h"
 
@@ -137,7 +142,11 @@ DumpWriter::DumpWriter(const std::string& path, const std::string& environment_j
     throw std::logic_error("DumpWriter: unknown dump version " + std::to_string(options.version));
   // Version 2: one B-tree node of 4 entries per dataset's chunk index, not HDF5's default of
   // 64 (4 KiB per dataset, twice the data of a small layer).
-  h5::File f = options.version == 1 ? h5::File::create(path) : h5::File::create(path, 2);
+  out_ = std::make_unique<AtomicPath>(path);
+  uncaught_ = std::uncaught_exceptions();
+  const std::string& where = out_->temp();
+  h5::File f = options.version == 1 ? h5::File::create(where) : h5::File::create(where, 2);
+  f.set_display_name(path);
   h5::Object root = f.root();
   root.write_attr("divscope_format", std::string("dump"));
   root.write_attr("divscope_version", options.version);
@@ -151,11 +160,25 @@ DumpWriter::DumpWriter(const std::string& path, const std::string& environment_j
   impl_.reset(new Impl{std::move(f), std::move(root), std::move(batches), options});
 }
 
-DumpWriter::~DumpWriter() = default;
+DumpWriter::~DumpWriter() {
+  if (!out_ || !impl_) return;   // finished, or moved from
+  if (std::uncaught_exceptions() > uncaught_) return;   // unwinding: out_ removes the temporary
+  try {
+    finish();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "divscope: %s\n", e.what());
+  }
+}
+
+void DumpWriter::finish() {
+  if (!impl_) return;
+  impl_.reset();   // closes every HDF5 handle of the file
+  out_->commit();
+}
 DumpWriter::DumpWriter(DumpWriter&&) noexcept = default;
 DumpWriter& DumpWriter::operator=(DumpWriter&&) noexcept = default;
 
-const std::string& DumpWriter::file() const { return impl_->file.name(); }
+const std::string& DumpWriter::file() const { return out_->dest(); }
 
 template <class T>
 void DumpWriter::Impl::write(size_t batch, const std::string& mode, const std::string& layer,

@@ -16,6 +16,8 @@
 
 namespace divscope {
 
+class AtomicPath;
+
 // The newest model format this build reads (and writes when a model needs it): 1, or 2 with
 // /constants, split layers with several outputs, input batch_axis and layer source
 // (docs/format.md).
@@ -150,10 +152,18 @@ class DumpWriter {
              Mode storage = Mode::fp64);
   void write(size_t batch, const std::string& mode, const std::string& layer, const TensorF& t,
              Mode storage);
-  const std::string& file() const;
+  const std::string& file() const;   // the destination
+
+  // The dump is written to a temporary file beside its destination (io/atomic_file.h): finish()
+  // closes it and renames it into place, so a failed or killed run leaves the previous dump, or
+  // none, never a half-written one. A writer destroyed without finish() finishes itself unless an
+  // exception is unwinding the stack (then the temporary is removed).
+  void finish();
 
  private:
   struct Impl;
+  std::unique_ptr<AtomicPath> out_;
+  int uncaught_ = 0;
   std::unique_ptr<Impl> impl_;
 };
 

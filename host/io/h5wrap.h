@@ -147,6 +147,9 @@ class File {
   static File create(const std::string& path, unsigned chunk_index_k);
   Object root() const;
   const std::string& name() const { return name_; }
+  // The name messages give the file: a file written under a temporary name (io/atomic_file.h)
+  // is named by its destination.
+  void set_display_name(const std::string& n) { name_ = n; }
 
  private:
   File(std::string name, hid_t id) : name_(std::move(name)), id_(id) {}

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "errors.h"
+#include "io/atomic_file.h"
 #include "env.h"
 #include "report.h"
 #include "report/text.h"
@@ -344,8 +346,7 @@ void recorded_section(std::ostream& o, const AnalysisResult& r, const Model& m) 
 }  // namespace
 
 void write_html(const AnalysisResult& r, const ReportContext& ctx, const std::string& path) {
-  std::ofstream f(path);
-  if (!f) throw InputError(path, "/", "cannot write HTML report");
+  std::ostringstream f;   // written whole, then replaced atomically
   const Model& m = *ctx.model;
   f << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>divscope: "
     << markup_escape(m.name) << "</title>\n<style>" << kCss << "</style>\n</head>\n<body>\n";
@@ -362,8 +363,7 @@ void write_html(const AnalysisResult& r, const ReportContext& ctx, const std::st
   for (const ModeResult& mr : r.modes) mode_section(f, mr, r, m);
   recorded_section(f, r, m);
   f << "</body>\n</html>\n";
-  f.flush();
-  if (!f) throw InputError(path, "/", "error while writing HTML report");
+  write_text_atomically(path, "the HTML report", [&](std::ostream& o) { o << f.str(); });
 }
 
 }  // namespace divscope

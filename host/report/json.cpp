@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include "errors.h"
+#include "io/atomic_file.h"
 
 #include "env.h"
 #include "report.h"
@@ -24,10 +25,8 @@ nlohmann::json worst_json(const SampleWorst& w) {
 }  // namespace
 
 void write_json(const nlohmann::json& j, const std::string& path) {
-  std::ofstream f(path);
-  if (!f) throw InputError(path, "/", "cannot write the JSON report");
-  f << j.dump(2) << "\n";
-  if (!f) throw InputError(path, "/", "cannot write the JSON report");
+  const std::string text = j.dump(2);
+  write_text_atomically(path, "the JSON report", [&](std::ostream& o) { o << text << "\n"; });
 }
 
 nlohmann::json stats_json(const LayerStats& s) {

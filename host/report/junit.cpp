@@ -1,6 +1,7 @@
-#include <fstream>
+#include <sstream>
 
 #include "errors.h"
+#include "io/atomic_file.h"
 #include "env.h"
 #include "report.h"
 #include "report/text.h"
@@ -12,8 +13,7 @@ namespace {
 
 // One testsuite per mode, one testcase per layer; a diverged layer is a failure.
 void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::string& path) {
-  std::ofstream f(path);
-  if (!f) throw InputError(path, "/", "cannot write JUnit report");
+  std::ostringstream f;   // written whole, then replaced atomically
   const Model& m = *ctx.model;
   // The data and reference checks: one test case, failed by every finding.
   int tests = 1, failures = r.data_healthy() ? 0 : 1;
@@ -74,6 +74,7 @@ void write_junit(const AnalysisResult& r, const ReportContext& ctx, const std::s
     f << "  </testsuite>\n";
   }
   f << "</testsuites>\n";
+  write_text_atomically(path, "the JUnit report", [&](std::ostream& o) { o << f.str(); });
 }
 
 }  // namespace divscope
