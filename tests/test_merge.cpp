@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -312,4 +313,45 @@ TEST(JsonRead, ErrorsNameFileAndPointer) {
               path + ": /modes/0/layers/2/isolated/abs_err_histogram/7: expected an integer, got string");
   }
   EXPECT_THROW(stats_from_json(json::array()), InputError);
+}
+
+// A shard cannot hold impossible counts or numbers (issue "Hostile files ...", part 6): a negative
+// mismatch would turn a FAIL into a PASS, 1e400 parses to inf.
+TEST(JsonRead, ImpossibleCountsAndNumbersNamedByPointer) {
+  struct Case {
+    const char* what;
+    std::function<void(json&)> edit;
+    std::string pointer, says;
+  };
+  const std::vector<Case> cases = {
+      {"negative mismatch", [](json& r) { r["modes"][0]["layers"][1]["chained"]["mismatch"] = -1000000000; },
+       "/modes/0/layers/1/chained/mismatch", "impossible count -1000000000"},
+      {"mismatch above count", [](json& r) {
+         auto& c = r["modes"][0]["layers"][1]["chained"];
+         c["mismatch"] = c["count"].get<int64_t>() + 1;
+       }, "/modes/0/layers/1/chained/mismatch", "impossible count"},
+      {"negative count", [](json& r) { r["modes"][0]["layers"][0]["isolated"]["count"] = -1; },
+       "/modes/0/layers/0/isolated/count", "impossible count -1"},
+      {"negative histogram bucket", [](json& r) { r["modes"][0]["layers"][0]["chained"]["ulp_histogram"][0] = -5; },
+       "/modes/0/layers/0/chained/ulp_histogram/0", "impossible count -5"},
+  };
+  for (const Case& c : cases) {
+    json rep = load(report_of("0:1"));
+    c.edit(rep);
+    const std::string path = temp_file("merge_impossible.json");
+    std::ofstream(path) << rep.dump();
+    const std::string e = merge_error({path, report_of("1:3")});
+    EXPECT_NE(e.find(path + ": " + c.pointer + ": " + c.says), std::string::npos) << c.what << ": " << e;
+  }
+  // 1e400 written into the text (nlohmann would not write it).
+  std::string text = read_file(report_of("0:1"));
+  const std::string key = "\"max_ulp\":";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const size_t end = text.find_first_of(",}", at);
+  text.replace(at + key.size(), end - at - key.size(), "1e400");
+  const std::string path = temp_file("merge_1e400.json");
+  std::ofstream(path) << text;
+  const std::string e = merge_error({path, report_of("1:3")});
+  EXPECT_NE(e.find(path + ": /: not a valid JSON report: number overflow"), std::string::npos) << e;
 }

@@ -1,5 +1,6 @@
 #include "json_read.h"
 
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -40,7 +41,17 @@ struct Node {
   Node at(size_t i) const { return {j.at(i), file, ptr + "/" + std::to_string(i)}; }
   double number() const {
     if (!j.is_number()) wrong_type("a number");
-    return j.get<double>();
+    const double v = j.get<double>();
+    // 1e400 parses to inf: JSON has no infinities, a report never holds one (null stands for it).
+    if (!std::isfinite(v)) fail("number out of range");
+    return v;
+  }
+  // A count: an integer in [0, hi].
+  int64_t count(int64_t hi, const std::string& of) const {
+    const int64_t v = integer();
+    if (v < 0 || v > hi)
+      fail("impossible count " + std::to_string(v) + " (must be between 0 and " + of + ", " + std::to_string(hi) + ")");
+    return v;
   }
   double number_or_inf() const { return j.is_null() ? kInf : number(); }
   int64_t integer() const {
@@ -60,19 +71,22 @@ struct Node {
 template <size_t N>
 void read_hist(const Node& n, std::array<int64_t, N>& h) {
   if (n.array_size() != N) n.fail("expected " + std::to_string(N) + " buckets, got " + std::to_string(n.j.size()));
-  for (size_t b = 0; b < N; ++b) h[b] = n.at(b).integer();
+  for (size_t b = 0; b < N; ++b) h[b] = n.at(b).count(std::numeric_limits<int64_t>::max(), "any");
 }
 
 LayerStats read_stats(const Node& n) {
   LayerStats s;
-  s.count = n.at("count").integer();
-  s.nan = n.at("nan").integer();
-  s.inf = n.at("inf").integer();
-  s.ref_nan = n.at("ref_nan").integer();
-  s.ref_inf = n.at("ref_inf").integer();
-  s.nonfinite_new = n.at("new_nonfinite").integer();
-  s.mismatch = n.at("mismatch").integer();
-  s.flushed = n.at("flushed_to_zero").integer();
+  // Every count is checked against the element count: a shard cannot turn a FAIL into a PASS
+  // with a negative mismatch.
+  s.count = n.at("count").count(std::numeric_limits<int64_t>::max() / 2, "any");
+  const std::string of = "the element count";
+  s.nan = n.at("nan").count(s.count, of);
+  s.inf = n.at("inf").count(s.count, of);
+  s.ref_nan = n.at("ref_nan").count(s.count, of);
+  s.ref_inf = n.at("ref_inf").count(s.count, of);
+  s.nonfinite_new = n.at("new_nonfinite").count(s.count, of);
+  s.mismatch = n.at("mismatch").count(s.count, of);
+  s.flushed = n.at("flushed_to_zero").count(s.count, of);
   s.max_abs = n.at("max_abs").number_or_inf();
   const Node index = n.at("max_abs_index");
   for (size_t i = 0; i < index.array_size(); ++i) s.max_abs_index.push_back(index.at(i).integer());
@@ -90,12 +104,12 @@ LayerStats read_stats(const Node& n) {
   s.sum_dot = sums.at("dot").number();
   s.ref_sum = sums.at("ref").number();
   s.ref_sumsq = sums.at("ref_sq").number_or_inf();
-  s.ref_finite = sums.at("ref_finite").integer();
-  s.ref_zero = sums.at("ref_zero").integer();
-  s.over_fp16 = sums.at("over_fp16").integer();
-  s.over_bf16 = sums.at("over_bf16").integer();
-  s.under_fp16 = sums.at("under_fp16").integer();
-  s.under_bf16 = sums.at("under_bf16").integer();
+  s.ref_finite = sums.at("ref_finite").count(s.count, of);
+  s.ref_zero = sums.at("ref_zero").count(s.count, of);
+  s.over_fp16 = sums.at("over_fp16").count(s.count, of);
+  s.over_bf16 = sums.at("over_bf16").count(s.count, of);
+  s.under_fp16 = sums.at("under_fp16").count(s.count, of);
+  s.under_bf16 = sums.at("under_bf16").count(s.count, of);
   const Node ref = n.at("reference");
   s.ref_min = ref.at("min").number();
   s.ref_max = ref.at("max").number();
@@ -226,6 +240,10 @@ ReportData read_report(const std::string& path) {
     j = json::parse(f);
   } catch (const json::parse_error& e) {
     throw InputError(path, "/", "not a JSON report (truncated?): parse error at byte " + std::to_string(e.byte));
+  } catch (const json::exception& e) {   // e.g. 1e400: "number overflow"
+    std::string why = e.what();
+    const size_t sp = why.find("] ");
+    throw InputError(path, "/", "not a valid JSON report: " + (sp == std::string::npos ? why : why.substr(sp + 2)));
   }
   const Node root{j, path, ""};
   if (!root.has("divscope_report")) root.fail("not a divscope report (no key 'divscope_report')");
