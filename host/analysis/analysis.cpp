@@ -592,6 +592,18 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   } catch (const std::exception&) {
   }
   std::unique_ptr<DumpWriter> dump;
+  if (!opt.dump_path.empty()) {
+    // A dump names a layer's dataset with '/' turned into '|': two layers that differ only
+    // there would meet mid-run. Said before any work instead.
+    std::map<std::string, const Layer*> seen;
+    for (const Layer& l : model.layers) {
+      auto [it, fresh] = seen.emplace(dump_name(l.name), &l);
+      if (!fresh)
+        throw InputError(model.file, l.path, "layers '" + it->second->name + "' and '" + l.name +
+                                                 "' have the same name in a dump ('/' is stored as '|'); "
+                                                 "rename one, or run without --dump");
+    }
+  }
   if (!opt.dump_path.empty())
     dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment, dump_options);
 

@@ -138,6 +138,7 @@ Shape infer_batchnorm2d(const Layer& L, const std::vector<Shape>& in) {
     require_param_shape(L, p, {in[0][1]});
   for (double v : L.param("running_var")->data)
     require(v >= 0, "parameter 'running_var' has a negative value");
+  require(L.attr_float("eps") >= 0, "eps must be >= 0");   // sqrt(var + eps) of a negative: NaN
   return in[0];
 }
 
@@ -168,6 +169,7 @@ Shape infer_groupnorm(const Layer& L, const std::vector<Shape>& in) {
                                        " does not divide channels " + std::to_string(x[1]));
   require_param_shape(L, "weight", {x[1]});
   require_param_shape(L, "bias", {x[1]});
+  require(L.attr_float("eps") >= 0, "eps must be >= 0");
   return x;
 }
 

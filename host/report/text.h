@@ -30,7 +30,12 @@ inline std::string markup_escape(const std::string& s) {
       case '>': o += "&gt;"; break;
       case '"': o += "&quot;"; break;
       case '\'': o += "&#39;"; break;
-      default: o += c;
+      case '\t': case '\n': case '\r': o += c; break;
+      default:
+        // XML 1.0 cannot hold other control characters, not even as references: a layer name
+        // with one would make the JUnit file unparseable. U+FFFD stands in for it.
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) o += "\xEF\xBF\xBD";
+        else o += c;
     }
   }
   return o;
