@@ -105,7 +105,7 @@ Shape SourceValue::shape_at(int64_t n) const {
 Tensor onnx_to_batch_first(const SourceValue& v, const Tensor& t, const Shape& per_sample) {
   // t viewed as [pre, outer, N, inner·post] (pre = product of the dims before `axis`);
   // the result is [N, pre, outer, inner·post].
-  const int64_t n = per_sample.empty() ? t.size() : t.size() / std::max<int64_t>(1, numel(per_sample));
+  const int64_t n = t.size() / numel(per_sample);   // per-sample dims are positive
   int64_t pre = 1, post = v.inner;
   for (int64_t d = 0; d < v.axis; ++d) pre *= v.shape[d];
   for (size_t d = v.axis + 1; d < v.shape.size(); ++d) post *= v.shape[d];

@@ -37,6 +37,29 @@ struct RecordingReader::Impl {
     const std::string& v = it->second.name;
     return v.size() > 1 && v[0] == '/' ? v.substr(1) : v;
   }
+  bool has(size_t i, const std::string& group, const std::string& layer) const {
+    h5::Object b = batch(i);
+    const std::string k = group + "/" + key(layer);
+    return b.has(group) && b.has(k) && b.open(k).is_dataset();
+  }
+  // A layer's recorded dataset in `group` of batch i, its dims checked against the caller's
+  // batch-first shape (an ONNX value: its own layout for that batch size).
+  h5::Object dataset(size_t i, const std::string& group, const std::string& layer,
+                     const Shape& expected_full) const {
+    h5::Object d = batch(i).dataset(group + "/" + key(layer));
+    auto v = values.find(layer);
+    const Shape want = v == values.end() ? expected_full : v->second.shape_at(expected_full[0]);
+    if (d.dims() != want)
+      d.fail(std::string(group == "run_activations" ? "run activation" : "activation") + " of layer '" +
+             layer + "' has shape " + shape_str(d.dims()) + ", expected " + shape_str(want));
+    return d;
+  }
+  // A recorded tensor in the layer's batch-first layout (an ONNX value's moved there).
+  Tensor batch_first(const std::string& layer, Tensor t, const Shape& expected_full) const {
+    auto v = values.find(layer);
+    if (v == values.end()) return t;
+    return onnx_to_batch_first(v->second, t, Shape(expected_full.begin() + 1, expected_full.end()));
+  }
   // The dataset's expected dims for a batch of n.
   Shape stored_dims(const std::string& layer, int64_t n) const {
     auto it = values.find(layer);
@@ -197,47 +220,28 @@ std::vector<Tensor> RecordingReader::read_batch(size_t i) const {
 }
 
 bool RecordingReader::has_activation(size_t i, const std::string& layer) const {
-  h5::Object b = impl_->batch(i);
-  const std::string k = "activations/" + impl_->key(layer);
-  return b.has("activations") && b.has(k) && b.open(k).is_dataset();
+  return impl_->has(i, "activations", layer);
 }
 
 Tensor RecordingReader::read_activation(size_t i, const std::string& layer,
                                         const Shape& expected_full) const {
-  h5::Object d = impl_->batch(i).dataset("activations/" + impl_->key(layer));
+  h5::Object d = impl_->dataset(i, "activations", layer, expected_full);
   h5::TypeInfo t = d.type();
   if (!t.is_float()) d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
-  Shape dims = d.dims();
-  auto v = impl_->values.find(layer);
-  const Shape want = v == impl_->values.end() ? expected_full : v->second.shape_at(expected_full[0]);
-  if (dims != want)
-    d.fail("activation of layer '" + layer + "' has shape " + shape_str(dims) + ", expected " +
-           shape_str(want));
-  if (v == impl_->values.end()) return d.read_f64();
-  const Shape ps(expected_full.begin() + 1, expected_full.end());
-  return onnx_to_batch_first(v->second, d.read_f64(), ps);
+  return impl_->batch_first(layer, d.read_f64(), expected_full);
 }
 
 bool RecordingReader::has_run_activation(size_t i, const std::string& layer) const {
-  h5::Object b = impl_->batch(i);
-  const std::string k = "run_activations/" + impl_->key(layer);
-  return b.has("run_activations") && b.has(k) && b.open(k).is_dataset();
+  return impl_->has(i, "run_activations", layer);
 }
 
 Tensor RecordingReader::read_run_activation(size_t i, const std::string& layer,
                                             const Shape& expected_full, std::string* dtype) const {
-  h5::Object d = impl_->batch(i).dataset("run_activations/" + impl_->key(layer));
-  const Shape dims = d.dims();
-  auto v = impl_->values.find(layer);
-  const Shape want = v == impl_->values.end() ? expected_full : v->second.shape_at(expected_full[0]);
-  if (dims != want)
-    d.fail("run activation of layer '" + layer + "' has shape " + shape_str(dims) +
-           ", expected " + shape_str(want));
+  h5::Object d = impl_->dataset(i, "run_activations", layer, expected_full);
   const h5::FloatDtype dt = h5::float_dtype(d);
   if (dtype) *dtype = h5::dtype_name(dt);
-  const Tensor t = h5::read_exact_f64(d, dt);   // exact, NaN and Inf kept
-  if (v == impl_->values.end()) return t;
-  return onnx_to_batch_first(v->second, t, Shape(expected_full.begin() + 1, expected_full.end()));
+  // exact, NaN and Inf kept
+  return impl_->batch_first(layer, h5::read_exact_f64(d, dt), expected_full);
 }
 
 std::map<std::string, Shape> recording_sample_shapes(const std::string& path) {

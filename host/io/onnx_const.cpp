@@ -10,27 +10,13 @@
 
 #include <onnx/onnx_pb.h>
 
+#include "precision.h"
+
 namespace divscope {
 namespace onnx_import {
 namespace {
 
 using Fail = std::function<void(const std::string&)>;
-
-double half_to_double(uint16_t h) {
-  const int s = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  double v;
-  if (e == 0) v = std::ldexp(m, -24);
-  else if (e == 31) v = m ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
-  else v = std::ldexp(m + 1024, e - 25);
-  return s ? -v : v;
-}
-
-double bf16_to_double(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 template <class T>
 void read_raw(const std::string& raw, int64_t n, std::vector<double>* out) {
@@ -243,6 +229,72 @@ SliceArgs slice_args(const NodeAttrs& a, int64_t opset, const std::vector<const 
   return s;
 }
 
+CVal broadcast_to(const CVal& x, const Shape& target, const Fail& fail) {
+  CVal z;   // zeros of the broadcast shape: each output element takes x's
+  z.shape = broadcast_shapes({x.shape, target}, fail);
+  z.v.assign(checked_numel(z.shape, fail), 0);
+  z.is_int = true;
+  return elementwise({&x, &z}, fail, [](const double* v) { return v[0]; }, x.is_int);
+}
+
+Shape reshape_target(const Shape& in, const std::vector<int64_t>& want, bool allowzero, const Fail& fail) {
+  const int64_t r = static_cast<int64_t>(in.size());
+  int64_t n = 1;
+  for (int64_t d : in) n *= d;   // a shape the graph already holds
+  Shape s;
+  int64_t infer = -1, known = 1;
+  for (size_t k = 0; k < want.size(); ++k) {
+    int64_t d = want[k];
+    if (d == 0 && !allowzero) {
+      if (static_cast<int64_t>(k) >= r) fail("Reshape copies dim " + std::to_string(k) + " of a rank-" + std::to_string(r) + " tensor");
+      d = in[k];
+    }
+    if (d == -1) {
+      if (infer >= 0) fail("Reshape with two -1 dims");
+      infer = static_cast<int64_t>(k);
+    } else if (d < 0) {
+      fail("Reshape to a negative dim");
+    } else {
+      if (d != 0 && known > n / d + 1) fail("Reshape of " + shape_str(in) + " to " + shape_str(want) + " changes the element count");
+      known *= d;
+    }
+    s.push_back(d);
+  }
+  if (infer >= 0) {
+    if (known == 0 || n % known) fail("Reshape of " + shape_str(in) + " to " + shape_str(want) + " does not fit");
+    s[infer] = n / known;
+  } else if (known != n) {
+    fail("Reshape of " + shape_str(in) + " to " + shape_str(s) + " changes the element count");
+  }
+  return s;
+}
+
+CVal shape_value(const Shape& shape, const NodeAttrs& a) {
+  const int64_t r = static_cast<int64_t>(shape.size());
+  int64_t start = a.i("start", 0), end = a.i("end", r);
+  if (start < 0) start += r;
+  if (end < 0) end += r;
+  start = std::clamp<int64_t>(start, 0, r);
+  end = std::clamp<int64_t>(end, 0, r);
+  CVal s;
+  s.is_int = true;
+  for (int64_t d = start; d < end; ++d) s.v.push_back(static_cast<double>(shape[d]));
+  s.shape = {static_cast<int64_t>(s.v.size())};
+  return s;
+}
+
+CVal size_value(const Shape& shape, const Fail& fail) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d != 0 && n > (int64_t{1} << 53) / d) fail("Size of " + shape_str(shape) + " is too large");
+    n *= d;
+  }
+  CVal s;
+  s.is_int = true;
+  s.v = {static_cast<double>(n)};
+  return s;
+}
+
 CVal from_tensor(const onnx::TensorProto& t, const std::string& what) {
   auto fail = [&](const std::string& m) { throw std::runtime_error(what + ": " + m); };
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
@@ -285,7 +337,7 @@ CVal from_tensor(const onnx::TensorProto& t, const std::string& what) {
         for (int32_t b : t.int32_data()) bits.push_back(static_cast<uint16_t>(b));
       }
       c.v.resize(n);
-      for (int64_t k = 0; k < n; ++k) c.v[k] = h ? half_to_double(bits[k]) : bf16_to_double(bits[k]);
+      for (int64_t k = 0; k < n; ++k) c.v[k] = h ? half_bits_to_float(bits[k]) : bf16_bits_to_float(bits[k]);
       break;
     }
     case onnx::TensorProto::INT64:
@@ -404,25 +456,11 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     return true;
   }
   if (op == "Shape") {
-    const CVal& x = input(0);
-    const int64_t r = static_cast<int64_t>(x.shape.size());
-    int64_t start = a.i("start", 0), end = a.i("end", r);
-    if (start < 0) start += r;
-    if (end < 0) end += r;
-    start = std::clamp<int64_t>(start, 0, r);
-    end = std::clamp<int64_t>(end, 0, r);
-    CVal s;
-    s.is_int = true;
-    for (int64_t d = start; d < end; ++d) s.v.push_back(static_cast<double>(x.shape[d]));
-    s.shape = {static_cast<int64_t>(s.v.size())};
-    out->push_back(std::move(s));
+    out->push_back(shape_value(input(0).shape, a));
     return true;
   }
   if (op == "Size") {
-    CVal s;
-    s.is_int = true;
-    s.v = {static_cast<double>(input(0).v.size())};
-    out->push_back(std::move(s));
+    out->push_back(size_value(input(0).shape, fail));
     return true;
   }
   if (op == "ConstantOfShape") {
@@ -459,30 +497,7 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     const int64_t r = static_cast<int64_t>(x.shape.size());
     Shape s;
     if (op == "Reshape") {
-      const std::vector<int64_t> want = as_ints(input(1));
-      const bool allowzero = a.i("allowzero", 0) != 0;
-      int64_t infer = -1, known = 1;
-      for (size_t k = 0; k < want.size(); ++k) {
-        int64_t d = want[k];
-        if (d == 0 && !allowzero) {
-          if (static_cast<int64_t>(k) >= r) fail("Reshape copies dim " + std::to_string(k) + " of a rank-" + std::to_string(r) + " tensor");
-          d = x.shape[k];
-        }
-        if (d == -1) {
-          if (infer >= 0) fail("Reshape with two -1 dims");
-          infer = static_cast<int64_t>(k);
-        } else if (d < 0) {
-          fail("Reshape to a negative dim");
-        } else {
-          known *= d;
-        }
-        s.push_back(d);
-      }
-      const int64_t n = static_cast<int64_t>(x.v.size());
-      if (infer >= 0) {
-        if (known == 0 || n % known) fail("Reshape of " + shape_str(x.shape) + " to " + shape_str(want) + " does not fit");
-        s[infer] = n / known;
-      }
+      s = reshape_target(x.shape, as_ints(input(1)), a.i("allowzero", 0) != 0, fail);
     } else if (op == "Flatten") {
       const int64_t ax = a.i("axis", 1) < 0 ? a.i("axis", 1) + r : a.i("axis", 1);
       if (ax < 0 || ax > r) fail("Flatten axis out of range");
@@ -611,16 +626,7 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     return true;
   }
   if (op == "Expand") {
-    const CVal& x = input(0);
-    CVal shape;
-    shape.shape = {static_cast<int64_t>(as_ints(input(1)).size())};
-    const std::vector<int64_t> target = as_ints(input(1));
-    const Shape s = broadcast_shapes({x.shape, target}, fail);
-    CVal z;
-    z.shape = s;
-    z.v.assign(checked_numel(s, fail), 0);
-    z.is_int = true;
-    out->push_back(elementwise({&x, &z}, fail, [](const double* v) { return v[0]; }, x.is_int));
+    out->push_back(broadcast_to(input(0), as_ints(input(1)), fail));
     return true;
   }
   if (op == "Where") {
@@ -676,8 +682,6 @@ bool fold(const NodeAttrs& a, int64_t opset, const std::vector<const CVal*>& in,
     out->push_back(std::move(x));
     return true;
   }
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  (void)nan;
   if (op == "Add") { binary([](double x, double y) { return x + y; }, 2); return true; }
   if (op == "Sub") { binary([](double x, double y) { return x - y; }, 2); return true; }
   if (op == "Mul") { binary([](double x, double y) { return x * y; }, 2); return true; }

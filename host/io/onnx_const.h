@@ -50,6 +50,16 @@ int64_t checked_numel(const Shape& s, const std::function<void(const std::string
 Shape broadcast_shapes(const std::vector<Shape>& shapes,
                        const std::function<void(const std::string&)>& fail);
 int64_t norm_axis(int64_t axis, int64_t rank, const std::function<void(const std::string&)>& fail);
+// x broadcast (NumPy rules, as Expand) with `target`.
+CVal broadcast_to(const CVal& x, const Shape& target, const std::function<void(const std::string&)>& fail);
+// Reshape's output shape for an input of shape `in`: 0 copies the input's dim (unless allowzero),
+// one -1 is inferred; the element count must stay the same. Shapes only: no data is touched.
+Shape reshape_target(const Shape& in, const std::vector<int64_t>& want, bool allowzero,
+                     const std::function<void(const std::string&)>& fail);
+// The value of Shape (opset 15's start/end) or Size of a tensor of shape `s`.
+CVal shape_value(const Shape& s, const NodeAttrs& a);
+CVal size_value(const Shape& s, const std::function<void(const std::string&)>& fail);
+
 // Reads a 1-D integer constant as int64s (shape vectors, axes, starts/ends).
 std::vector<int64_t> as_ints(const CVal& c);
 

@@ -627,14 +627,11 @@ class Importer {
     CVal k;
     k.v = {c};
     BVal out = x;
-    Val cv;
-    cv.is_const = true;
-    cv.c = k;
     out.ref = emit(op, {x.ref, const_input(k, x, base_name() + suffix + ":const")}, {}, {}, suffix);
     return out;
   }
 
-  NodeAttrs attrs() const { return {*node_, [this](const std::string& m) { fail(m); }}; }
+  NodeAttrs attrs() const { return {*node_, failer()}; }
   std::function<void(const std::string&)> failer() const {
     return [this](const std::string& m) { fail(m); };
   }
@@ -718,9 +715,6 @@ class Importer {
     if (op == "Reciprocal") {
       CVal one;
       one.v = {1.0};
-      Val c;
-      c.is_const = true;
-      c.c = one;
       BVal b = need_batched(0);
       BVal out = b;
       out.ref = emit("div", {const_input(one, b, base_name() + ":one"), b.ref});
@@ -793,16 +787,8 @@ class Importer {
     if (op == "Pad") return lower_pad(a);
     if (op == "Shape" || op == "Size") {
       // The shape of a batched value is static at import: a constant.
-      const BVal& b = need(0).b;
-      CVal c;
-      std::vector<const CVal*> cin;
-      CVal shaped;
-      shaped.shape = b.shape;
-      shaped.v.assign(static_cast<size_t>(checked_numel(b.shape, failer())), 0.0);
-      cin.push_back(&shaped);
-      std::vector<CVal> outs;
-      fold(a, opset_, cin, &outs);
-      set_const(0, std::move(outs[0]));
+      const Shape& shape = need(0).b.shape;
+      set_const(0, op == "Shape" ? shape_value(shape, a) : size_value(shape, failer()));
       ++folded_;
       return;
     }
@@ -824,20 +810,19 @@ class Importer {
   }
   int node_index(const onnx::NodeProto* n) const { return node_idx_.at(n); }
   // The constant scalar operand of binary node n whose other operand is v (nullptr otherwise).
-  const CVal* scalar_with(const onnx::NodeProto& n, const std::string& v) const {
-    if (n.input_size() != 2) return nullptr;
-    const std::string& other = n.input(0) == v ? n.input(1) : n.input(1) == v ? n.input(0) : "";
-    if (other.empty()) return nullptr;
-    auto it = vals_.find(other);
-    if (it == vals_.end() || !it->second.is_const || it->second.c.v.size() != 1) return nullptr;
-    return &it->second.c;
-  }
+  // The constant operand of binary node n beside v (nullptr when the other operand is not a
+  // constant, or v is not an operand).
   const CVal* const_other(const onnx::NodeProto& n, const std::string& v) const {
     if (n.input_size() != 2) return nullptr;
     const std::string& other = n.input(0) == v ? n.input(1) : n.input(1) == v ? n.input(0) : "";
     if (other.empty()) return nullptr;
     auto it = vals_.find(other);
     return it != vals_.end() && it->second.is_const ? &it->second.c : nullptr;
+  }
+  // The same, when that constant is a scalar.
+  const CVal* scalar_with(const onnx::NodeProto& n, const std::string& v) const {
+    const CVal* c = const_other(n, v);
+    return c && c->v.size() == 1 ? c : nullptr;
   }
   std::vector<int64_t> reduce_axes(const onnx::NodeProto& n) const {
     NodeAttrs na{n, failer()};
@@ -1394,20 +1379,9 @@ class Importer {
       CVal c = v->c;
       const Shape want = ns;
       if (c.shape != want) {
-        CVal z;
-        z.shape = want;
-        z.v.assign(checked_numel(want, failer()), 0);
-        std::vector<CVal> o;
-        const Shape bs = broadcast_shapes({c.shape, want}, failer());
-        if (bs != want) fail(std::string(key) + " of shape " + shape_str(c.shape) + " does not fit " + shape_str(want));
-        CVal sh;
-        sh.shape = {static_cast<int64_t>(want.size())};
-        for (int64_t dd : want) sh.v.push_back(static_cast<double>(dd));
-        onnx::NodeProto ex;
-        ex.set_op_type("Expand");
-        NodeAttrs ea{ex, failer()};
-        fold(ea, opset_, {&c, &sh}, &o);
-        c = o[0];
+        if (broadcast_shapes({c.shape, want}, failer()) != want)
+          fail(std::string(key) + " of shape " + shape_str(c.shape) + " does not fit " + shape_str(want));
+        c = broadcast_to(c, want, failer());
       }
       params[key] = tensor(c);
     };
@@ -1736,12 +1710,7 @@ class Importer {
     const BVal& x = need_batched(0);
     Shape s;
     if (op == "Reshape") {
-      CVal shaped;
-      shaped.shape = x.shape;
-      shaped.v.assign(static_cast<size_t>(checked_numel(x.shape, failer())), 0.0);
-      std::vector<CVal> o;
-      fold(a, opset_, {&shaped, &need_const(1, "shape")}, &o);
-      s = o[0].shape;
+      s = reshape_target(x.shape, as_ints(need_const(1, "shape")), a.i("allowzero", 0) != 0, failer());
     } else {
       const int64_t r = static_cast<int64_t>(x.shape.size());
       int64_t ax = a.i("axis", 1);
