@@ -6,12 +6,17 @@
 #include <cxxopts.hpp>
 
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "commands/cli.h"
+#include "commands/journal.h"
 #include "commands/diff.h"
 #include "io/h5watch.h"
 #include "commands/envdiff.h"
@@ -125,12 +130,46 @@ int cmd_inspect(int argc, char** argv) {
   return run_inspect(a, std::cout);
 }
 
+int cmd_run(int argc, char** argv);
+std::string resume_journal;   // set by cmd_resume for the cmd_run it calls
+
+// `divscope run --resume JOURNAL`: the interrupted run's own command line, parsed again in the
+// directory it ran in (docs/journal.md). Nothing else may be given.
+int cmd_resume(int argc, char** argv) {
+  std::string journal;
+  for (int i = 2; i < argc; ++i) {
+    const std::string w = argv[i];
+    if (w == "--resume" && i + 1 < argc) journal = argv[++i];
+    else if (w.rfind("--resume=", 0) == 0) journal = w.substr(9);
+    else throw InputError("run --resume: '" + w + "': the interrupted run's options come from its journal; give only --resume JOURNAL");
+  }
+  if (journal.empty()) throw InputError("run --resume: expected a journal file");
+  std::error_code ec;
+  const std::string abs = std::filesystem::absolute(journal, ec).string();
+  const auto [args, cwd] = read_journal_command(journal);
+  if (::chdir(cwd.c_str()) != 0)
+    throw InputError(journal + ": /cwd: cannot go back to the interrupted run's directory " + cwd + ": " +
+                     std::strerror(errno));
+  std::vector<std::string> words{argv[0], "run"};
+  words.insert(words.end(), args.begin(), args.end());
+  resume_journal = abs;
+  std::vector<char*> ptrs;
+  for (std::string& w : words) ptrs.push_back(w.data());
+  return cmd_run(static_cast<int>(ptrs.size()), ptrs.data());
+}
+
 int cmd_run(int argc, char** argv) {
+  if (resume_journal.empty())
+    for (int i = 2; i < argc; ++i) {
+      const std::string w = argv[i];
+      if (w == "--resume" || w.rfind("--resume=", 0) == 0) return cmd_resume(argc, argv);
+    }
   cxxopts::Options opts("divscope run",
                         "Replay a recording through a model in every precision mode, compare each "
                         "layer with the FP64 reference and name the first divergent layer.\n"
                         "Exit codes: 0 within tolerance, 1 divergence, 2 bad input, 3 runtime failure, "
-                        "4 the data or the FP64 reference is unhealthy (docs/data-checks.md).");
+                        "4 the data or the FP64 reference is unhealthy (docs/data-checks.md), "
+                        "130/143 stopped by SIGINT/SIGTERM (docs/journal.md).");
   RunArgs a;
   ToleranceFlags flags;
   std::string bf, dump_layers, dump_batches;
@@ -159,6 +198,13 @@ int cmd_run(int argc, char** argv) {
       ("table", "console rows: auto (every layer up to 30, else the rows around each first "
        "divergence and the worst layers) | all | none", cxxopts::value<std::string>(a.table)->default_value("auto"))
       ("q,quiet", "print only each mode's verdict and the result line", cxxopts::value<bool>(a.quiet))
+      ("journal", "keep every finished batch here while the run goes (default: beside the first "
+       "output file, FILE.journal; removed when the run finishes); SIGINT/SIGTERM stop the run "
+       "with exit 130/143 and keep it", cxxopts::value<std::string>(a.journal))
+      ("no-journal", "keep no journal (a signal then loses the finished batches)",
+       cxxopts::value<bool>(a.no_journal))
+      ("resume", "continue the interrupted run whose journal this is (no other option)",
+       cxxopts::value<std::string>(a.resume))
       ("h,help", "show this help");
   const auto r = parse(opts, argc, argv, "run");
   if (!r) return kExitOk;
@@ -166,6 +212,8 @@ int cmd_run(int argc, char** argv) {
   if (r->count("baseline-factor")) a.baseline_factor = number_flag("baseline-factor", bf);
   if (r->count("dump-layers")) a.dump_layers = dump_layers;
   if (r->count("dump-batches")) a.dump_batches = dump_batches;
+  for (int i = 2; i < argc; ++i) a.args.push_back(argv[i]);   // the command line the journal keeps
+  a.resume = resume_journal;
   return run_run(a, std::cout, std::cerr);
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "errors.h"
+#include "interrupt.h"
 #include "io/h5io.h"
 #include "reference/modes.h"
 #include "reference/reference.h"
@@ -492,6 +493,55 @@ void judge(const Model& model, const std::string& backend, AnalysisResult& res) 
   judge_user_run(res);
 }
 
+namespace {
+
+// `to` += `from`, which holds later batches (one batch of this run, or a journal's finished
+// batches): the statistics each layer would have gathered had it seen `from`'s batches itself.
+// A LayerStats merged into an empty one is copied whole, so adding one batch at a time gives the
+// sums of adding each layer's statistics directly.
+void accumulate(AnalysisResult& to, const AnalysisResult& from) {
+  auto add = [](LayerStats& t, const LayerStats& f) { t.merge(f, f.max_abs_batch); };
+  to.batches += from.batches;
+  to.samples += from.samples;
+  for (size_t i = 0; i < to.recorded.size() && i < from.recorded.size(); ++i) add(to.recorded[i], from.recorded[i]);
+  for (size_t i = 0; i < to.sensitivity.size() && i < from.sensitivity.size(); ++i)
+    add(to.sensitivity[i], from.sensitivity[i]);
+  for (size_t i = 0; i < to.input_sensitivity.size() && i < from.input_sensitivity.size(); ++i)
+    add(to.input_sensitivity[i], from.input_sensitivity[i]);
+  for (size_t m = 0; m < to.modes.size() && m < from.modes.size(); ++m) {
+    ModeResult& mt = to.modes[m];
+    const ModeResult& mf = from.modes[m];
+    if (mt.inputs.size() < mf.inputs.size()) mt.inputs.resize(mf.inputs.size());
+    for (size_t i = 0; i < mf.inputs.size(); ++i) add(mt.inputs[i], mf.inputs[i]);
+    for (size_t i = 0; i < mt.layers.size() && i < mf.layers.size(); ++i) {
+      LayerResult& lt = mt.layers[i];
+      const LayerResult& lf = mf.layers[i];
+      add(lt.chained, lf.chained);
+      add(lt.isolated, lf.isolated);
+      lt.strict_bitwise_mismatch += lf.strict_bitwise_mismatch;
+      lt.nondeterministic += lf.nondeterministic;
+      lt.chained_worst.merge(lf.chained_worst);
+      lt.isolated_worst.merge(lf.isolated_worst);
+    }
+    mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
+  }
+  if (!from.user_run) return;
+  if (!to.user_run) {
+    to.user_run = from.user_run;
+    return;
+  }
+  for (size_t i = 0; i < to.user_run->result.layers.size() && i < from.user_run->result.layers.size(); ++i) {
+    LayerResult& lt = to.user_run->result.layers[i];
+    const LayerResult& lf = from.user_run->result.layers[i];
+    if (!lf.chained.count) continue;
+    if (!lt.chained.count) lt.unit = lf.unit, lt.tolerance = lf.tolerance;
+    add(lt.chained, lf.chained);
+    lt.chained_worst.merge(lf.chained_worst);
+  }
+}
+
+}  // namespace
+
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt) {
   RecordingReader rec(recording_path, model);
@@ -566,6 +616,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   res.recorded.resize(nl);
   res.sensitivity.resize(nl);
   res.input_sensitivity.resize(model.inputs.size());
+  const AnalysisResult skeleton = res;   // each batch's statistics start from this
   // The CPU backend is stateless and runs the modes' tasks on every core; a device backend is
   // driven from one thread.
   std::unique_ptr<TaskPool> pool;
@@ -579,6 +630,18 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       return res;
     }
   ReferenceHealthTracker ref_health(model);
+  // Resume: the interrupted run's finished batches first, as if they had just run.
+  int64_t first = b0;
+  if (opt.resume) {
+    first = opt.resume_from;
+    if (first <= b0 || first >= b1 || opt.resume->batches != first - b0)
+      throw InputError("run --resume: the journal's batches " + std::to_string(b0) + ":" +
+                       std::to_string(first) + " do not fit the run's range " + std::to_string(b0) +
+                       ":" + std::to_string(b1));
+    accumulate(res, *opt.resume);
+    for (const DataFinding& f : opt.resume->findings)
+      if (f.kind.rfind("reference_", 0) == 0) ref_health.restore(f);
+  }
   // The user's own run, when the recording holds it: its mode from the dtype (and, for float32,
   // TF32 allowed on a GPU by the capturing machine's flags).
   Mode user_mode = Mode::fp32;
@@ -605,15 +668,24 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     }
   }
   if (!opt.dump_path.empty())
-    dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment, dump_options);
+    dump = std::make_unique<DumpWriter>(opt.dump_path, opt.dump_environment, dump_options, opt.resume_dump,
+                                        opt.resume ? opt.resume_from : 0);
 
-  for (int64_t b = b0; b < b1; ++b) {
+  // Every batch's statistics are gathered apart and added to the run's when the batch is done
+  // (in batch order: the same sums as adding each layer's directly), so that a signal leaves
+  // exactly the finished batches in `res` and the journal.
+  std::vector<DataFinding> ref_done = ref_health.findings();
+  int64_t b = first;
+  try {
+  for (; b < b1; ++b) {
+    throw_if_interrupted();
+    AnalysisResult cur = skeleton;
     std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
     const bool dump_batch = dump && b >= d0 && b < d1;
-    res.samples += n;
-    ++res.batches;
+    cur.samples += n;
+    ++cur.batches;
 
     // The sensitivity probe's own FP64 chain, and every value's per-sample kappa in this batch.
     ValueStore<double> probe(model, live);
@@ -625,7 +697,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         perturb(pin[i], b, -1 - static_cast<int64_t>(i));
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, -1, false};
-        res.input_sensitivity[i].merge(compare_tensors(pin[i].ptr(), inputs[i].ptr(), inputs[i].shape, co, &se), b);
+        cur.input_sensitivity[i].merge(compare_tensors(pin[i].ptr(), inputs[i].ptr(), inputs[i].shape, co, &se), b);
         input_kappa_s[i] = sample_kappas(se, inputs[i].shape.empty() ? 0 : inputs[i].shape[0]);
       }
       probe.set_inputs(std::move(pin));
@@ -644,7 +716,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     std::vector<std::unique_ptr<ModeRun>> runs;
     for (Mode m : opt.modes) {
       auto run = std::make_unique<ModeRun>(m, model, live);
-      ModeResult& mr = res.modes[runs.size()];
+      ModeResult& mr = cur.modes[runs.size()];
       mr.inputs.resize(inputs.size());
       std::vector<TensorF> fin;
       for (size_t i = 0; i < inputs.size(); ++i) {
@@ -668,6 +740,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       backend.reference(l, in, out);
     };
     auto on_layer = [&](const Layer& l, const std::vector<const Tensor*>& ref_in, Tensor& ref_out) {
+      throw_if_interrupted();
       ref_health.on_layer(l, ref_in, ref_out, b);
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       const double floor = 1e-6 * abs_max(ref_out);
@@ -678,7 +751,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         if (!exact_op(l.op)) perturb(probe_out, b, l.index);
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, floor, false};
-        res.sensitivity[l.index].merge(compare_tensors(probe_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se), b);
+        cur.sensitivity[l.index].merge(compare_tensors(probe_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se), b);
         kappa_s[l.index] = sample_kappas(se, n);
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);
@@ -687,12 +760,12 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
         std::string dtype;
         Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape, &dtype);
-        if (!res.user_run) {
-          res.user_run.emplace();
-          res.user_run->dtype = dtype;
+        if (!cur.user_run) {
+          cur.user_run.emplace();
+          cur.user_run->dtype = dtype;
           user_mode = dtype == "float16" ? Mode::fp16 : dtype == "bfloat16" ? Mode::bf16
                       : dtype == "float64" ? Mode::fp64 : tf32_allowed ? Mode::tf32 : Mode::fp32;
-          ModeResult& ur = res.user_run->result;
+          ModeResult& ur = cur.user_run->result;
           ur.mode = user_mode;
           ur.layers.resize(nl);
           for (size_t i = 0; i < nl; ++i) {
@@ -707,7 +780,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         const CompareOptions co{user_mode, 0, 0, floor, false};
         LayerStats st = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co, &se);
         copy_health(st, health);
-        LayerResult& ulr = res.user_run->result.layers[l.index];
+        LayerResult& ulr = cur.user_run->result.layers[l.index];
         ulr.chained.merge(st, b);
         for (int64_t s = 0; s < n && s < static_cast<int64_t>(se.err2.size()); ++s) {
           const double rel = sample_rel_l2(se, s);
@@ -719,7 +792,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         CompareOptions co{Mode::fp64, 0, 0, floor, false};
         LayerStats theirs_stats = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co);
         copy_health(theirs_stats, health);
-        res.recorded[l.index].merge(theirs_stats, b);
+        cur.recorded[l.index].merge(theirs_stats, b);
       }
 
       // Every mode's chained and isolated run of this layer are independent tasks (each writes
@@ -769,7 +842,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       const size_t per_mode = opt.isolated ? 2 : 1;
       auto task = [&](size_t t) {
         ModeRun& run = *runs[t / per_mode];
-        LayerResult& lr = res.modes[t / per_mode].layers[l.index];
+        LayerResult& lr = cur.modes[t / per_mode].layers[l.index];
         const CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
         if (t % per_mode == 0) chained_task(run, lr, co);
         else isolated_task(run, lr, co);
@@ -783,7 +856,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       const std::vector<double>& ks = kappa_s[l.index];
       for (size_t mi = 0; mi < runs.size(); ++mi) {
         ModeRun& run = *runs[mi];
-        LayerResult& lr = res.modes[mi].layers[l.index];
+        LayerResult& lr = cur.modes[mi].layers[l.index];
         const SampleErrors& se = run.samples;
         const Criterion crit = lr.tolerance.criterion.value_or(opt.criterion);
         const bool by_baseline = crit == Criterion::baseline && judged_by_baseline(run.mode);
@@ -825,8 +898,19 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     walk_batch(model, live, std::move(inputs), reference, on_layer);
     for (size_t mi = 0; mi < runs.size(); ++mi)
       for (int64_t s = 0; s < n; ++s)
-        if (runs[mi]->sample_first[s].layer >= 0) res.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
+        if (runs[mi]->sample_first[s].layer >= 0) cur.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
+    accumulate(res, cur);
+    ref_done = ref_health.findings();
+    if (dump) dump->checkpoint();
+    if (opt.checkpoint) opt.checkpoint({res, ref_done, b + 1, 0, {}});
     if (opt.progress) opt.progress(b - b0 + 1, b1 - b0);
+  }
+  } catch (const Interrupted& e) {
+    // The unfinished batch is dropped: from the dump too, which is kept for --resume.
+    std::string partial;
+    if (dump) partial = dump->suspend(static_cast<size_t>(b));
+    if (opt.checkpoint) opt.checkpoint({res, ref_done, b, e.signal(), partial});
+    throw;
   }
 
   if (dump) dump->finish();   // renamed into place only now: a failed run leaves no half dump

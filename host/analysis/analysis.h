@@ -93,6 +93,19 @@ struct UserRun {
   int worst_vs_emulation = -1;
 };
 
+struct AnalysisResult;
+
+// What the journal keeps (docs/journal.md): the statistics of every finished batch, before
+// judge(), handed to AnalysisOptions::checkpoint after each batch and when a signal stops the run.
+struct Checkpoint {
+  const AnalysisResult& done;   // batches [batch_begin, next_batch); findings: the input checks
+  // The FP64 reference's health findings of those batches (the unfinished batch's left out).
+  const std::vector<DataFinding>& reference_findings;
+  int64_t next_batch = 0;
+  int signal = 0;               // > 0: the run stops (SIGINT/SIGTERM); the journal must be written
+  std::string dump_partial;     // with a signal and --dump: the partial dump kept for --resume
+};
+
 struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
@@ -118,6 +131,15 @@ struct AnalysisOptions {
   std::function<void(int64_t, int64_t)> progress;
   // Called with the input findings of the pre-pass, before any layer runs (data first).
   std::function<void(const std::vector<DataFinding>&)> on_input_findings;
+  // After each finished batch, and once more (Checkpoint::signal > 0) when SIGINT/SIGTERM stops
+  // the run at a layer boundary (analyze() then throws Interrupted).
+  std::function<void(const Checkpoint&)> checkpoint;
+  // Resume (run --resume): `resume` holds the statistics of the batches [batch_begin,
+  // resume_from) of an interrupted run with the same options (read back from its journal); the
+  // replay goes on at resume_from and the result is the uninterrupted run's, bit for bit.
+  const AnalysisResult* resume = nullptr;
+  int64_t resume_from = -1;
+  std::string resume_dump;   // the interrupted run's partial dump, continued (with dump_path)
 };
 
 struct AnalysisResult {

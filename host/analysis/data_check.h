@@ -101,6 +101,8 @@ class ReferenceHealthTracker {
                 int64_t batch);
   // Aggregated, in the order of the first occurrence.
   std::vector<DataFinding> findings() const;
+  // A finding of earlier batches (run --resume: the interrupted run's, in their order).
+  void restore(const DataFinding& f) { found_.add(f); }
 
  private:
   std::vector<char> dead_checked_;       // per layer: op in dead_checked_ops()

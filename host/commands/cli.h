@@ -3,6 +3,7 @@
 #include <ostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace divscope {
 
@@ -31,6 +32,12 @@ struct RunArgs : ReplayArgs {
   // --dump-layers GLOBS (comma-separated fnmatch-style globs on layer names), --dump-batches A:B
   // (half-open, 0-based, intersected with the replayed range): what the dump keeps.
   std::optional<std::string> dump_layers, dump_batches;
+  // The journal (docs/journal.md): --journal FILE (default: beside the first output file), and
+  // --resume JOURNAL, which continues an interrupted run from its command line (`args`, after
+  // "run", which the journal keeps).
+  std::string journal, resume;
+  bool no_journal = false;
+  std::vector<std::string> args;
   bool quiet = false;                // per-mode verdicts and the result line only
   std::string table = "auto";        // console rows: auto (excerpt past 30 layers) | all | none
 };

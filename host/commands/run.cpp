@@ -1,16 +1,21 @@
 // `divscope run`: recording to verdict, reports and exit code (README, Commands).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "analysis/analysis.h"
 #include "commands/cli.h"
+#include "commands/journal.h"
 #include "env.h"
 #include "errors.h"
+#include "interrupt.h"
 #include "io/h5io.h"
 #include "io/onnx_model.h"
 #include "commands/paths.h"
@@ -206,8 +211,31 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (a.dump_layers) opt.dump_layers = parse_globs(*a.dump_layers);
   if (a.dump_batches) parse_range("--dump-batches", *a.dump_batches, &opt.dump_batch_begin, &opt.dump_batch_end);
 
+  if (a.no_journal && !a.journal.empty()) throw InputError("run: --journal and --no-journal contradict each other");
+  const std::string journal_path =
+      !a.resume.empty() ? a.resume : !a.journal.empty() ? a.journal : a.no_journal ? ""
+                                   : default_journal_path({a.report, a.junit, a.html, a.dump});
   check_output_paths("run", {{"--model", a.model}, {"--recording", a.recording}, {"--tolerances", a.tolerances}},
-                     {{"--report", a.report}, {"--junit", a.junit}, {"--html", a.html}, {"--dump", a.dump}});
+                     {{"--report", a.report}, {"--junit", a.junit}, {"--html", a.html}, {"--dump", a.dump},
+                      {"--journal", journal_path}});
+  // Resume: the interrupted run's finished batches, from files that have not changed since.
+  std::optional<Journal> journal;
+  if (!a.resume.empty()) {
+    journal = read_journal(a.resume);
+    check_journal_inputs(*journal);
+    if (!a.dump.empty() && journal->dump_partial.empty())
+      throw InputError(a.resume + ": the interrupted run's partial dump was not kept (killed before a "
+                       "signal could close it?): run again without --resume");
+    if (!a.dump.empty()) {
+      struct stat st {};
+      if (::stat(journal->dump_partial.c_str(), &st) != 0)
+        throw InputError(a.resume + ": the interrupted run's partial dump " + journal->dump_partial +
+                         " is gone: run again without --resume");
+    }
+    opt.resume = &journal->done.result;
+    opt.resume_from = journal->next_batch;
+    opt.resume_dump = a.dump.empty() ? "" : journal->dump_partial;
+  }
   Model model = load_model(a.model, a.recording);
   std::unique_ptr<Backend> backend = choose_backend(a.backend, err);
   const ReportContext ctx = replay_context(model, a, *backend, opt, flags);
@@ -218,13 +246,40 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   opt.on_input_findings = [&err](const std::vector<DataFinding>& found) {
     for (const DataFinding& f : found) err << "divscope: data: " << finding_line(f) << "\n";
   };
+  std::unique_ptr<JournalWriter> journal_out;
+  if (!journal_path.empty()) {
+    std::error_code ec;
+    const std::string cwd = std::filesystem::current_path(ec).string();
+    journal_out = std::make_unique<JournalWriter>(
+        journal_path, a.args, cwd,
+        std::vector<JournalInput>{{"--model", a.model}, {"--recording", a.recording}, {"--tolerances", a.tolerances}},
+        model, ctx, opt.batch_end);
+    opt.checkpoint = [&j = *journal_out](const Checkpoint& c) { j.on_checkpoint(c); };
+  }
 
-  AnalysisResult res = analyze(model, a.recording, *backend, opt);
+  install_interrupt_handlers();
+  AnalysisResult res;
+  try {
+    res = analyze(model, a.recording, *backend, opt);
+  } catch (const Interrupted& e) {
+    if (isatty(STDERR_FILENO)) err << "\n";
+    const int64_t done = journal_out ? journal_out->written_next_batch() : -1;
+    if (done >= 0)
+      err << "divscope: interrupted by " << signal_name(e.signal()) << ": batches " << opt.batch_begin << ":"
+          << done << " are kept in " << journal_out->path() << "; continue with: divscope run --resume "
+          << journal_out->path() << "\n";
+    else
+      err << "divscope: interrupted by " << signal_name(e.signal()) << " before "
+          << (journal_out ? "the first batch finished" : "the end (no journal: give --journal FILE or an output file)")
+          << "; nothing kept\n";
+    return e.exit_code();
+  }
 
   print_console(res, ctx, out, {a.quiet, a.table});
   if (!a.report.empty()) write_json(report_json(res, ctx), a.report);
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
+  if (journal_out) journal_out->remove();   // the reports hold everything now
   if (!res.data_healthy()) return kExitDataUnhealthy;
   return res.passed() ? kExitOk : kExitDiverged;
 }

@@ -28,8 +28,20 @@ AtomicPath::AtomicPath(std::string dest) : dest_(std::move(dest)) {
   std::remove(temp_.c_str());
 }
 
+AtomicPath::AtomicPath(std::string dest, std::string temp)
+    : dest_(std::move(dest)), temp_(std::move(temp)), kept_(true) {}
+
 AtomicPath::~AtomicPath() {
-  if (!committed_ && !in_place_) std::remove(temp_.c_str());
+  if (!committed_ && !in_place_ && !kept_) std::remove(temp_.c_str());
+}
+
+std::string AtomicPath::keep(const std::string& to) {
+  kept_ = true;
+  if (in_place_ || to.empty() || to == temp_) return temp_;
+  if (std::rename(temp_.c_str(), to.c_str()) != 0)
+    throw InputError(to + ": cannot keep the partial output: " + std::strerror(errno));
+  temp_ = to;
+  return temp_;
 }
 
 void AtomicPath::commit() {

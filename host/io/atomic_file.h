@@ -14,6 +14,9 @@ class AtomicPath {
   // A destination that exists and is not a regular file (/dev/stdout, a pipe) is written in
   // place: it cannot be replaced, and its reader expects the stream.
   explicit AtomicPath(std::string dest);
+  // Continues an earlier temporary `temp` (run --resume: the interrupted run's dump). It is kept
+  // if this run fails too, for the next --resume.
+  AtomicPath(std::string dest, std::string temp);
   ~AtomicPath();   // removes the temporary file unless committed
   AtomicPath(const AtomicPath&) = delete;
   AtomicPath& operator=(const AtomicPath&) = delete;
@@ -23,10 +26,13 @@ class AtomicPath {
   // fsync the written temporary and rename it over the destination; InputError naming the
   // destination when that fails.
   void commit();
+  // Keeps the temporary where it is, renamed to `to` when that is not empty (a dump interrupted by
+  // a signal, kept for run --resume); returns where it is.
+  std::string keep(const std::string& to = "");
 
  private:
   std::string dest_, temp_;
-  bool in_place_ = false, committed_ = false;
+  bool in_place_ = false, committed_ = false, kept_ = false;
 };
 
 // Writes a text file atomically: `write` fills the stream; every stream error (a full disk,

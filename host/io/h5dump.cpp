@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fnmatch.h>
 #include <stdexcept>
 #include <type_traits>
@@ -137,9 +138,24 @@ struct DumpWriter::Impl {
 };
 
 DumpWriter::DumpWriter(const std::string& path, const std::string& environment_json,
-                       const DumpOptions& options) {
+                       const DumpOptions& options, const std::string& continue_from, int64_t next_batch) {
   if (options.version != 1 && options.version != kDumpFormatVersion)
     throw std::logic_error("DumpWriter: unknown dump version " + std::to_string(options.version));
+  if (!continue_from.empty()) {
+    out_ = std::make_unique<AtomicPath>(path, continue_from);
+    uncaught_ = std::uncaught_exceptions();
+    h5::File f = h5::File::open_for_update(continue_from);
+    h5::Object root = f.root();
+    check_header(root, "dump", kDumpFormatVersion);
+    h5::Object batches = root.group("batches");
+    // Batches the interrupted run had begun but not finished (killed between checkpoints).
+    const std::string first_dropped = h5::padded(static_cast<size_t>(next_batch), 6);
+    for (const std::string& b : batches.members())
+      if (b >= first_dropped) batches.remove(b);
+    f.set_display_name(path);
+    impl_.reset(new Impl{std::move(f), std::move(root), std::move(batches), options});
+    return;
+  }
   // Version 2: one B-tree node of 4 entries per dataset's chunk index, not HDF5's default of
   // 64 (4 KiB per dataset, twice the data of a small layer).
   out_ = std::make_unique<AtomicPath>(path);
@@ -168,6 +184,24 @@ DumpWriter::~DumpWriter() {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "divscope: %s\n", e.what());
   }
+}
+
+void DumpWriter::checkpoint() {
+  if (impl_) impl_->file.flush();
+}
+
+std::string DumpWriter::partial_path(const std::string& dest) {
+  const std::filesystem::path p(dest);
+  const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  return (dir / ("." + p.filename().string() + ".divscope-partial")).string();
+}
+
+std::string DumpWriter::suspend(size_t unfinished) {
+  if (!impl_) return "";
+  impl_->batches.remove(h5::padded(unfinished, 6));
+  impl_.reset();   // closes the file
+  if (out_->temp() == out_->dest()) return "";
+  return out_->keep(partial_path(out_->dest()));
 }
 
 void DumpWriter::finish() {

@@ -138,8 +138,11 @@ struct DumpOptions {
 // that a reader lists layers in the order they were written (topological).
 class DumpWriter {
  public:
+  // `continue_from` (run --resume): the interrupted run's partial dump, whose batches from
+  // `next_batch` on (unfinished) are dropped and which is then written on.
   DumpWriter(const std::string& path, const std::string& environment_json,
-             const DumpOptions& options = {});
+             const DumpOptions& options = {}, const std::string& continue_from = "",
+             int64_t next_batch = 0);
   ~DumpWriter();
   DumpWriter(DumpWriter&&) noexcept;
   DumpWriter& operator=(DumpWriter&&) noexcept;
@@ -159,6 +162,14 @@ class DumpWriter {
   // none, never a half-written one. A writer destroyed without finish() finishes itself unless an
   // exception is unwinding the stack (then the temporary is removed).
   void finish();
+  // After each finished batch: everything written so far is flushed to the file.
+  void checkpoint();
+  // A signal stops the run while `unfinished` is being written: that batch is dropped, the file
+  // closed and kept (renamed to partial_path()) for run --resume; returns where it is ("" for a
+  // destination that is not a regular file: nothing to keep).
+  std::string suspend(size_t unfinished);
+  // ".<name>.divscope-partial" beside the destination.
+  static std::string partial_path(const std::string& dest);
 
  private:
   struct Impl;

@@ -226,6 +226,23 @@ File File::create(const std::string& path, unsigned chunk_index_k) {
   return File(path, id);
 }
 
+File File::open_for_update(const std::string& path) {
+  Watch watch(path, "/");
+  init();
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    last_error();
+    throw InputError(path + ": not an HDF5 file (damaged?)");
+  }
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  if (id < 0) throw InputError(path + ": cannot open HDF5 file for writing, truncated or corrupt" + with_reason());
+  return File(path, id);
+}
+
+void File::flush() const {
+  Watch watch(name_, "/");
+  if (H5Fflush(id_.get(), H5F_SCOPE_LOCAL) < 0) throw InputError(name_ + ": cannot write" + with_reason());
+}
+
 Object File::root() const {
   Watch watch(name_, "/");
   hid_t id = H5Oopen(id_.get(), "/", H5P_DEFAULT);
@@ -502,6 +519,12 @@ std::vector<int64_t> Object::read_i64() const {
 }
 
 // ---- Object: writing -------------------------------------------------------------------------
+
+void Object::remove(const std::string& name) const {
+  if (!has(name)) return;
+  Watch watch(file_, child_path(name));
+  if (H5Ldelete(id_.get(), name.c_str(), H5P_DEFAULT) < 0) fail_at(child_path(name), "cannot remove" + with_reason());
+}
 
 Object Object::create_group(const std::string& name) const {
   Watch watch(file_, path_);

@@ -120,6 +120,7 @@ class Object {
 
   // Writing (h5py's conventions: int64, float64, variable-length UTF-8 strings).
   Object create_group(const std::string& name) const;   // tracks creation order
+  void remove(const std::string& name) const;          // unlinks a child, if it exists
   void write_attr(const std::string& name, const AttrValue& v) const;
   void write_dataset(const std::string& name, const Tensor& t) const;
   // A dataset of `shape` in file type `ftype`, written from `data` (numel(shape) elements of
@@ -145,6 +146,10 @@ class File {
   // takes about 4 KiB per chunked dataset, more than a small dataset's data). Every HDF5
   // version reads the file.
   static File create(const std::string& path, unsigned chunk_index_k);
+  // Read-write, for a file divscope wrote itself (a dump continued by run --resume).
+  static File open_for_update(const std::string& path);
+  // Writes every buffered change to the file (a dump's checkpoint after each batch).
+  void flush() const;
   Object root() const;
   const std::string& name() const { return name_; }
   // The name messages give the file: a file written under a temporary name (io/atomic_file.h)

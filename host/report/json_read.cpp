@@ -245,7 +245,11 @@ ReportData read_report(const std::string& path) {
     const size_t sp = why.find("] ");
     throw InputError(path, "/", "not a valid JSON report: " + (sp == std::string::npos ? why : why.substr(sp + 2)));
   }
-  const Node root{j, path, ""};
+  return report_from_json(j, path);
+}
+
+ReportData report_from_json(const json& j, const std::string& path, const std::string& pointer) {
+  const Node root{j, path, pointer};
   if (!root.has("divscope_report")) root.fail("not a divscope report (no key 'divscope_report')");
   const Node version = root.at("divscope_report");
   if (version.integer() != kReportVersion)

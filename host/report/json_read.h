@@ -35,5 +35,8 @@ struct ReportData {
 // A divscope_report of version kReportVersion with its batch range (batch_begin, batch_end);
 // every mode must list the same layers and inputs.
 ReportData read_report(const std::string& path);
+// The same from a parsed document: `file` and `pointer` (of `j` in it) name values in errors
+// (a journal holds its report at /report).
+ReportData report_from_json(const nlohmann::json& j, const std::string& file, const std::string& pointer = "");
 
 }  // namespace divscope
