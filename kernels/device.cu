@@ -1,12 +1,48 @@
-// Device query and error checking (README, Building): everything the rest of kernels/ builds on.
+// Device query (with the check that this build runs on the device, docs/cuda.md), memory and
+// error checking: everything the rest of kernels/ builds on.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 
+#include "host/backends/device_support.h"
 #include "kernels/device.cuh"
 #include "kernels/kernels.h"
 
+#ifndef DIVSCOPE_CUDA_ARCHS
+#define DIVSCOPE_CUDA_ARCHS "native"   // built outside CMake: left to the run-time probe
+#endif
+
 namespace divscope {
+
+namespace {
+constexpr int kFillBlock = 256;
+
+template <class T>
+__global__ void fill_nan_kernel(T* p, size_t n, T nan) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x)
+    p[i] = nan;
+}
+
+// Enough blocks to cover the H100's SMs several times; the grid-stride loop does the rest.
+constexpr long long kFillMaxBlocks = 4096;
+
+// Device 0 against this build (docs/cuda.md): first its compute capability against the built
+// list, which names what is missing; then the driver itself, asked for a kernel's attributes --
+// it loads (or JIT-compiles) the image, so "no kernel image", a PTX newer than the driver, or a
+// device that refuses a context is found here rather than at the first layer.
+std::string unsupported_reason(const cudaDeviceProp& prop) {
+  const DeviceSupport s = device_support(prop.name, prop.major, prop.minor, DIVSCOPE_CUDA_ARCHS);
+  if (!s.supported) return s.reason;
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, fill_nan_kernel<float>);
+  if (err == cudaSuccess) return "";
+  cudaGetLastError();
+  return "GPU '" + std::string(prop.name) + "' (compute capability " + std::to_string(prop.major) +
+         "." + std::to_string(prop.minor) + ") cannot run this build's kernels (" +
+         describe_cuda_archs(DIVSCOPE_CUDA_ARCHS) + "): " + cudaGetErrorString(err);
+}
+}  // namespace
 
 DeviceInfo query_device() {
   DeviceInfo info;
@@ -51,12 +87,13 @@ DeviceInfo query_device() {
     g.mig = g.name.find("MIG") != std::string::npos;
     info.gpus.push_back(g);
   }
-  info.available = true;
   info.name = prop.name;
   info.cc_major = prop.major;
   info.cc_minor = prop.minor;
   info.total_memory = prop.totalGlobalMem;
   info.multiprocessors = prop.multiProcessorCount;
+  info.reason = unsupported_reason(prop);
+  info.available = info.reason.empty();
   return info;
 }
 
@@ -100,20 +137,6 @@ void copy_on_device(void* dst, const void* src, size_t bytes, const std::string&
     throw RuntimeFault("CUDA error copying " + std::to_string(bytes) + " bytes on the device for " +
                        what + ": " + cudaGetErrorString(err));
 }
-
-namespace {
-constexpr int kFillBlock = 256;
-
-template <class T>
-__global__ void fill_nan_kernel(T* p, size_t n, T nan) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x)
-    p[i] = nan;
-}
-
-// Enough blocks to cover the H100's SMs several times; the grid-stride loop does the rest.
-constexpr long long kFillMaxBlocks = 4096;
-}  // namespace
 
 void device_fill_nan(void* p, size_t elements, bool is_double) {
   if (elements == 0) return;

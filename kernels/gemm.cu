@@ -4,7 +4,8 @@
 // in which each output is acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0 and then one bias
 // add -- the strict formula (host/strict_math.h strict_dot, strict_bias), so strict is bitwise
 // equal to the CPU; fp32 ("order free") simply gets the same deterministic order.
-// tf32/fp16/bf16: mma.sync tensor cores (gemm_common.cuh). Per mode one kernel for each B
+// tf32/fp16/bf16: mma.sync tensor cores (gemm_common.cuh) where the architecture has the shape,
+// else the same kernel's SIMT loop (gemm_tc.cuh, docs/cuda.md). Per mode one kernel for each B
 // layout (b_trans or not): the layout decides which way a tile is transposed into shared memory.
 #include <type_traits>
 

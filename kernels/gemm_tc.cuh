@@ -12,6 +12,21 @@ namespace gemm_detail {
 // by round-to-nearest-even, exact for inputs already in the format). A shared row holds 16 words
 // of k (16 tf32 or 32 halves) plus 4 words of padding: the fragment reads (row g, word t) then hit
 // 32 distinct banks. Ragged edges are zero-padded; zeros leave a float sum unchanged.
+//
+// Architectures (docs/cuda.md): each mma shape only where the PTX ISA has it -- ptxas 13.0 refuses
+// m16n8k16 and every .tf32/.bf16 form (and cvt.rna.tf32) below sm_80; m16n8k8 .f16 exists from
+// sm_75. So on sm_75 fp16 runs as two m16n8k8 per k16 step, and tf32/bf16 run the same kernel
+// (same tiles, same operand rounding at packing) with a SIMT inner loop: every output
+// acc = fma(a_k, b_k, acc) for k ascending in float, exact products (tf32/bf16 operands have at
+// most 11 significant bits). The choice is made per compiled image by __CUDA_ARCH__, so whatever
+// image the driver loads for a device (SASS of the nearest lower minor, or PTX JIT) holds only
+// instructions that device has; no image holds a trap.
+#if defined(__CUDA_ARCH__)
+constexpr int kDeviceArch = __CUDA_ARCH__;
+#else
+constexpr int kDeviceArch = 0;   // host pass: kernel bodies are not compiled for the host
+#endif
+
 struct TcCfg {
   static constexpr int kBM = 128, kBN = 128, kThreads = 256, kWarpsN = 4;
   static constexpr int kWarpM = 64, kWarpN = 32, kMI = kWarpM / 16, kNI = kWarpN / 8;
@@ -20,10 +35,15 @@ struct TcCfg {
 
 struct OpTf32 {
   static constexpr int kBK = 16;  // elements of k per tile
+  static constexpr bool kMma = kDeviceArch >= 800;
   __device__ static uint32_t cvt(float x) {
+#if __CUDA_ARCH__ >= 800
     uint32_t r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
     return r;
+#else
+    return f32_bits(round_tf32(x));   // the same bits for every finite and infinite x
+#endif
   }
   __device__ static void store4(uint32_t* row, int k, const Vec<float>& v) {
     *reinterpret_cast<uint4*>(row + k) =
@@ -31,18 +51,23 @@ struct OpTf32 {
   }
   __device__ static void store1(uint32_t* row, int k, float x) { row[k] = cvt(x); }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
     asm volatile(
         "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
   }
+  // Element k of a packed shared row (the SIMT loop where there is no tf32 mma).
+  __device__ static float unpack(const uint32_t* row, int k) { return bits_f32(row[k]); }
   __device__ static float finish(float x) { return x; }
 };
 
 template <bool kBf16>
 struct Op16 {
   static constexpr int kBK = 32;
+  static constexpr bool kMma = kDeviceArch >= (kBf16 ? 800 : 750);
   __device__ static uint16_t cvt(float x) {
     if constexpr (kBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(x));
     else return __half_as_ushort(__float2half_rn(x));
@@ -56,6 +81,7 @@ struct Op16 {
     reinterpret_cast<uint16_t*>(row)[k] = cvt(x);
   }
   __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if __CUDA_ARCH__ >= 800
     if constexpr (kBf16) {
       asm volatile(
           "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -69,6 +95,27 @@ struct Op16 {
           : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
     }
+#elif __CUDA_ARCH__ >= 750
+    // Turing: the k16 step as two m16n8k8 (PTX ISA fragment layouts: k8's {a0,a1},{b0} are
+    // k16's first half, {a2,a3},{b1} its second). Only fp16 has this shape before sm_80.
+    if constexpr (!kBf16) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+      asm volatile(
+          "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+          "{%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[2]), "r"(a[3]), "r"(b[1]));
+    }
+#endif
+  }
+  __device__ static float unpack(const uint32_t* row, int k) {
+    const uint16_t h = reinterpret_cast<const uint16_t*>(row)[k];
+    if constexpr (kBf16) return __bfloat162float(__ushort_as_bfloat16(h));
+    else return __half2float(__ushort_as_half(h));
   }
   // Output rounded to storage with the same bit arithmetic as the CPU emulation.
   __device__ static float finish(float x) { return kBf16 ? round_bf16(x) : round_fp16(x); }
@@ -76,8 +123,10 @@ struct Op16 {
 using OpF16 = Op16<false>;
 using OpBf16 = Op16<true>;
 
+// Turing has 64 KB of shared memory per SM: one block of 40 KB fits, so asking ptxas for two
+// there would only cost spills (the tf32 SIMT loop at 128 registers, CUDA 13.0).
 template <class Op, int kMinBlocks, class AF, class BF, class BSrc, class Out>
-__global__ void __launch_bounds__(TcCfg::kThreads, kMinBlocks)
+__global__ void __launch_bounds__(TcCfg::kThreads, kDeviceArch >= 800 ? kMinBlocks : 1)
     tc_gemm_kernel(int64_t M, int64_t N, int64_t K, int tiles_n, int64_t z0, KContig<float> a,
                    BSrc b, Out out) {
   using C = TcCfg;
@@ -135,30 +184,57 @@ __global__ void __launch_bounds__(TcCfg::kThreads, kMinBlocks)
       af.fetch(k0 + BK, K, ar);
       bf.fetch(k0 + BK, K, br);
     }
-    // Two mma k-steps per tile, 8 words of k each (8 tf32 or 16 halves): in words, the tf32
-    // and 16-bit fragment layouts coincide (PTX ISA, mma.m16n8k8 .tf32 / m16n8k16 .f16).
+    if constexpr (Op::kMma) {
+      // Two mma k-steps per tile, 8 words of k each (8 tf32 or 16 halves): in words, the tf32
+      // and 16-bit fragment layouts coincide (PTX ISA, mma.m16n8k8 .tf32 / m16n8k16 .f16).
 #pragma unroll
-    for (int ks = 0; ks < C::kRowWords; ks += 8) {
-      uint32_t af_[C::kMI][4], bf_[C::kNI][2];
+      for (int ks = 0; ks < C::kRowWords; ks += 8) {
+        uint32_t af_[C::kMI][4], bf_[C::kNI][2];
 #pragma unroll
-      for (int i = 0; i < C::kMI; ++i) {
-        const uint32_t* r0 = As[buf][wm + i * 16 + g];
-        const uint32_t* r1 = As[buf][wm + i * 16 + g + 8];
-        af_[i][0] = r0[ks + t];
-        af_[i][1] = r1[ks + t];
-        af_[i][2] = r0[ks + t + 4];
-        af_[i][3] = r1[ks + t + 4];
+        for (int i = 0; i < C::kMI; ++i) {
+          const uint32_t* r0 = As[buf][wm + i * 16 + g];
+          const uint32_t* r1 = As[buf][wm + i * 16 + g + 8];
+          af_[i][0] = r0[ks + t];
+          af_[i][1] = r1[ks + t];
+          af_[i][2] = r0[ks + t + 4];
+          af_[i][3] = r1[ks + t + 4];
+        }
+#pragma unroll
+        for (int j = 0; j < C::kNI; ++j) {
+          const uint32_t* r = Bs[buf][wn + j * 8 + g];
+          bf_[j][0] = r[ks + t];
+          bf_[j][1] = r[ks + t + 4];
+        }
+#pragma unroll
+        for (int i = 0; i < C::kMI; ++i)
+#pragma unroll
+          for (int j = 0; j < C::kNI; ++j) Op::mma(acc[i][j], af_[i], bf_[j]);
       }
+    } else {
+      // No mma of this type here (sm_75 tf32/bf16): each thread computes the outputs its mma
+      // fragments would hold, k ascending, one fma per k (exact product, one float rounding).
+      // Reads: at one k the 8 row groups g hit rows 20 words apart, 8 distinct banks.
+#pragma unroll 4
+      for (int kk = 0; kk < BK; ++kk) {
+        float av[C::kMI][2], bv[C::kNI][2];
 #pragma unroll
-      for (int j = 0; j < C::kNI; ++j) {
-        const uint32_t* r = Bs[buf][wn + j * 8 + g];
-        bf_[j][0] = r[ks + t];
-        bf_[j][1] = r[ks + t + 4];
+        for (int i = 0; i < C::kMI; ++i) {
+          av[i][0] = Op::unpack(As[buf][wm + i * 16 + g], kk);
+          av[i][1] = Op::unpack(As[buf][wm + i * 16 + g + 8], kk);
+        }
+#pragma unroll
+        for (int j = 0; j < C::kNI; ++j) {
+          bv[j][0] = Op::unpack(Bs[buf][wn + j * 8 + 2 * t], kk);
+          bv[j][1] = Op::unpack(Bs[buf][wn + j * 8 + 2 * t + 1], kk);
+        }
+#pragma unroll
+        for (int i = 0; i < C::kMI; ++i)
+#pragma unroll
+          for (int j = 0; j < C::kNI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              acc[i][j][e] = __fmaf_rn(av[i][e >> 1], bv[j][e & 1], acc[i][j][e]);
       }
-#pragma unroll
-      for (int i = 0; i < C::kMI; ++i)
-#pragma unroll
-        for (int j = 0; j < C::kNI; ++j) Op::mma(acc[i][j], af_[i], bf_[j]);
     }
     if (more) stash(buf ^ 1);
     __syncthreads();
