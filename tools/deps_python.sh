@@ -14,11 +14,14 @@ venv="${DIVSCOPE_VENV:-$root/.venv-test}"
 # onnx 1.23.2 and onnxruntime 1.32.0 (CPU): wheels for Python 3.11 that install and import with
 # Debian's numpy 1.24; protobuf, ml_dtypes, flatbuffers and typing_extensions are their
 # dependencies, pinned to the versions resolved with them.
+# nvidia-cuda-cuobjdump: the ctest Cuda.Architectures lists the executable's SASS/PTX with it
+# (the toolkit here has no cuobjdump; 13.2.51 is the oldest wheel, and it reads 13.0 binaries).
 pins=(transformers==4.40.2 tokenizers==0.19.1 huggingface_hub==0.36.2 safetensors==0.8.0
       hf-xet==1.8.0 filelock==4.3.1 fsspec==2026.9.0 packaging==26.4 regex==2026.11.19
       tqdm==4.70.1
       onnx==1.23.2 onnxruntime==1.32.0 protobuf==7.36.2 ml_dtypes==0.5.4 flatbuffers==25.12.19
-      typing_extensions==4.16.0)
+      typing_extensions==4.16.0
+      nvidia-cuda-cuobjdump==13.2.51)
 
 # Debian's side (python3-venv, python3-torch, ...): the test dependencies of tools/deps.sh.
 bash "$root/tools/deps.sh" --test

@@ -1,0 +1,70 @@
+# The binary holds SASS for every real architecture of the configured list and PTX for every
+# virtual one, in every CUDA translation unit (docs/cuda.md). No GPU needed: cuobjdump reads the
+# fatbinaries embedded in the executable.
+#   cmake -DBINARY=build/divscope -DARCHS="75-real,90" -DHINTS="dir,dir" -P check_cuda_archs.cmake
+# cuobjdump: the toolkit's, else the pip wheel nvidia-cuda-cuobjdump (tools/deps_python.sh puts it
+# in .venv-test; a newer cuobjdump reads older binaries).
+string(REPLACE "," ";" hints "${HINTS}")
+set(dirs)
+foreach(h ${hints})
+  file(GLOB found LIST_DIRECTORIES true ${h})
+  list(APPEND dirs ${found})
+endforeach()
+find_program(CUOBJDUMP cuobjdump HINTS ${dirs})
+if(NOT CUOBJDUMP)
+  message(FATAL_ERROR "cuobjdump not found (looked in PATH and ${dirs}): install the CUDA "
+                      "toolkit's cuobjdump or pip install nvidia-cuda-cuobjdump (tools/deps_python.sh)")
+endif()
+
+foreach(what elf ptx)
+  execute_process(COMMAND ${CUOBJDUMP} --list-${what} ${BINARY}
+                  OUTPUT_VARIABLE out_${what} ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${CUOBJDUMP} --list-${what} ${BINARY} failed (${rc}): ${err}")
+  endif()
+endforeach()
+
+# One line per image: "ELF file    3: divscope.3.sm_86.cubin", "PTX file    1: divscope.1.sm_120.ptx".
+function(count_images text ext arch result)
+  string(REGEX MATCHALL "\\.sm_${arch}\\.${ext}" hits "${text}")
+  list(LENGTH hits n)
+  set(${result} ${n} PARENT_SCOPE)
+endfunction()
+
+string(REPLACE "," ";" archs "${ARCHS}")
+set(counts)
+set(failed)
+foreach(a ${archs})
+  if(NOT a MATCHES "^([0-9]+[af]?)(-real|-virtual)?$")
+    message(FATAL_ERROR "architecture '${a}' cannot be checked (native/all expand at build time)")
+  endif()
+  set(num ${CMAKE_MATCH_1})
+  set(kind ${CMAKE_MATCH_2})
+  if(NOT kind STREQUAL "-virtual")
+    count_images("${out_elf}" cubin ${num} n)
+    list(APPEND counts "sm_${num} SASS: ${n}")
+    if(n EQUAL 0)
+      list(APPEND failed "no sm_${num} SASS")
+    endif()
+    list(APPEND sass_counts ${n})
+  endif()
+  if(NOT kind STREQUAL "-real")
+    count_images("${out_ptx}" ptx ${num} n)
+    list(APPEND counts "compute_${num} PTX: ${n}")
+    if(n EQUAL 0)
+      list(APPEND failed "no compute_${num} PTX")
+    endif()
+  endif()
+endforeach()
+# Every translation unit compiled for every architecture: the same number of cubins for each.
+list(REMOVE_DUPLICATES sass_counts)
+list(LENGTH sass_counts distinct)
+if(distinct GREATER 1)
+  list(APPEND failed "translation units differ in their architectures")
+endif()
+string(REPLACE ";" ", " counts "${counts}")
+if(failed)
+  string(REPLACE ";" "; " failed "${failed}")
+  message(FATAL_ERROR "${BINARY}: ${failed} (${counts})\n${out_elf}${out_ptx}")
+endif()
+message(STATUS "${BINARY}: ${counts}")
