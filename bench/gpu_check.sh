@@ -40,6 +40,8 @@ if [[ "${1:-}" == "--pack" ]]; then
   src="$2" dest="$3"
   [[ -x "$src/divscope" && -x "$src/tests/divscope_tests" ]] ||
     { echo "gpu_check: $src has no divscope and tests/divscope_tests: build it first" >&2; exit 2; }
+  readelf -d "$src/divscope" | grep -q 'ORIGIN/lib' && ! ldd "$src/divscope" | grep -q libhdf5 ||
+    { echo "gpu_check: $src links HDF5 as a shared library: configure it with -DDIVSCOPE_STATIC_HDF5=ON" >&2; exit 2; }
   mkdir -p "$dest/tests" "$dest/bench" "$dest/lib" || exit 2
   cp "$src/divscope" "$dest/" && cp "$src/tests/divscope_tests" "$dest/tests/" || exit 2
   for b in bench_gemm bench_compare; do
