@@ -27,8 +27,9 @@ struct GpuInfo {
 
 struct DeviceInfo {
   std::vector<GpuInfo> gpus;   // every visible device, in CUDA's order
-  bool available = false;
-  std::string reason;          // why no device, when !available
+  bool available = false;      // device 0 exists and this build's kernels run on it
+  std::string reason;          // when !available: no driver/device, or one line naming the device,
+                               // its compute capability and the built architectures (docs/cuda.md)
   int runtime_version = 0;     // e.g. 13000
   int driver_version = 0;
   int device_count = 0;
@@ -38,7 +39,9 @@ struct DeviceInfo {
   int multiprocessors = 0;
 };
 
-// Never throws: a machine without a driver or device is reported in `reason`.
+// Never throws: a machine without a driver or device, or whose device 0 this build cannot run
+// (compute capability below 7.5, or no SASS/PTX for it: host/backends/device_support.h), is
+// reported in `reason`; `gpus` still lists every device.
 DeviceInfo query_device();
 
 // ---- device memory (kernels/device.cu) ----
@@ -55,7 +58,8 @@ void copy_on_device(void* dst, const void* src, size_t bytes, const std::string&
 // C[b][m][n] = sum_{k ascending} A[b][m][k] * B'[b][k][n]  (+ bias[n]), where
 // A[b][m][k] = A[b*stride_a + m*lda + k], B'[b][k][n] = b_trans ? B[b*stride_b + n*ldb + k]
 // : B[b*stride_b + k*ldb + n], C[b][m][n] = C[b*stride_c + m*ldc + n]. Mode semantics per
-// docs/ops.md, Precision modes: fp64/fp32 SIMT; tf32/fp16/bf16 tensor cores with float accumulation, operands
+// docs/ops.md, Precision modes: fp64/fp32 SIMT; tf32/fp16/bf16 tensor cores with float accumulation
+// (on sm_75 tf32/bf16 a SIMT loop with the same operand rounding: docs/cuda.md), operands
 // converted as §5 says, bias added in float, fp16/bf16 output rounded to storage; strict: each
 // output acc = fma(a_k, b_k, acc) for k = 0..K-1 from 0, then one rounding bias add.
 struct GemmDesc {
