@@ -172,7 +172,7 @@ int cmd_run(int argc, char** argv) {
                         "130/143 stopped by SIGINT/SIGTERM (docs/journal.md).");
   RunArgs a;
   ToleranceFlags flags;
-  std::string bf, dump_layers, dump_batches;
+  std::string bf, dump_layers, dump_batches, max_samples;
   add_replay_options(opts, a, flags);
   opts.add_options()
       ("modes", "comma-separated modes: fp32,tf32,fp16,bf16,strict",
@@ -201,6 +201,8 @@ int cmd_run(int argc, char** argv) {
       ("journal", "keep every finished batch here while the run goes (default: beside the first "
        "output file, FILE.journal; removed when the run finishes); SIGINT/SIGTERM stop the run "
        "with exit 130/143 and keep it", cxxopts::value<std::string>(a.journal))
+      ("max-samples", "divergent samples listed per mode, worst first (all are counted; memory and "
+       "report stay bounded however long the recording)", cxxopts::value<std::string>(max_samples))
       ("no-journal", "keep no journal (a signal then loses the finished batches)",
        cxxopts::value<bool>(a.no_journal))
       ("resume", "continue the interrupted run whose journal this is (no other option)",
@@ -212,6 +214,11 @@ int cmd_run(int argc, char** argv) {
   if (r->count("baseline-factor")) a.baseline_factor = number_flag("baseline-factor", bf);
   if (r->count("dump-layers")) a.dump_layers = dump_layers;
   if (r->count("dump-batches")) a.dump_batches = dump_batches;
+  if (r->count("max-samples")) {
+    if (max_samples.empty() || max_samples.size() > 12 || max_samples.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError("run: --max-samples '" + max_samples + "': expected a whole number, 0 or more");
+    a.max_samples = std::stoll(max_samples);
+  }
   for (int i = 2; i < argc; ++i) a.args.push_back(argv[i]);   // the command line the journal keeps
   a.resume = resume_journal;
   return run_run(a, std::cout, std::cerr);

@@ -483,14 +483,21 @@ void judge(const Model& model, const std::string& backend, AnalysisResult& res) 
       lr.amplification = in_err > 0 && std::isfinite(out_err) && std::isfinite(in_err) ? out_err / in_err : -1;
     }
     find_culprit(model, res, mr);
-    if (bitwise_equal_strict(mr.mode)) mr.samples.clear();   // judged per layer, bitwise
-    std::stable_sort(mr.samples.begin(), mr.samples.end(),
-                     [](const SampleDivergence& a, const SampleDivergence& b) {
-                       if (a.layer != b.layer) return a.layer < b.layer;
-                       return a.rel_l2 > b.rel_l2;
-                     });
+    if (bitwise_equal_strict(mr.mode)) {   // judged per layer, bitwise
+      mr.samples.clear();
+      mr.divergent_samples = 0;
+    }
+    keep_worst_samples(mr.samples, res.max_samples);
   }
   judge_user_run(res);
+}
+
+void keep_worst_samples(std::vector<SampleDivergence>& samples, int64_t k) {
+  std::stable_sort(samples.begin(), samples.end(), [](const SampleDivergence& a, const SampleDivergence& b) {
+    if (a.layer != b.layer) return a.layer < b.layer;
+    return a.rel_l2 > b.rel_l2;
+  });
+  if (k >= 0 && static_cast<int64_t>(samples.size()) > k) samples.resize(static_cast<size_t>(k));
 }
 
 namespace {
@@ -524,6 +531,10 @@ void accumulate(AnalysisResult& to, const AnalysisResult& from) {
       lt.isolated_worst.merge(lf.isolated_worst);
     }
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
+    mt.divergent_samples += mf.divergent_samples;
+    // Bounded: sorted and cut back to max_samples whenever twice that many have gathered.
+    if (static_cast<int64_t>(mt.samples.size()) >= 2 * std::max<int64_t>(to.max_samples, 1))
+      keep_worst_samples(mt.samples, to.max_samples);
   }
   if (!from.user_run) return;
   if (!to.user_run) {
@@ -602,6 +613,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   res.criterion = opt.criterion;
   res.repeat = opt.repeat;
   res.batch_begin = b0;
+  if (opt.max_samples < 0) throw InputError("run: --max-samples must be 0 or more");
+  res.max_samples = opt.max_samples;
   for (Mode m : opt.modes) {
     ModeResult mr;
     mr.mode = m;
@@ -898,7 +911,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     walk_batch(model, live, std::move(inputs), reference, on_layer);
     for (size_t mi = 0; mi < runs.size(); ++mi)
       for (int64_t s = 0; s < n; ++s)
-        if (runs[mi]->sample_first[s].layer >= 0) cur.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
+        if (runs[mi]->sample_first[s].layer >= 0) {
+          cur.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
+          ++cur.modes[mi].divergent_samples;
+        }
     accumulate(res, cur);
     ref_done = ref_health.findings();
     if (dump) dump->checkpoint();

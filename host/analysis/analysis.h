@@ -77,7 +77,12 @@ struct ModeResult {
   // From the culprit (first) to the first divergent layer (last), along the path of largest
   // amplification; empty when the mode passed.
   std::vector<ChainLink> culprit_chain;
-  std::vector<SampleDivergence> samples;   // divergent samples, worst (earliest) first
+  // Divergent samples: how many (every one counted), and the worst (earliest layer, then largest
+  // rel_l2; ties in batch order) AnalysisResult::max_samples of them, in that order after
+  // judge(). Kept bounded while the batches go, so memory and report do not grow with the
+  // recording's length.
+  int64_t divergent_samples = 0;
+  std::vector<SampleDivergence> samples;
   bool passed() const { return first_divergent < 0; }
 };
 
@@ -106,6 +111,15 @@ struct Checkpoint {
   std::string dump_partial;     // with a signal and --dump: the partial dump kept for --resume
 };
 
+// Divergent sample records kept per mode by default (run --max-samples).
+constexpr int64_t kDefaultMaxSamples = 1000;
+
+// Sorts divergent samples worst first (earliest first divergent layer, then largest rel_l2; ties
+// keep their order, which is batch order) and keeps the first `k`. Applied to a run's samples
+// in any number of steps, each on the survivors of the last plus later batches, it keeps what
+// one sort of all of them would.
+void keep_worst_samples(std::vector<SampleDivergence>& samples, int64_t k);
+
 struct AnalysisOptions {
   std::vector<Mode> modes;
   TolerancePolicy policy;
@@ -127,6 +141,7 @@ struct AnalysisOptions {
   std::vector<std::string> dump_layers;
   int64_t dump_batch_begin = 0, dump_batch_end = -1;
   int64_t dump_version = 0;                    // 0: the current format; 1: the old float64 one
+  int64_t max_samples = kDefaultMaxSamples;    // divergent sample records kept per mode
   // Called after each batch (for progress): batches done, batches total.
   std::function<void(int64_t, int64_t)> progress;
   // Called with the input findings of the pre-pass, before any layer runs (data first).
@@ -164,6 +179,7 @@ struct AnalysisResult {
   bool data_healthy() const { return findings.empty(); }
   int64_t batches = 0, samples = 0;
   int64_t batch_begin = 0;   // the batches analysed: [batch_begin, batch_begin + batches)
+  int64_t max_samples = kDefaultMaxSamples;   // divergent sample records kept per mode
   Criterion criterion = Criterion::budget;
   int repeat = 1;
   bool passed() const;   // every mode, and the user's recorded run

@@ -1,5 +1,6 @@
 // Subcommand implementations behind the CLI (tools/divscope.cpp only parses and dispatches).
 #pragma once
+#include <cstdint>
 #include <ostream>
 #include <optional>
 #include <string>
@@ -37,6 +38,7 @@ struct RunArgs : ReplayArgs {
   // "run", which the journal keeps).
   std::string journal, resume;
   bool no_journal = false;
+  int64_t max_samples = 1000;        // divergent sample records kept per mode (kDefaultMaxSamples)
   std::vector<std::string> args;
   bool quiet = false;                // per-mode verdicts and the result line only
   std::string table = "auto";        // console rows: auto (excerpt past 30 layers) | all | none

@@ -123,6 +123,8 @@ void add_result(AnalysisResult& to, const AnalysisResult& from) {
       lt.isolated_worst.merge(lf.isolated_worst);
     }
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
+    mt.divergent_samples += mf.divergent_samples;
+    keep_worst_samples(mt.samples, to.max_samples);
   }
   if (from.user_run && !to.user_run) to.user_run = from.user_run;
   else if (from.user_run)

@@ -199,6 +199,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
     throw InputError("run: --baseline-factor must be positive");
   if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
   opt.repeat = a.repeat;
+  opt.max_samples = a.max_samples;
   if (opt.criterion == Criterion::baseline &&
       std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
     opt.modes.insert(opt.modes.begin(), Mode::fp32);

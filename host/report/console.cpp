@@ -106,7 +106,7 @@ void print_verdict_line(const AnalysisResult& r, const Model& m, const ModeResul
           << ")" << (c.layer == mr.first_divergent ? "" : " ->");
     out << "\n";
   }
-  out << "  " << mr.samples.size() << "/" << r.samples << " samples diverge";
+  out << "  " << mr.divergent_samples << "/" << r.samples << " samples diverge";
   if (!mr.samples.empty())
     out << ", worst: batch " << mr.samples[0].batch << " sample " << mr.samples[0].sample << " at '"
         << m.layers[mr.samples[0].layer].name << "'";

@@ -79,7 +79,7 @@ std::string mode_summary(const ModeResult& mr, const AnalysisResult& r, const Mo
       s += " " + markup_escape(m.layers[c.layer].name) + " (own " + sci(c.own_rel_l2) + ", &times;" +
            fmt("%.3g", c.amplification) + ")" + (c.layer == mr.first_divergent ? "" : " &rarr;");
   }
-  s += "; " + std::to_string(mr.samples.size()) + "/" + std::to_string(r.samples) + " samples diverge";
+  s += "; " + std::to_string(mr.divergent_samples) + "/" + std::to_string(r.samples) + " samples diverge";
   return s;
 }
 
@@ -312,7 +312,7 @@ void mode_section(std::ostream& o, const ModeResult& mr, const AnalysisResult& r
   o << "</table>\n</details>\n";
   if (mr.samples.empty()) return;
   const size_t shown = std::min(mr.samples.size(), static_cast<size_t>(kTopSamples));
-  o << "<p>Divergent samples, earliest and worst first (" << shown << " of " << mr.samples.size()
+  o << "<p>Divergent samples, earliest and worst first (" << shown << " of " << mr.divergent_samples
     << "):</p>\n<table>\n<tr><th>batch</th><th>sample</th><th>first divergent layer</th><th>rel_l2</th>"
     << "<th>max_abs</th><th>mismatch</th><th>new NaN/Inf</th></tr>\n";
   for (size_t k = 0; k < shown; ++k) {

@@ -94,6 +94,7 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
   j["batch_begin"] = r.batch_begin;   // [batch_begin, batch_end): what divscope merge checks
   j["batch_end"] = r.batch_begin + r.batches;
   j["samples"] = r.samples;
+  j["max_samples"] = r.max_samples;   // divergent sample records listed per mode, at most
   j["repeat"] = r.repeat;
   j["tolerance"] = ctx.tolerance;
   // The reference against the capturing framework's own activations, where recorded.
@@ -183,6 +184,7 @@ nlohmann::json report_json(const AnalysisResult& r, const ReportContext& ctx) {
       jl["isolated"] = stats_json(lr.isolated);
       jm["layers"].push_back(jl);
     }
+    jm["divergent_samples"] = mr.divergent_samples;   // all of them; "samples" lists the worst
     jm["samples"] = nlohmann::json::array();
     for (const SampleDivergence& s : mr.samples)
       jm["samples"].push_back({{"batch", s.batch},

@@ -223,6 +223,11 @@ ModeResult read_mode(const Node& m, ReportData& d, std::map<std::string, int>& i
     sd.nonfinite = s.at("new_nonfinite").boolean();
     mr.samples.push_back(sd);
   }
+  // Reports before records were bounded list every divergent sample.
+  mr.divergent_samples = m.has("divergent_samples") ? m.at("divergent_samples").integer()
+                                                     : static_cast<int64_t>(mr.samples.size());
+  if (mr.divergent_samples < static_cast<int64_t>(mr.samples.size()))
+    m.at("divergent_samples").fail("fewer divergent samples than the " + std::to_string(mr.samples.size()) + " listed");
   return mr;
 }
 
@@ -270,6 +275,8 @@ ReportData report_from_json(const json& j, const std::string& path, const std::s
   r.batch_begin = root.at("batch_begin").integer();
   r.batches = root.at("batches").integer();
   r.samples = root.at("samples").integer();
+  r.max_samples = root.has("max_samples") ? root.at("max_samples").integer() : kDefaultMaxSamples;
+  if (r.max_samples < 0) root.at("max_samples").fail("negative");
   const Node end = root.at("batch_end");
   if (r.batch_begin < 0 || r.batches < 1 || end.integer() != d.batch_end())
     end.fail("batches " + std::to_string(r.batch_begin) + ":" + std::to_string(end.integer()) +
