@@ -95,21 +95,26 @@ struct Op16 {
           : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
     }
-#elif __CUDA_ARCH__ >= 750
-    // Turing: the k16 step as two m16n8k8 (PTX ISA fragment layouts: k8's {a0,a1},{b0} are
-    // k16's first half, {a2,a3},{b1} its second). Only fp16 has this shape before sm_80.
-    if constexpr (!kBf16) {
-      asm volatile(
-          "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-          "{%0,%1,%2,%3};\n"
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-          : "r"(a[0]), "r"(a[1]), "r"(b[0]));
-      asm volatile(
-          "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-          "{%0,%1,%2,%3};\n"
-          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-          : "r"(a[2]), "r"(a[3]), "r"(b[1]));
-    }
+#else
+    if constexpr (!kBf16) mma_k8x2(d, a, b);
+#endif
+  }
+  // Turing's fp16: the k16 step as two m16n8k8 (PTX ISA fragment layouts: k8's {a0,a1},{b0} are
+  // k16's first half, {a2,a3},{b1} its second). Only fp16 has this shape before sm_80.
+  // (tests/gemm_fallback_kernels.cu runs it on newer GPUs too.)
+  __device__ static void mma_k8x2(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    static_assert(!kBf16, "no bf16 m16n8k8 before sm_80, and no need for one after");
+#if __CUDA_ARCH__ >= 750
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[2]), "r"(a[3]), "r"(b[1]));
 #endif
   }
   __device__ static float unpack(const uint32_t* row, int k) {
