@@ -167,6 +167,24 @@ struct SplitOrigin {
   int64_t axis = 0, total = 0;   // the input's extent along `axis` must be `total`
 };
 
+// One sample of a value must fit in int64 elements and, as FP64, in this machine's memory:
+// checked when the model is read, so that a layer whose output cannot exist (an upsample by
+// 2^20, a padding of 2^40) is refused naming it before any batch is read. The recording reader
+// checks the same for the recorded batch sizes.
+void check_sample_size(const Model& m, const std::string& path, const std::string& what, const Shape& s) {
+  int64_t n = 0;
+  try {
+    n = numel(s);
+  } catch (const SizeOverflow&) {
+    throw InputError(m.file, path, what + " " + shape_str(s) + " has more elements per sample than int64 holds");
+  }
+  const int64_t bytes = saturating_bytes(n, sizeof(double));
+  if (bytes > host_memory_bytes())
+    throw InputError(m.file, path, what + " " + shape_str(s) + " needs " + bytes_str(bytes) +
+                                       " per sample as float64, more than this machine's memory (" +
+                                       bytes_str(host_memory_bytes()) + ")");
+}
+
 std::vector<SplitOrigin> lower_multi_output(Model& m) {
   std::vector<SplitOrigin> splits;
   std::vector<Layer> out;
@@ -205,8 +223,12 @@ std::vector<SplitOrigin> lower_multi_output(Model& m) {
       S.source = L.source;
       S.attrs["axis"] = axis;
       S.attrs["start"] = so.total;
-      S.attrs["end"] = so.total + sizes[i];
-      so.total += sizes[i];
+      try {
+        so.total = checked_add(so.total, sizes[i], "sum of sizes");
+      } catch (const SizeOverflow& e) {
+        fail(e.what());
+      }
+      S.attrs["end"] = so.total;
       out.push_back(std::move(S));
     }
     splits.push_back(so);
@@ -226,6 +248,7 @@ void validate_and_infer(Model& m) {
                        "dtype must be \"float32\" or \"int64\", got \"" + gi.dtype + "\"");
     for (int64_t d : gi.shape)
       if (d <= 0) throw InputError(m.file, gi.path, "shape " + shape_str(gi.shape) + " has a non-positive dim");
+    check_sample_size(m, gi.path, "input '" + gi.name + "'", gi.shape);
     if (gi.constant) {
       Shape want{1};
       want.insert(want.end(), gi.shape.begin(), gi.shape.end());
@@ -340,6 +363,7 @@ void validate_and_infer(Model& m) {
     } catch (const std::exception& e) {
       fail(e.what());
     }
+    check_sample_size(m, L.path, "layer '" + L.name + "' (" + L.op + "): output", L.out_shape);
   }
   for (const SplitOrigin& so : splits) {
     const Layer& first = m.layers[so.first];

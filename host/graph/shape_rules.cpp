@@ -77,10 +77,20 @@ Shape infer_matmul(const Layer&, const std::vector<Shape>& in) {
   return out;
 }
 
+// in + 2p - d(k - 1) - 1: the last position a window of the dilated kernel can start at in the
+// padded input, checked (a padding of 2^62 must not wrap around to a negative extent).
+static int64_t last_window_start(int64_t in, int64_t k, int64_t p, int64_t d, const char* what) {
+  const std::string w = std::string(what) + " (input " + std::to_string(in) + ", kernel " +
+                        std::to_string(k) + ", padding " + std::to_string(p) + ", dilation " +
+                        std::to_string(d) + ")";
+  const int64_t padded = checked_add(in, checked_mul(2, p, w), w);
+  return checked_add(padded, -checked_add(checked_mul(d, k - 1, w), 1, w), w);
+}
+
 // 0 when the dilated kernel does not fit the padded input (C++ division would round the
 // negative numerator toward zero and invent an output of 1).
-static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  const int64_t num = in + 2 * p - d * (k - 1) - 1;
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, const char* what) {
+  const int64_t num = last_window_start(in, k, p, d, what);
   return num < 0 ? 0 : num / s + 1;
 }
 
@@ -103,8 +113,8 @@ Shape infer_conv2d(const Layer& L, const std::vector<Shape>& in) {
           "weight " + shape_str(w->shape) + " does not match input " + shape_str(x) +
               " with groups " + std::to_string(g));
   require_param_shape(L, "bias", {w->shape[0]});
-  int64_t oh = conv_out(x[2], w->shape[2], stride[0], pad[0], dil[0]);
-  int64_t ow = conv_out(x[3], w->shape[3], stride[1], pad[1], dil[1]);
+  int64_t oh = conv_out(x[2], w->shape[2], stride[0], pad[0], dil[0], "output height");
+  int64_t ow = conv_out(x[3], w->shape[3], stride[1], pad[1], dil[1], "output width");
   require(oh > 0 && ow > 0, "kernel larger than the padded input " + shape_str(x));
   return {x[0], w->shape[0], oh, ow};
 }
@@ -124,10 +134,16 @@ Shape infer_conv_transpose2d(const Layer& L, const std::vector<Shape>& in) {
   for (int i = 0; i < 2; ++i)
     require(opad[i] >= 0 && (opad[i] < stride[i] || opad[i] < dil[i]),
             "output_padding must be smaller than stride or dilation");
-  int64_t co = w->shape[1] * g;
+  int64_t co = checked_mul(w->shape[1], g, "output channels (weight dim 1 * groups)");
   require_param_shape(L, "bias", {co});
-  int64_t oh = (x[2] - 1) * stride[0] - 2 * pad[0] + dil[0] * (w->shape[2] - 1) + opad[0] + 1;
-  int64_t ow = (x[3] - 1) * stride[1] - 2 * pad[1] + dil[1] * (w->shape[3] - 1) + opad[1] + 1;
+  // (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+  auto out = [&](int i, const char* what) {
+    const int64_t in = x[2 + i], k = w->shape[2 + i];
+    const int64_t grown = checked_add(checked_mul(in - 1, stride[i], what),
+                                      checked_add(checked_mul(dil[i], k - 1, what), opad[i] + 1, what), what);
+    return checked_add(grown, -checked_mul(2, pad[i], what), what);
+  };
+  int64_t oh = out(0, "output height"), ow = out(1, "output width");
   require(oh > 0 && ow > 0, "output would be empty");
   return {x[0], co, oh, ow};
 }
@@ -189,11 +205,15 @@ Shape infer_softmax(const Layer& L, const std::vector<Shape>& in) {
 
 Shape infer_binary(const Layer&, const std::vector<Shape>& in) { return broadcast(in[0], in[1]); }
 
-static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  int64_t num = in + 2 * p - d * (k - 1) - 1;
+static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode,
+                        const char* what) {
+  const int64_t num = last_window_start(in, k, p, d, what);
   if (num < 0) return 0;
-  int64_t out = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
-  if (ceil_mode && (out - 1) * s >= in + p) --out;   // last window must start inside
+  // ceil(num / s) without num + s - 1, which overflows for a stride near 2^63
+  int64_t out = (ceil_mode ? num / s + (num % s != 0) : num / s) + 1;
+  // the last window must start inside the input or its left padding: (out - 1) * s < in + p
+  int64_t last = 0;
+  if (ceil_mode && (__builtin_mul_overflow(out - 1, s, &last) || last >= in + p)) --out;
   return out;
 }
 
@@ -208,9 +228,9 @@ static Shape infer_pool(const Layer& L, const std::vector<Shape>& in, bool with_
   require_positive(s, "stride");
   require_positive(d, "dilation");
   for (int i = 0; i < 2; ++i)
-    require(p[i] >= 0 && 2 * p[i] <= k[i], "padding must be at most half the kernel size");
-  int64_t oh = pool_out(x[2], k[0], s[0], p[0], d[0], ceil_mode);
-  int64_t ow = pool_out(x[3], k[1], s[1], p[1], d[1], ceil_mode);
+    require(p[i] >= 0 && p[i] <= k[i] / 2, "padding must be at most half the kernel size");
+  int64_t oh = pool_out(x[2], k[0], s[0], p[0], d[0], ceil_mode, "output height");
+  int64_t ow = pool_out(x[3], k[1], s[1], p[1], d[1], ceil_mode, "output width");
   require(oh > 0 && ow > 0, "window larger than the padded input " + shape_str(x));
   return {x[0], x[1], oh, ow};
 }
@@ -226,7 +246,8 @@ Shape infer_upsample(const Layer& L, const std::vector<Shape>& in) {
   require_rank(in[0], 4, "input");
   auto f = L.attr_ints("scale_factor", 2, {});
   require_positive(f, "scale_factor");
-  return {in[0][0], in[0][1], in[0][2] * f[0], in[0][3] * f[1]};
+  return {in[0][0], in[0][1], checked_mul(in[0][2], f[0], "output height (height * scale_factor)"),
+          checked_mul(in[0][3], f[1], "output width (width * scale_factor)")};
 }
 
 Shape infer_flatten(const Layer& L, const std::vector<Shape>& in) {
@@ -237,7 +258,7 @@ Shape infer_flatten(const Layer& L, const std::vector<Shape>& in) {
   require(s <= e, "start_dim after end_dim");
   Shape out(x.begin(), x.begin() + s);
   int64_t n = 1;
-  for (int64_t i = s; i <= e; ++i) n *= x[i];
+  for (int64_t i = s; i <= e; ++i) n = checked_mul(n, x[i], "flattened dim");
   out.push_back(n);
   out.insert(out.end(), x.begin() + e + 1, x.end());
   return out;
@@ -253,7 +274,7 @@ Shape infer_reshape(const Layer& L, const std::vector<Shape>& in) {
       minus = static_cast<int>(i);
     } else {
       require(target[i] > 0, "shape entries must be positive or -1");
-      known *= target[i];
+      known = checked_mul(known, target[i], "product of shape " + shape_str(target));
     }
   }
   if (minus >= 0) {
@@ -351,7 +372,7 @@ Shape infer_concat(const Layer& L, const std::vector<Shape>& in) {
       require(static_cast<int64_t>(i) == a || in[k][i] == in[0][i],
               "input " + std::to_string(k) + " " + shape_str(in[k]) + " differs from " +
                   shape_str(in[0]) + " outside axis " + std::to_string(a));
-    out[a] += in[k][a];
+    out[a] = checked_add(out[a], in[k][a], "concatenated extent along axis " + std::to_string(a));
   }
   return out;
 }
@@ -366,7 +387,7 @@ Shape infer_slice(const Layer& L, const std::vector<Shape>& in) {
               std::to_string(start) + ", end " + std::to_string(end));
   require(step >= 1, "step must be >= 1, got " + std::to_string(step));
   Shape out = x;
-  out[a] = (end - start + step - 1) / step;
+  out[a] = (end - start - 1) / step + 1;   // ceil((end - start) / step) without overflow
   return out;
 }
 
