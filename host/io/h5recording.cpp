@@ -103,6 +103,7 @@ struct RecordingReader::Impl {
       d.fail("dataset has dtype " + t.name() + ", expected float32 or float64");
     }
     if (dims[0] < 1) d.fail("empty batch (N = 0)");
+    d.check_size();
     return dims[0];
   }
 
@@ -119,6 +120,7 @@ struct RecordingReader::Impl {
       if (d.dims() != want)
         d.fail(std::string(run ? "run activation" : "activation") + " of layer '" + layer +
                "' has shape " + shape_str(d.dims()) + ", expected " + shape_str(want));
+      d.check_size();
       if (run) {
         h5::float_dtype(d);   // the dtypes of run activations (docs/format.md)
         return;

@@ -3,11 +3,14 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "errors.h"
@@ -24,6 +27,24 @@ thread_local int depth = 0;
 // handler's line (the handler may only read memory and call write/_exit). Empty outside HDF5.
 // Room for a PATH_MAX file name and an HDF5 path.
 thread_local char where[8192];
+// How many leading characters of `where` are the file (for note_damage). Plain data: a watch can
+// run in an exit handler, after the thread's C++ thread_locals are destroyed.
+thread_local size_t file_len = 0;
+
+// Damaged files (h5watch.h). `damaged_name` is written once, before `damaged_any` is set, and
+// then only read (by the signal handler).
+bool containment = false;
+std::atomic<bool> damaged_any{false};
+char damaged_name[4096];
+std::mutex damage_mu;
+std::set<std::string>& damaged_files() {
+  static auto* s = new std::set<std::string>();   // never destroyed: read by destructors at exit
+  return *s;
+}
+std::string& last_file() {   // under damage_mu
+  static auto* s = new std::string();
+  return *s;
+}
 
 struct Entry {
   Clock::time_point start;
@@ -91,6 +112,14 @@ extern "C" void on_fatal_signal(int sig) {
     write_str(")\n");
     _exit(kExitBadInput);
   }
+  if (damaged_any.load()) {
+    write_str("divscope: ");
+    write_str(damaged_name);
+    write_str(": damaged HDF5 file: the HDF5 library corrupted memory reading it (signal ");
+    write_str(num + i);
+    write_str(")\n");
+    _exit(kExitBadInput);
+  }
   write_str("divscope: internal error: fatal signal ");
   write_str(num + i);
   write_str(" (please report it with the command line)\n");
@@ -110,6 +139,11 @@ double watch_limit_seconds() {
 Watch::Watch(const std::string& file, const std::string& path) : outer_(depth++ == 0) {
   if (!outer_) return;
   std::snprintf(where, sizeof where, "%s: %s", file.c_str(), path.c_str());
+  file_len = std::min(file.size(), sizeof where - 1);
+  {
+    std::lock_guard<std::mutex> lock(damage_mu);
+    if (last_file() != file) last_file() = file;
+  }
   Monitor& m = monitor();
   std::lock_guard<std::mutex> lock(m.mu);
   m.active[std::this_thread::get_id()] = Entry{Clock::now(), where};
@@ -124,6 +158,29 @@ Watch::~Watch() {
     m.active.erase(std::this_thread::get_id());
   }
   where[0] = 0;
+  file_len = 0;
+}
+
+void note_damage() {
+  if (file_len == 0) return;
+  const std::string file(where, file_len);
+  std::lock_guard<std::mutex> lock(damage_mu);
+  if (!damaged_files().insert(file).second || damaged_any.load()) return;
+  std::snprintf(damaged_name, sizeof damaged_name, "%s", file.c_str());
+  damaged_any.store(true);
+}
+
+bool keep_damaged_open(const std::string& file) {
+  if (!containment || !damaged_any.load()) return false;
+  std::lock_guard<std::mutex> lock(damage_mu);
+  return damaged_files().count(file) != 0;
+}
+
+bool skip_library_shutdown() { return containment && damaged_any.load(); }
+
+std::string last_watched_file() {
+  std::lock_guard<std::mutex> lock(damage_mu);
+  return last_file();
 }
 
 void install_fatal_signal_handlers() {
@@ -137,6 +194,7 @@ void install_fatal_signal_handlers() {
   sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &sa, nullptr);
+  containment = true;
 }
 
 }  // namespace divscope::h5

@@ -30,6 +30,27 @@ class Watch {
 
 // SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT: one line naming the file being read (exit 2) or an
 // internal error (exit 3), on an alternate stack. Called once by main().
+// It also turns on the containment of damaged files below.
 void install_fatal_signal_handlers();
+
+// Damaged files. When libhdf5 reports an error reading a file (a bad checksum, an address past
+// its end), it may already have written past one of its own buffers: libhdf5 1.10 copies a
+// damaged global heap object of the wrong size while reading a variable-length string, without
+// failing (tests/data/corrupt_heap_overflow.h5, found by fuzzing), and glibc aborts only later,
+// when a block next to it is freed — in H5Fclose while the error unwinds, or in the library's
+// shutdown at exit, both outside the call that did the damage. So in the divscope binary, from
+// the first error libhdf5 reports on a file being read:
+// - that file's handles are never closed (h5wrap: closing walks and frees its structures);
+// - libhdf5 is not shut down at exit (the process ends, the system takes the memory back);
+// - a fatal signal outside any Watch names that file and exits 2, since it is most likely the
+//   memory that file's reading corrupted.
+// Tests and fuzz targets do not install the handlers: they close everything as usual, so that a
+// sanitizer sees every byte and a leak stays a finding.
+void note_damage();                                // the file of this thread's outermost Watch
+bool keep_damaged_open(const std::string& file);   // true: never close this file's handles
+bool skip_library_shutdown();
+// The file of the most recent outermost Watch on any thread ("" before the first): what a crash
+// while libhdf5 shuts down at exit is attributed to.
+std::string last_watched_file();
 
 }  // namespace divscope::h5

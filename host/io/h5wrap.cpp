@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <system_error>
 #include <type_traits>
@@ -21,10 +23,42 @@ herr_t walk_cb(unsigned, const H5E_error2_t* e, void* data) {
   return 0;
 }
 
+// libhdf5's reason for a failed call; the file being read is then damaged (h5watch.h).
 std::string with_reason() {
   std::string r = last_error();
-  return r.empty() ? "" : " (" + r + ")";
+  if (r.empty()) return "";
+  note_damage();
+  return " (" + r + ")";
 }
+
+// libhdf5 shuts itself down at exit (atexit) unless told not to before it starts. divscope does
+// it here instead: inside a Watch, so that a crash there is one line, and not at all after a
+// damaged file (h5watch.h, Damaged files). Registered before main, before any HDF5 call.
+void shutdown_library() {
+  if (skip_library_shutdown()) return;
+  const std::string file = last_watched_file();
+  if (file.empty()) return;   // libhdf5 never started
+  Watch watch(file, "(closing the HDF5 library at exit)");
+  H5close();
+}
+const bool kShutdownRegistered = [] {
+  H5dont_atexit();
+  return std::atexit(shutdown_library) == 0;
+}();
+
+// The file's size in bytes: what it can hold, for the declared sizes of its datasets and
+// attributes (docs/format.md, Sizes).
+int64_t file_bytes(const Object& o) {
+  FileId f(H5Iget_file_id(o.id()));
+  hsize_t n = 0;
+  if (f.get() < 0 || H5Fget_filesize(f.get(), &n) < 0) o.fail("cannot read the file's size" + with_reason());
+  return n > static_cast<hsize_t>(std::numeric_limits<int64_t>::max()) ? std::numeric_limits<int64_t>::max()
+                                                                      : static_cast<int64_t>(n);
+}
+
+// At most this many bytes of data per byte of a deflate stream: a long run of one byte costs
+// about 2 bits per 258-byte match, so zlib's ratio tops out near 1032:1 (zlib's technical notes).
+constexpr int64_t kMaxDeflateRatio = 1032;
 
 herr_t collect_link(hid_t, const char* name, const H5L_info_t*, void* data) {
   static_cast<std::vector<std::string>*>(data)->push_back(name);
@@ -101,6 +135,7 @@ std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, size_t elem, d
 // bfloat16), in the machine's byte order.
 std::vector<uint16_t> read_bits16(const Object& d, bool is_float) {
   Watch watch(d.file(), d.path());
+  d.check_size();
   std::vector<uint16_t> v(numel(d.dims()));
   if (v.empty()) return v;
   TypeId mem;
@@ -183,6 +218,16 @@ std::string TypeInfo::name() const {
 
 // ---- File ------------------------------------------------------------------------------------
 
+File::~File() {
+  if (id_.get() < 0) return;
+  if (keep_damaged_open(name_)) {
+    id_.release();
+    return;
+  }
+  Watch watch(name_, "/");
+  id_.reset();
+}
+
 File File::open(const std::string& path) {
   Watch watch(path, "/");
   init();
@@ -251,6 +296,16 @@ Object File::root() const {
 }
 
 // ---- Object: structure -----------------------------------------------------------------------
+
+Object::~Object() {
+  if (id_.get() < 0) return;
+  if (keep_damaged_open(file_)) {
+    id_.release();
+    return;
+  }
+  Watch watch(file_, path_);
+  id_.reset();
+}
 
 std::string Object::child_path(const std::string& name) const {
   return path_ == "/" ? "/" + name : path_ + "/" + name;
@@ -417,8 +472,16 @@ AttrValue Object::attr(const std::string& name) const {
     int rank = H5Sget_simple_extent_ndims(s.get());
     if (rank > 1)
       fail(what + " has rank " + std::to_string(rank) + ", expected a scalar or a 1-D array");
-    n = static_cast<size_t>(H5Sget_simple_extent_npoints(s.get()));
+    const hssize_t np = H5Sget_simple_extent_npoints(s.get());
+    if (np < 0) fail("cannot read " + what + with_reason());
+    n = static_cast<size_t>(np);
   }
+  // Attribute data live in the object header or the file's dense storage, uncompressed.
+  const int64_t fbytes = file_bytes(*this);
+  if (saturating_bytes(static_cast<int64_t>(std::min<size_t>(n, std::numeric_limits<int64_t>::max())),
+                       static_cast<int64_t>(H5Tget_size(t.get()))) > fbytes)
+    fail(what + " declares " + std::to_string(n) + " elements, more than the file (" + bytes_str(fbytes) +
+         ") can hold");
   TypeInfo ti{H5Tget_class(t.get()), H5Tget_size(t.get()), true};
   switch (ti.cls) {
     case H5T_INTEGER:
@@ -488,9 +551,55 @@ Shape Object::dims() const {
   if (sc == H5S_SCALAR) return {};
   if (sc != H5S_SIMPLE) fail("dataset has no dataspace (empty)");
   int rank = H5Sget_simple_extent_ndims(s.get());
-  std::vector<hsize_t> d(rank > 0 ? rank : 0);
-  H5Sget_simple_extent_dims(s.get(), d.data(), nullptr);
-  return Shape(d.begin(), d.end());
+  if (rank < 0) fail("cannot read dataspace" + with_reason());
+  std::vector<hsize_t> d(rank);
+  if (H5Sget_simple_extent_dims(s.get(), d.data(), nullptr) < 0) fail("cannot read dataspace" + with_reason());
+  Shape out;
+  for (hsize_t x : d) {
+    if (x > static_cast<hsize_t>(std::numeric_limits<int64_t>::max()))
+      fail("dataspace declares a dim of " + std::to_string(x) + ", more than int64 holds");
+    out.push_back(static_cast<int64_t>(x));
+  }
+  try {
+    numel(out);
+  } catch (const SizeOverflow&) {
+    fail("dataspace " + shape_str(out) + " declares more elements than int64 holds");
+  }
+  return out;
+}
+
+void Object::check_size() const {
+  Watch watch(file_, path_);
+  const Shape d = dims();
+  const int64_t n = numel(d);
+  const TypeInfo t = type();
+  const int64_t stored = saturating_bytes(n, static_cast<int64_t>(t.bytes));
+  // What the file can hold: its size, or with deflate its size times deflate's largest ratio.
+  // After szip, n-bit or scale-offset (built into HDF5, never written by divscope or capture)
+  // the ratio has no useful bound: only the memory bound applies.
+  PlistId dcpl(H5Dget_create_plist(id()));
+  if (dcpl.get() < 0) fail("cannot read the dataset's storage properties" + with_reason());
+  int64_t ratio = 1;
+  const int nf = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < nf; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t nelmts = 0;
+    const H5Z_filter_t f = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nelmts, nullptr, 0,
+                                          nullptr, &config);
+    if (f == H5Z_FILTER_DEFLATE) ratio = std::max(ratio, kMaxDeflateRatio);
+    else if (f != H5Z_FILTER_SHUFFLE && f != H5Z_FILTER_FLETCHER32) ratio = 0;
+  }
+  if (ratio > 0) {
+    const int64_t fbytes = file_bytes(*this);
+    if (stored > saturating_bytes(fbytes, ratio))
+      fail("dataset declares " + shape_str(d) + " " + t.name() + " elements (" + bytes_str(stored) +
+           "), more than the file (" + bytes_str(fbytes) + ") can hold" +
+           (ratio > 1 ? " even compressed (deflate: at most 1032:1)" : ""));
+  }
+  const int64_t need = saturating_bytes(n, sizeof(double));
+  if (need > host_memory_bytes())
+    fail("dataset declares " + shape_str(d) + " elements: " + bytes_str(need) +
+         " as float64, more than this machine's memory (" + bytes_str(host_memory_bytes()) + ")");
 }
 
 TypeInfo Object::type() const {
@@ -504,6 +613,7 @@ TypeInfo Object::type() const {
 
 Tensor Object::read_f64() const {
   Watch watch(file_, path_);
+  check_size();
   Tensor t(dims());
   if (t.size() && H5Dread(id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.ptr()) < 0)
     fail("cannot read dataset" + with_reason());
@@ -512,6 +622,7 @@ Tensor Object::read_f64() const {
 
 std::vector<int64_t> Object::read_i64() const {
   Watch watch(file_, path_);
+  check_size();
   std::vector<int64_t> v(numel(dims()));
   if (!v.empty() && H5Dread(id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
     fail("cannot read dataset" + with_reason());
@@ -655,6 +766,7 @@ FloatDtype float_dtype(const Object& d) {
 
 Tensor read_exact_f64(const Object& d, FloatDtype t) {
   Watch watch(d.file(), d.path());
+  d.check_size();
   switch (t) {
     case FloatDtype::float64:
       return d.read_f64();   // at most a byte swap

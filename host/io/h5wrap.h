@@ -78,6 +78,10 @@ class Object {
  public:
   Object(std::string file, std::string path, hid_t id, std::string context = "")
       : file_(std::move(file)), path_(std::move(path)), context_(std::move(context)), id_(id) {}
+  // Closes under a Watch; never closes a damaged file's object (h5watch.h, Damaged files).
+  ~Object();
+  Object(Object&&) noexcept = default;
+  Object& operator=(Object&&) noexcept = default;
 
   const std::string& file() const { return file_; }
   const std::string& path() const { return path_; }
@@ -111,9 +115,14 @@ class Object {
   int64_t attr_int(const std::string& name) const;
   std::vector<int64_t> attr_ints(const std::string& name) const;          // scalar -> {v}
 
-  // Datasets (metadata only, no data read).
+  // Datasets (metadata only, no data read). dims() fails when a dim or their product does not
+  // fit in int64.
   Shape dims() const;
   TypeInfo type() const;
+  // Refuses a dataset whose declared size its file cannot hold or this machine's memory cannot
+  // take as float64 (docs/format.md, Sizes): run by the read_* functions before they allocate,
+  // and by the recording reader on every dataset when it opens the file.
+  void check_size() const;
   // Whole dataset converted by HDF5 to double / int64 (the caller checked the type class).
   Tensor read_f64() const;
   std::vector<int64_t> read_i64() const;
@@ -155,6 +164,10 @@ class File {
   // The name messages give the file: a file written under a temporary name (io/atomic_file.h)
   // is named by its destination.
   void set_display_name(const std::string& n) { name_ = n; }
+  // Closes under a Watch; never closes a damaged file (h5watch.h, Damaged files).
+  ~File();
+  File(File&&) noexcept = default;
+  File& operator=(File&&) noexcept = default;
 
  private:
   File(std::string name, hid_t id) : name_(std::move(name)), id_(id) {}
