@@ -11,8 +11,8 @@
 
 namespace divscope::h5 {
 
-// Seconds one HDF5 call may take: $DIVSCOPE_HDF5_TIMEOUT, default 120 (a batch read from a slow
-// disk takes seconds; the loops take forever).
+// Seconds one HDF5 call may take: $DIVSCOPE_HDF5_TIMEOUT, default 20 (a healthy call takes
+// milliseconds, a batch read from a slow disk seconds; the loops take forever).
 double watch_limit_seconds();
 
 // Marks the calling thread as inside HDF5 on `file`/`path` for its lifetime. Nested watches
@@ -29,7 +29,9 @@ class Watch {
 };
 
 // SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT: one line naming the file being read (exit 2) or an
-// internal error (exit 3), on an alternate stack. Called once by main().
+// internal error (exit 3), on an alternate stack. Outside HDF5, a handler installed before this
+// one (a sanitizer's) keeps the signals it handled, so that it reports our own crashes with their
+// stack. Called once by main(); not by the fuzzers (fuzz/fuzz_util.h says why).
 // It also turns on the containment of damaged files below.
 void install_fatal_signal_handlers();
 

@@ -228,9 +228,39 @@ File::~File() {
   id_.reset();
 }
 
+namespace {
+struct Image {
+  std::string name;
+  const void* data = nullptr;
+  size_t size = 0;
+};
+Image* memory_image = nullptr;   // the live MemoryImage, if any
+}  // namespace
+
+MemoryImage::MemoryImage(std::string name, const void* data, size_t size) {
+  if (memory_image) throw std::logic_error("h5::MemoryImage: one at a time");
+  memory_image = new Image{std::move(name), data, size};
+}
+
+MemoryImage::~MemoryImage() {
+  delete memory_image;
+  memory_image = nullptr;
+}
+
 File File::open(const std::string& path) {
   Watch watch(path, "/");
   init();
+  if (memory_image && memory_image->name == path) {
+    PlistId fapl(H5Pcreate(H5P_FILE_ACCESS));
+    if (fapl.get() < 0 || H5Pset_fapl_core(fapl.get(), 1 << 16, 0) < 0 ||
+        H5Pset_file_image(fapl.get(), const_cast<void*>(memory_image->data), memory_image->size) < 0 ||
+        H5Pset_evict_on_close(fapl.get(), 1) < 0)
+      throw InputError(path + ": cannot set up HDF5 file access" + with_reason());
+    hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (id < 0)
+      throw InputError(path + ": cannot open HDF5 file, truncated or corrupt" + with_reason());
+    return File(path, id);
+  }
   std::error_code ec;
   auto st = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(st)) throw InputError(path + ": no such file");

@@ -146,7 +146,8 @@ class Object {
 
 class File {
  public:
-  // Read-only. Missing file, directory, non-HDF5 or truncated file: InputError naming it.
+  // Read-only. Missing file, directory, non-HDF5 or truncated file: InputError naming it. While
+  // a MemoryImage named `path` lives, its bytes are read instead of the disk.
   static File open(const std::string& path);
   // Creates or truncates.
   static File create(const std::string& path);
@@ -173,6 +174,18 @@ class File {
   File(std::string name, hid_t id) : name_(std::move(name)), id_(id) {}
   std::string name_;
   FileId id_;
+};
+
+// For the fuzzers (fuzz/, docs/testing.md): while it lives, File::open(name) opens `size` bytes
+// at `data` through HDF5's core driver (a file image in memory, copied) instead of the file on
+// disk, so that every reader runs on them unchanged, with the same checks (external links and
+// storage refused, no filter plugins). One at a time; `data` must outlive the object.
+class MemoryImage {
+ public:
+  MemoryImage(std::string name, const void* data, size_t size);
+  ~MemoryImage();
+  MemoryImage(const MemoryImage&) = delete;
+  MemoryImage& operator=(const MemoryImage&) = delete;
 };
 
 // Checks root attrs divscope_format == `format` and 1 <= divscope_version <= max_version;

@@ -1908,6 +1908,32 @@ bool looks_like_onnx(const std::string& path) {
   return (wire == 2 && field >= 2 && field <= 14) && !is_hdf5(path);
 }
 
+namespace {
+
+// Parses a serialized ModelProto held in memory (a mapped file, or the fuzzer's bytes).
+void parse_model_proto(const uint8_t* data, size_t size, const std::string& path, onnx::ModelProto& mp) {
+  if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max()))
+    throw InputError(path, "/", size == 0 ? "empty file" : "larger than 2 GiB, the protobuf limit (ONNX keeps such weights as external data, which divscope does not read)");
+  google::protobuf::io::CodedInputStream cin(data, static_cast<int>(size));
+  cin.SetRecursionLimit(64);
+  if (!(mp.ParseFromCodedStream(&cin) && cin.ConsumedEntireMessage()))
+    throw InputError(path, "/", "not a valid ONNX model (the protobuf does not parse: truncated or damaged)");
+}
+
+Model import_model_proto(const std::string& path, onnx::ModelProto& mp, const OnnxImportOptions& opt) {
+  if (!mp.has_graph() || mp.graph().node_size() == 0)
+    throw InputError(path, "graph", "the ONNX model has no graph or no nodes");
+  try {
+    return Importer(path, mp, opt).run();
+  } catch (const std::length_error& e) {
+    throw InputError(path, "graph", std::string("sizes out of range: ") + e.what());
+  } catch (const std::out_of_range& e) {
+    throw InputError(path, "graph", std::string("value out of range: ") + e.what());
+  }
+}
+
+}  // namespace
+
 Model read_onnx_model(const std::string& path, const OnnxImportOptions& opt) {
   // The file is mapped and parsed as one array: protobuf then allocates each initializer's bytes
   // at their exact size (a stream parse grows them piecewise, up to twice the file), and the
@@ -1924,27 +1950,27 @@ Model read_onnx_model(const std::string& path, const OnnxImportOptions& opt) {
     const size_t size = static_cast<size_t>(st.st_size);
     if (size == 0 || size > static_cast<size_t>(std::numeric_limits<int>::max())) {
       ::close(fd);
-      throw InputError(path, "/", size == 0 ? "empty file" : "larger than 2 GiB, the protobuf limit (ONNX keeps such weights as external data, which divscope does not read)");
+      parse_model_proto(nullptr, size, path, mp);   // throws the size's message
     }
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
     if (p == MAP_FAILED) throw InputError(path + ": cannot map: " + std::strerror(errno));
-    google::protobuf::io::CodedInputStream cin(static_cast<const uint8_t*>(p), static_cast<int>(size));
-    cin.SetRecursionLimit(64);
-    const bool ok = mp.ParseFromCodedStream(&cin) && cin.ConsumedEntireMessage();
+    try {
+      parse_model_proto(static_cast<const uint8_t*>(p), size, path, mp);
+    } catch (...) {
+      ::munmap(p, size);
+      throw;
+    }
     ::munmap(p, size);
-    if (!ok)
-      throw InputError(path, "/", "not a valid ONNX model (the protobuf does not parse: truncated or damaged)");
   }
-  if (!mp.has_graph() || mp.graph().node_size() == 0)
-    throw InputError(path, "graph", "the ONNX model has no graph or no nodes");
-  try {
-    return Importer(path, mp, opt).run();
-  } catch (const std::length_error& e) {
-    throw InputError(path, "graph", std::string("sizes out of range: ") + e.what());
-  } catch (const std::out_of_range& e) {
-    throw InputError(path, "graph", std::string("value out of range: ") + e.what());
-  }
+  return import_model_proto(path, mp, opt);
+}
+
+Model read_onnx_model_bytes(const void* data, size_t size, const std::string& name,
+                            const OnnxImportOptions& opt) {
+  onnx::ModelProto mp;
+  parse_model_proto(static_cast<const uint8_t*>(data), size, name, mp);
+  return import_model_proto(name, mp, opt);
 }
 
 Model load_model(const std::string& path, const std::string& recording) {

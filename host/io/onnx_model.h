@@ -26,6 +26,11 @@ bool looks_like_onnx(const std::string& path);
 // before any work.
 Model read_onnx_model(const std::string& path, const OnnxImportOptions& opt = {});
 
+// The same from a serialized ModelProto in memory (the fuzzer, fuzz/fuzz_onnx.cpp); `name`
+// stands for the file in messages.
+Model read_onnx_model_bytes(const void* data, size_t size, const std::string& name,
+                            const OnnxImportOptions& opt = {});
+
 // The model behind --model: an HDF5 model file (docs/format.md) or an ONNX file (by content).
 // For ONNX, `recording` (may be empty) gives the static shapes of the inputs.
 Model load_model(const std::string& path, const std::string& recording = "");

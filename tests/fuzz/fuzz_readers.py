@@ -3,12 +3,16 @@
 
 usage: /usr/bin/python3 tests/fuzz/fuzz_readers.py [--divscope build/divscope] [--seed S]
                                                    [--rounds N] [--kind bytes|model|recording]
+                                                   [--hdf5-timeout S]
 
 bytes:     random bit flips, zeroed runs and truncations of the example files in data/;
 model:     one attribute, dataset or input list of one layer of an example model changed;
 recording: NaN/Inf/huge inputs, out-of-range indices, other dtypes, empty batches, damaged
            recorded activations, a wrong version.
-Each damaged file goes through `divscope inspect` and `divscope run --backend cpu`. The rule
+Each damaged file goes through `divscope inspect` and `divscope run --backend cpu`, with
+DIVSCOPE_HDF5_TIMEOUT=--hdf5-timeout (default 10 s) and a run timeout 60 s above it, so that a
+libhdf5 loop ends as the watchdog's exit 2 and "hang" means one the watchdog missed. The
+libFuzzer targets of fuzz/ (docs/testing.md) fuzz the same readers in-process, with ASan. The rule
 (DEVELOPERS.md): exit 0, 1 or 2, and a 2 is exactly one line on stderr (glibc's own abort
 message aside); never a crash, a hang, exit 3 or "internal error". Offending files are kept in
 the work directory (default /tmp/divscope-fuzz) and listed; the exit status is their count.
@@ -108,9 +112,13 @@ def damage_recording(dst, rng):
     return how
 
 
-def check(divscope, args):
+def check(divscope, args, hdf5_timeout):
+    # divscope's HDF5 watchdog (DIVSCOPE_HDF5_TIMEOUT) ends a libhdf5 loop with exit 2 after
+    # hdf5_timeout s; this timeout is well above it, so "hang" is a hang the watchdog missed.
+    env = dict(os.environ, DIVSCOPE_HDF5_TIMEOUT=str(hdf5_timeout))
     try:
-        p = subprocess.run([divscope] + args, capture_output=True, text=True, timeout=120)
+        p = subprocess.run([divscope] + args, capture_output=True, text=True, env=env,
+                           timeout=hdf5_timeout + 60)
     except subprocess.TimeoutExpired:
         return "hang"
     lines = [l for l in p.stderr.splitlines() if l.startswith("divscope")]
@@ -128,6 +136,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--kind", choices=["bytes", "model", "recording"], default="bytes")
     ap.add_argument("--workdir", default="/tmp/divscope-fuzz")
+    ap.add_argument("--hdf5-timeout", type=float, default=10,
+                    help="DIVSCOPE_HDF5_TIMEOUT for divscope (s); each run may take 60 s more")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     os.makedirs(a.workdir, exist_ok=True)
@@ -151,9 +161,9 @@ def main():
             model = dst
         else:
             rec = dst
-        problem = check(a.divscope, ["inspect", dst]) or check(
+        problem = check(a.divscope, ["inspect", dst], a.hdf5_timeout) or check(
             a.divscope, ["run", "--backend", "cpu", "--quiet", "--modes", "fp16,strict",
-                         "--model", model, "--recording", rec])
+                         "--model", model, "--recording", rec], a.hdf5_timeout)
         if problem:
             found.append(dst)
             print(f"{dst} ({how}): {problem}", flush=True)
