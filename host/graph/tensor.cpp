@@ -41,7 +41,9 @@ std::string shape_str(const Shape& s) {
 Shape strides_of(const Shape& s) {
   Shape st(s.size(), 1);
   for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i)
-    st[i] = checked_mul(st[i + 1], s[i + 1], "stride of dim " + std::to_string(i) + " of " + shape_str(s));
+    // Called for every op: the message is built only when the product overflows.
+    if (__builtin_mul_overflow(st[i + 1], s[i + 1], &st[i]))
+      checked_mul(st[i + 1], s[i + 1], "stride of dim " + std::to_string(i) + " of " + shape_str(s));
   return st;
 }
 
