@@ -203,6 +203,10 @@ int cmd_run(int argc, char** argv) {
        "with exit 130/143 and keep it", cxxopts::value<std::string>(a.journal))
       ("max-samples", "divergent samples listed per mode, worst first (all are counted; memory and "
        "report stay bounded however long the recording)", cxxopts::value<std::string>(max_samples))
+      ("threads", "CPU backend: threads for the modes' tasks and each GEMM (default: every core; "
+       "results are the same for any count)", cxxopts::value<int>(a.threads)->default_value("0"))
+      ("profile", "write the seconds spent in each pass (read, FP64 reference, probe, checks, each "
+       "mode's chained and isolated runs, comparisons) as JSON here", cxxopts::value<std::string>(a.profile))
       ("no-journal", "keep no journal (a signal then loses the finished batches)",
        cxxopts::value<bool>(a.no_journal))
       ("resume", "continue the interrupted run whose journal this is (no other option)",

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <map>
@@ -51,8 +52,15 @@ struct ModeRun {
   std::vector<SampleDivergence> sample_first;   // per sample; layer -1 until it diverges
   SampleErrors samples;                         // the current layer's per-sample errors
   SampleErrors iso_samples;                     // the same for its isolated run
+  // This batch's seconds (PassTimes); the chained and isolated tasks run at the same time, so
+  // each keeps its own.
+  double chained_s = 0, chained_compare_s = 0, isolated_s = 0, isolated_compare_s = 0;
   ModeRun(Mode m, const Model& model, const Liveness& live) : mode(m), chained(model, live) {}
 };
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 bool bitwise_equal_strict(Mode m) { return m == Mode::strict; }
 
@@ -635,7 +643,12 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   std::unique_ptr<TaskPool> pool;
   if (backend.name() == "cpu" && opt.threads != 1) pool = std::make_unique<TaskPool>(opt.threads);
   // Data first: every recorded input of the range, before any layer runs.
+  const auto analysis_start = std::chrono::steady_clock::now();
   res.findings = check_inputs(model, rec, b0, b1);
+  res.times.checks += seconds_since(analysis_start);
+  res.times.chained.assign(opt.modes.size(), 0);
+  res.times.isolated.assign(opt.modes.size(), 0);
+  res.times.compare.assign(opt.modes.size(), 0);
   if (opt.on_input_findings) opt.on_input_findings(res.findings);
   for (const DataFinding& f : res.findings)
     if (f.kind == "index_out_of_range") {
@@ -693,7 +706,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   for (; b < b1; ++b) {
     throw_if_interrupted();
     AnalysisResult cur = skeleton;
+    auto t_read = std::chrono::steady_clock::now();
     std::vector<Tensor> inputs = rec.read_batch(static_cast<size_t>(b));
+    res.times.read += seconds_since(t_read);
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
     const bool dump_batch = dump && b >= d0 && b < d1;
@@ -750,14 +765,19 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       runs.push_back(std::move(run));
     }
     auto reference = [&](const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) {
+      const auto t0 = std::chrono::steady_clock::now();
       backend.reference(l, in, out);
+      res.times.reference += seconds_since(t0);
     };
     auto on_layer = [&](const Layer& l, const std::vector<const Tensor*>& ref_in, Tensor& ref_out) {
       throw_if_interrupted();
+      auto t0 = std::chrono::steady_clock::now();
       ref_health.on_layer(l, ref_in, ref_out, b);
       if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
       const double floor = 1e-6 * abs_max(ref_out);
       const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
+      res.times.checks += seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
       {
         Tensor probe_out;
         backend.reference(l, probe.inputs_of(l), probe_out);
@@ -769,6 +789,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);
       }
+      res.times.probe += seconds_since(t0);
+      t0 = std::chrono::steady_clock::now();
       if (dump_batch && dump_layer[l.index]) dump->write(b, "fp64", l.name, ref_out, Mode::fp64);
       if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
         std::string dtype;
@@ -807,6 +829,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         copy_health(theirs_stats, health);
         cur.recorded[l.index].merge(theirs_stats, b);
       }
+      res.times.checks += seconds_since(t0);
 
       // Every mode's chained and isolated run of this layer are independent tasks (each writes
       // only its own mode's state and its own half of the LayerResult).
@@ -816,6 +839,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         std::vector<TensorF> cast;
         const Mode m = mixed_precision_inputs(model, opt.fp32_layers, run.mode, l, in, cast);
         TensorF chained_out;
+        auto t0 = std::chrono::steady_clock::now();
         backend.forward(m, l, in, chained_out);
         int64_t differ = 0;
         for (int k = 1; k < opt.repeat; ++k) {
@@ -824,7 +848,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
           differ = std::max(differ, count_bitwise_differences(chained_out, again));
         }
         lr.nondeterministic += differ;
+        run.chained_s += seconds_since(t0);
+        t0 = std::chrono::steady_clock::now();
         LayerStats chained = backend.compare(chained_out, ref_out, co, &run.samples, l.name);
+        run.chained_compare_s += seconds_since(t0);
         copy_health(chained, health);
         lr.chained.merge(chained, b);
         if (run.cpu_strict) {
@@ -837,6 +864,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       };
       // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
       auto isolated_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
+        auto t0 = std::chrono::steady_clock::now();
         std::vector<TensorF> iso_in;
         std::vector<const TensorF*> iso_ptrs;
         iso_in.reserve(l.refs.size());
@@ -848,7 +876,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
         TensorF iso_out;
         backend.forward(run.mode, l, iso_ptrs, iso_out);
+        run.isolated_s += seconds_since(t0);
+        t0 = std::chrono::steady_clock::now();
         LayerStats isolated = backend.compare(iso_out, ref_out, co, &run.iso_samples, l.name);
+        run.isolated_compare_s += seconds_since(t0);
         copy_health(isolated, health);
         lr.isolated.merge(isolated, b);
       };
@@ -916,6 +947,11 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
           ++cur.modes[mi].divergent_samples;
         }
     accumulate(res, cur);
+    for (size_t mi = 0; mi < runs.size(); ++mi) {
+      res.times.chained[mi] += runs[mi]->chained_s;
+      res.times.isolated[mi] += runs[mi]->isolated_s;
+      res.times.compare[mi] += runs[mi]->chained_compare_s + runs[mi]->isolated_compare_s;
+    }
     ref_done = ref_health.findings();
     if (dump) dump->checkpoint();
     if (opt.checkpoint) opt.checkpoint({res, ref_done, b + 1, 0, {}});
@@ -932,6 +968,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   if (dump) dump->finish();   // renamed into place only now: a failed run leaves no half dump
   for (const DataFinding& f : ref_health.findings()) res.findings.push_back(f);
   judge(model, backend.name(), res);
+  res.times.wall = seconds_since(analysis_start);
   return res;
 }
 

@@ -157,6 +157,18 @@ struct AnalysisOptions {
   std::string resume_dump;   // the interrupted run's partial dump, continued (with dump_path)
 };
 
+// Where a run's time goes (run --profile, bench/bench_cpu_networks.py): seconds in each pass,
+// summed over batches and layers. The modes' tasks run at the same time on several threads, so
+// the passes add up to more than the wall time. Not part of any report (they differ run to run).
+struct PassTimes {
+  double read = 0;        // reading batches and recorded activations
+  double reference = 0;   // the FP64 reference chain
+  double probe = 0;       // the sensitivity probe (its FP64 chain and comparison)
+  double checks = 0;      // input checks, reference health, recorded activations, user run
+  std::vector<double> chained, isolated, compare;   // per mode (compare: both runs)
+  double wall = 0;        // the whole analyze()
+};
+
 struct AnalysisResult {
   std::vector<ModeResult> modes;
   // The FP64 reference against the activations the capturing framework recorded
@@ -182,6 +194,7 @@ struct AnalysisResult {
   int64_t max_samples = kDefaultMaxSamples;   // divergent sample records kept per mode
   Criterion criterion = Criterion::budget;
   int repeat = 1;
+  PassTimes times;
   bool passed() const;   // every mode, and the user's recorded run
 };
 

@@ -39,6 +39,8 @@ struct RunArgs : ReplayArgs {
   std::string journal, resume;
   bool no_journal = false;
   int64_t max_samples = 1000;        // divergent sample records kept per mode (kDefaultMaxSamples)
+  int threads = 0;                   // CPU backend: the task pool and each GEMM (0: every core)
+  std::string profile;               // --profile FILE: seconds per pass as JSON (PassTimes)
   std::vector<std::string> args;
   bool quiet = false;                // per-mode verdicts and the result line only
   std::string table = "auto";        // console rows: auto (excerpt past 30 layers) | all | none

@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "report/report.h"
 #include "report/text.h"
+#include "reference/gemm_kernels.h"
 
 namespace divscope {
 namespace {
@@ -186,6 +187,21 @@ std::function<void(int64_t, int64_t)> progress_printer(std::ostream& err) {
   };
 }
 
+// run --profile: PassTimes as JSON, per mode by name.
+nlohmann::json profile_json(const AnalysisResult& r, const AnalysisOptions& opt) {
+  const PassTimes& t = r.times;
+  nlohmann::json modes = nlohmann::json::object();
+  for (size_t i = 0; i < opt.modes.size() && i < t.chained.size(); ++i)
+    modes[mode_name(opt.modes[i])] = {{"chained_s", t.chained[i]}, {"isolated_s", t.isolated[i]},
+                                      {"compare_s", t.compare[i]}};
+  return {{"divscope_profile", 1}, {"batches", r.batches}, {"samples", r.samples},
+          {"threads", opt.threads}, {"wall_s", t.wall}, {"read_s", t.read},
+          {"reference_s", t.reference}, {"probe_s", t.probe}, {"checks_s", t.checks},
+          {"modes", modes},
+          {"note", "seconds in each pass summed over batches and layers; the modes' tasks run at the "
+                   "same time on several threads, so the passes add up to more than wall_s"}};
+}
+
 }  // namespace
 
 int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
@@ -200,6 +216,9 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (a.repeat < 1) throw InputError("run: --repeat must be at least 1, got " + std::to_string(a.repeat));
   opt.repeat = a.repeat;
   opt.max_samples = a.max_samples;
+  if (a.threads < 0 || a.threads > 4096) throw InputError("run: --threads must be between 0 (every core) and 4096");
+  opt.threads = static_cast<unsigned>(a.threads);
+  gemm_set_max_threads(a.threads);
   if (opt.criterion == Criterion::baseline &&
       std::find(opt.modes.begin(), opt.modes.end(), Mode::fp32) == opt.modes.end()) {
     opt.modes.insert(opt.modes.begin(), Mode::fp32);
@@ -218,7 +237,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
                                    : default_journal_path({a.report, a.junit, a.html, a.dump});
   check_output_paths("run", {{"--model", a.model}, {"--recording", a.recording}, {"--tolerances", a.tolerances}},
                      {{"--report", a.report}, {"--junit", a.junit}, {"--html", a.html}, {"--dump", a.dump},
-                      {"--journal", journal_path}});
+                      {"--journal", journal_path}, {"--profile", a.profile}});
   // Resume: the interrupted run's finished batches, from files that have not changed since.
   std::optional<Journal> journal;
   if (!a.resume.empty()) {
@@ -281,6 +300,7 @@ int run_run(const RunArgs& a, std::ostream& out, std::ostream& err) {
   if (!a.junit.empty()) write_junit(res, ctx, a.junit);
   if (!a.html.empty()) write_html(res, ctx, a.html);
   if (journal_out) journal_out->remove();   // the reports hold everything now
+  if (!a.profile.empty()) write_json(profile_json(res, opt), a.profile);
   if (!res.data_healthy()) return kExitDataUnhealthy;
   return res.passed() ? kExitOk : kExitDiverged;
 }
