@@ -67,13 +67,25 @@ DS_HD inline float s_sqrt(float a) {
 #endif
 }
 
+// ---- the one NaN (docs/ops.md, Precision modes: NaN) ------------------------------------------
+// Hardware disagrees on the bits of a NaN: x86 passes an operand's payload through and makes
+// 0xffc00000 for an invalid operation (inf - inf, 0 * inf), NVIDIA's float add/mul/fma make
+// 0x7fffffff. So every strict layer output goes through strict_canonical on both sides (the CPU
+// strict path in mode_forward, the GPU in cuda_launch_layer): a NaN leaves as 0x7fc00000 -- the
+// default quiet NaN (std::numeric_limits<float>::quiet_NaN(), PyTorch's and NumPy's nan) --
+// whatever made it, and strict outputs, their dumps and their comparisons are bitwise again.
+// Inside a layer the payload never matters: no strict formula reads a NaN's bits (they compare,
+// select or return early).
+constexpr uint32_t kStrictNanBits = 0x7fc00000u;
+DS_HD inline float strict_canonical(float x) { return x != x ? bits_f32(kStrictNanBits) : x; }
+
 // Exact bit operations (no rounding).
 DS_HD inline float s_abs(float x) { return bits_f32(f32_bits(x) & 0x7fffffffu); }
 DS_HD inline float s_copysign(float mag, float sgn) {
   return bits_f32((f32_bits(mag) & 0x7fffffffu) | (f32_bits(sgn) & 0x80000000u));
 }
 DS_HD inline float s_inf() { return bits_f32(0x7f800000u); }
-DS_HD inline float s_nan() { return bits_f32(0x7fc00000u); }
+DS_HD inline float s_nan() { return bits_f32(kStrictNanBits); }
 
 // Error bounds in float ULPs of the exact value (a correctly rounded function would be 0.5),
 // held by the tests. Measured exhaustively over all 2^32 inputs against glibc's double functions

@@ -6,8 +6,8 @@
 //     that order in strict (the shared strict_reduce itself, per thread: windows are small). The
 //     divisor is the clipped window's size or, with count_include_pad, the window clipped to the
 //     padded input [-ph, H + ph) x [-pw, W + pw).
-//   global_avgpool2d: one block of kRowBlock threads per plane, the §5.1 order in every mode
-//     (kernels/row_reduce.cuh), then / (H*W).
+//   global_avgpool2d: one block per plane, the §5.1 order in every mode but fp64, which sums
+//     left to right as the CPU (kernels/row_reduce.cuh), then / (H*W).
 //   adaptive_avgpool2d: as avgpool2d with PyTorch's adaptive windows, rows
 //     [floor(oy*H/OH), ceil((oy+1)*H/OH)) (columns likewise), divided by the window's size.
 //   upsample_nearest2d: a copy, y[oy][ox] = x[oy / fy][ox / fx]; exact in every mode.
@@ -95,7 +95,7 @@ __global__ void adaptive_avgpool2d_kernel(Mode m, const T* __restrict__ x, T* __
   }
 }
 
-template <class T, class Add, bool kStrict>
+template <class T, class Add, bool kStrict, class Order>
 __global__ void global_avgpool_kernel(Mode m, const T* __restrict__ x, T* __restrict__ y,
                                       int64_t planes, int64_t S) {
   __shared__ T s[kRowBlock];
@@ -103,9 +103,7 @@ __global__ void global_avgpool_kernel(Mode m, const T* __restrict__ x, T* __rest
   const int lane = static_cast<int>(threadIdx.x);
   for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
     const T* xp = x + p * S;
-    T acc = T(0);
-    for (int64_t i = lane; i < S; i += kRowBlock) acc = add(acc, xp[i]);
-    const T sum = row_tree_reduce(acc, s, add);
+    const T sum = Order::reduce(S, T(0), add, [&](int64_t i) { return xp[i]; }, s);
     if (lane == 0) {
       if constexpr (kStrict)
         y[p] = s_div(sum, static_cast<float>(S));
@@ -134,11 +132,11 @@ void launch_avgpool(Mode m, const Pool2dDesc& d, bool include_pad, const void* x
   check_launch(kStrict ? "avgpool2d_kernel_strict" : "avgpool2d_kernel", layer);
 }
 
-template <class T, class Add, bool kStrict>
+template <class T, class Add, bool kStrict, class Order = RowOrder<false>>
 void launch_global(Mode m, int64_t planes, int64_t S, const void* x, void* y,
                    const std::string& layer) {
   const int blocks = static_cast<int>(std::min<long long>(planes, kMaxPlaneBlocks));
-  global_avgpool_kernel<T, Add, kStrict><<<blocks, kRowBlock>>>(
+  global_avgpool_kernel<T, Add, kStrict, Order><<<blocks, Order::kThreads>>>(
       m, static_cast<const T*>(x), static_cast<T*>(y), planes, S);
   check_launch("global_avgpool_kernel", layer);
 }
@@ -182,7 +180,7 @@ void global_avgpool2d(Mode mode, int64_t planes, int64_t S, const void* x, void*
                       const std::string& layer) {
   if (planes == 0) return;
   if (mode == Mode::fp64)
-    launch_global<double, PlainAdd, false>(mode, planes, S, x, y, layer);
+    launch_global<double, F64Add, false, RowOrder<true>>(mode, planes, S, x, y, layer);
   else if (mode == Mode::strict)
     launch_global<float, StrictAdd, true>(mode, planes, S, x, y, layer);
   else

@@ -7,7 +7,9 @@
 //
 // Order of each output's sum: the SIMT kernel gives every thread its own outputs and walks k
 // strictly ascending from k = 0 with one fma per k (no split-K, no atomics): exactly strict_dot,
-// so strict (and fp32, which shares the kernel) is bitwise equal to the host strict path. The last
+// so strict (and fp32, which shares the kernel) is bitwise equal to the host strict path. fp64
+// walks the same order with the CPU reference's unfused step (d_madd: product rounded, then sum
+// rounded) and bias add, so the device FP64 GEMM is bitwise equal to the CPU's. The last
 // partial k tile is walked only up to K: a padded zero term would turn an accumulated -0 into +0.
 #pragma once
 #include <string>

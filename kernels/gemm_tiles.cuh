@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "host/fp64_order.h"
 #include "host/precision.h"
 #include "host/strict_math.h"
 #include "kernels/device.cuh"
@@ -157,11 +158,13 @@ struct MatrixOut {
 };
 
 // ---- arithmetic ------------------------------------------------------------------------------
-// The strict formulas (host/strict_math.h) for float; the same IEEE operations for double.
+// float: the strict formulas (host/strict_math.h), a fused step. double: the CPU FP64
+// reference's unfused step and bias add (host/fp64_order.h d_madd, d_add), so that with k
+// ascending from 0 -- the SIMT kernel's order -- the device FP64 GEMM equals the CPU's bit for bit.
 __device__ inline float madd(float a, float b, float acc) { return s_fma(a, b, acc); }
-__device__ inline double madd(double a, double b, double acc) { return __fma_rn(a, b, acc); }
+__device__ inline double madd(double a, double b, double acc) { return d_madd(a, b, acc); }
 __device__ inline float add_bias(float acc, float b) { return strict_bias(acc, b); }
-__device__ inline double add_bias(double acc, double b) { return __dadd_rn(acc, b); }
+__device__ inline double add_bias(double acc, double b) { return d_add(acc, b); }
 
 }  // namespace gemm_detail
 }  // namespace divscope

@@ -1,5 +1,6 @@
-// groupnorm and rmsnorm (docs/ops.md, §5). Both reduce contiguous rows with one block of kRowBlock
-// threads per row in the §5.1 order (kernels/row_reduce.cuh), as layernorm in batchnorm_layernorm.cu:
+// groupnorm and rmsnorm (docs/ops.md, §5). Both reduce contiguous rows with one block per row in
+// the §5.1 order -- fp64: the CPU reference's left-to-right order, one warp per row
+// (kernels/row_reduce.cuh) --, as layernorm in batchnorm_layernorm.cu:
 //   groupnorm: a row is one (sample, group) block of C/groups channels x S positions.
 //              mean = sum(x) / n; var = sum((x - mean)^2) / n (two-pass, biased);
 //              denom = sqrt(var + eps); y = (x - mean) / denom * w[c] + b[c].
@@ -9,6 +10,7 @@
 // strict_norm_elem and strict_rms_elem with w = 1, b = 0 standing in for absent ones (§5.2), and
 // s_sub/s_mul/s_div for the statistics, as the CPU strict path's plain float operators.
 #include <algorithm>
+#include <type_traits>
 
 #include "host/strict_math.h"
 #include "kernels/device.cuh"
@@ -24,7 +26,7 @@ constexpr long long kMaxRowBlocks = 1 << 20;   // rows beyond this loop inside t
 // operation since kernels are compiled with --fmad=false); strict spells every rounding.
 template <class T>
 struct PlainNorm {
-  using Add = PlainAdd;
+  using Add = std::conditional_t<sizeof(T) == 8, F64Add, PlainAdd>;
   Mode m;
   __device__ T sub(T a, T b) const { return a - b; }
   __device__ T mul(T a, T b) const { return a * b; }
@@ -62,7 +64,7 @@ struct StrictNorm {
 
 // groupnorm: row r = (n, g) covers x[r * D, (r + 1) * D) with D = cg * S; element i of the row
 // belongs to channel g * cg + i / S.
-template <class T, class F>
+template <class T, class F, class Order>
 __global__ void groupnorm_kernel(F f, const T* __restrict__ x, const T* __restrict__ w,
                                  const T* __restrict__ b, T eps, T* __restrict__ y, int64_t rows,
                                  int64_t groups, int64_t cg, int64_t S) {
@@ -74,21 +76,18 @@ __global__ void groupnorm_kernel(F f, const T* __restrict__ x, const T* __restri
     const T* xr = x + r * D;
     T* yr = y + r * D;
     const int64_t c0 = (r % groups) * cg;
-    T acc = T(0);
-    for (int64_t i = lane; i < D; i += kRowBlock) acc = add(acc, xr[i]);
-    const T mean = f.div(row_tree_reduce(acc, s, add), T(D));
-    acc = T(0);
-    for (int64_t i = lane; i < D; i += kRowBlock) {
-      const T d = f.sub(xr[i], mean);
-      acc = add(acc, f.mul(d, d));
-    }
-    const T denom = f.denom(f.div(row_tree_reduce(acc, s, add), T(D)), eps);
-    for (int64_t i = lane; i < D; i += kRowBlock)
+    const T mean = f.div(Order::reduce(D, T(0), add, [&](int64_t i) { return xr[i]; }, s), T(D));
+    const T sq = Order::reduce(D, T(0), add, [&](int64_t i) {
+                   const T d = f.sub(xr[i], mean);
+                   return f.mul(d, d);
+                 }, s);
+    const T denom = f.denom(f.div(sq, T(D)), eps);
+    for (int64_t i = lane; i < D; i += Order::kThreads)
       yr[i] = f.norm_elem(xr[i], mean, denom, w, b, c0 + i / S);
   }
 }
 
-template <class T, class F>
+template <class T, class F, class Order>
 __global__ void rmsnorm_kernel(F f, const T* __restrict__ x, const T* __restrict__ w, T eps,
                                T* __restrict__ y, int64_t rows, int64_t D) {
   __shared__ T s[kRowBlock];
@@ -97,14 +96,17 @@ __global__ void rmsnorm_kernel(F f, const T* __restrict__ x, const T* __restrict
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * D;
     T* yr = y + r * D;
-    T acc = T(0);
-    for (int64_t i = lane; i < D; i += kRowBlock) acc = add(acc, f.mul(xr[i], xr[i]));
-    const T denom = f.denom(f.div(row_tree_reduce(acc, s, add), T(D)), eps);
-    for (int64_t i = lane; i < D; i += kRowBlock) yr[i] = f.rms_elem(xr[i], denom, w, i);
+    const T ms = Order::reduce(D, T(0), add, [&](int64_t i) { return f.mul(xr[i], xr[i]); }, s);
+    const T denom = f.denom(f.div(ms, T(D)), eps);
+    for (int64_t i = lane; i < D; i += Order::kThreads) yr[i] = f.rms_elem(xr[i], denom, w, i);
   }
 }
 
 int row_blocks(int64_t rows) { return static_cast<int>(std::min<long long>(rows, kMaxRowBlocks)); }
+
+// fp64 reduces in the CPU's order, the other modes in the §5.1 tree (kernels/row_reduce.cuh).
+template <class T>
+using OrderOf = RowOrder<sizeof(T) == 8>;
 
 template <class T, class F>
 void launch_groupnorm(F f, int64_t N, int64_t C, int64_t S, int64_t groups, double eps,
@@ -114,7 +116,7 @@ void launch_groupnorm(F f, int64_t N, int64_t C, int64_t S, int64_t groups, doub
     throw RuntimeFault("groupnorm: num_groups does not divide channels (layer '" + layer + "')");
   const int64_t rows = N * groups, cg = C / groups;
   if (rows == 0 || cg * S == 0) return;
-  groupnorm_kernel<T, F><<<row_blocks(rows), kRowBlock>>>(
+  groupnorm_kernel<T, F, OrderOf<T>><<<row_blocks(rows), OrderOf<T>::kThreads>>>(
       f, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), T(eps),
       static_cast<T*>(y), rows, groups, cg, S);
   check_launch("groupnorm_kernel", layer);
@@ -124,7 +126,7 @@ template <class T, class F>
 void launch_rmsnorm(F f, int64_t rows, int64_t D, double eps, const void* x, const void* w,
                     void* y, const std::string& layer) {
   if (rows == 0 || D == 0) return;
-  rmsnorm_kernel<T, F><<<row_blocks(rows), kRowBlock>>>(
+  rmsnorm_kernel<T, F, OrderOf<T>><<<row_blocks(rows), OrderOf<T>::kThreads>>>(
       f, static_cast<const T*>(x), static_cast<const T*>(w), T(eps), static_cast<T*>(y), rows, D);
   check_launch("rmsnorm_kernel", layer);
 }

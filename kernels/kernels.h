@@ -54,6 +54,12 @@ void device_fill_nan(void* p, size_t elements, bool is_double);   // poison befo
 void device_synchronize(const std::string& what);
 void copy_on_device(void* dst, const void* src, size_t bytes, const std::string& what);  // D2D
 
+// ---- the one NaN of strict outputs (kernels/strict_nan.cu) ----
+// Every NaN among the n floats at y becomes kStrictNanBits (host/strict_math.h). The CUDA
+// backend applies it to every strict layer output (cuda_launch_layer), so the ops below may
+// leave the hardware's NaN bits; the CPU strict path does the same in mode_forward.
+void strict_canonical_nan(void* y, int64_t n, const std::string& layer);
+
 // ---- GEMM core (kernels/gemm.cu) ----
 // C[b][m][n] = sum_{k ascending} A[b][m][k] * B'[b][k][n]  (+ bias[n]), where
 // A[b][m][k] = A[b*stride_a + m*lda + k], B'[b][k][n] = b_trans ? B[b*stride_b + n*ldb + k]

@@ -27,6 +27,8 @@ void device_fill_nan(void*, size_t, bool) { no_cuda("device_fill_nan"); }
 void device_synchronize(const std::string&) { no_cuda("device_synchronize"); }
 void copy_on_device(void*, const void*, size_t, const std::string&) { no_cuda("copy_on_device"); }
 
+void strict_canonical_nan(void*, int64_t, const std::string&) { no_cuda("strict_canonical_nan"); }
+
 void gemm(Mode, const GemmDesc&, const void*, const void*, const void*, void*, const std::string&) {
   no_cuda("gemm");
 }

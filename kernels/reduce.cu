@@ -4,12 +4,13 @@
 // elements of one output are numbered row-major over the reduced dims -- the CPU reference's
 // order. Runs of adjacent dims of the same kind are merged first (a run is contiguous in x), so a
 // reduction over trailing dims costs no index arithmetic per element.
-//   R < kRowBlock: one thread per output. Non-strict modes sum left to right from 0 (the CPU's
-//     order: fp32 and fp64 match it bitwise); strict calls strict_reduce itself (the §5.1 lanes
-//     and tree, per thread: R is small).
+//   R < kRowBlock, and fp64 at any R: one thread per output. Non-strict modes sum left to right
+//     from 0 (the CPU's order: fp32 and fp64 match it bitwise -- fp64 must, so that the device
+//     FP64 reference equals the CPU's, docs/ops.md, FP64 on a device); strict calls strict_reduce
+//     itself (the §5.1 lanes and tree, per thread: R is small).
 //   otherwise: one block of kRowBlock threads per output, thread j = lane j of §5.1, the partials
-//     combined by row_tree_reduce (kernels/row_reduce.cuh) -- the strict order, used by every mode
-//     as global_avgpool2d does.
+//     combined by row_tree_reduce (kernels/row_reduce.cuh) -- the strict order, used by every
+//     float mode as global_avgpool2d does.
 // fp16/bf16 accumulate in float and round once at the end; mean is sum / R (strict: s_div).
 // max lets NaN win (NanMax; strict: strict_max_step and strict_max_finish, whose result does not
 // depend on the visiting order) and never rounds.
@@ -139,7 +140,7 @@ void launch_reduce(F f, const ReduceMap& map, const void* x, void* y, const std:
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   constexpr bool kStrictSum = std::is_same<F, StrictSum>::value;
-  if (map.R < kRowBlock) {
+  if (map.R < kRowBlock || sizeof(T) == 8) {
     const int blocks = static_cast<int>(std::min<long long>(ceil_div(map.outputs, kBlock), kMaxBlocks));
     reduce_thread_kernel<T, F, kStrictSum><<<blocks, kBlock>>>(f, xt, yt, map);
     check_launch(F::kMax ? "reduce_max_thread_kernel" : "reduce_sum_thread_kernel", layer);

@@ -1,10 +1,11 @@
 // softmax and log_softmax along one axis (docs/ops.md, §5). x is viewed as [outer, n, inner]; each
-// of the outer * inner lines (n elements at stride inner) is one block of kRowBlock threads that
-// reduces in the §5.1 order (kernels/row_reduce.cuh):
+// of the outer * inner lines (n elements at stride inner) is one block that reduces in the §5.1
+// order -- fp64: the CPU reference's left-to-right order, one warp per line -- (kernels/row_reduce.cuh):
 //   m = max x (NaN wins); s = sum exp(x - m); softmax y = exp(x - m) / s; log y = (x - m) - log s.
 // fp64 in double, fp32/tf32/fp16/bf16 in float (fp16/bf16 rounded once at the end), strict with
 // the strict_math.h pieces (strict_max_step/finish, strict_softmax_exp, strict_log, ...).
 #include <algorithm>
+#include <type_traits>
 
 #include "host/strict_math.h"
 #include "kernels/device.cuh"
@@ -24,7 +25,7 @@ __device__ float dev_log(float x) { return logf(x); }
 // Non-strict modes: the CPU reference's expressions in T.
 template <class T>
 struct PlainSoftmax {
-  using Add = PlainAdd;
+  using Add = std::conditional_t<sizeof(T) == 8, F64Add, PlainAdd>;
   using Max = NanMax;
   Mode m;
   __device__ T finish_max(T v) const { return v; }
@@ -48,7 +49,7 @@ struct StrictSoftmax {
   }
 };
 
-template <class T, class F, bool kLog>
+template <class T, class F, bool kLog, class Order>
 __global__ void softmax_kernel(F f, const T* __restrict__ x, T* __restrict__ y, int64_t lines,
                                int64_t n, int64_t inner) {
   __shared__ T s[kRowBlock];
@@ -60,23 +61,23 @@ __global__ void softmax_kernel(F f, const T* __restrict__ x, T* __restrict__ y, 
     const int64_t base = (line / inner) * n * inner + line % inner;
     const T* xl = x + base;
     T* yl = y + base;
-    T mx = neg_inf;
-    for (int64_t i = lane; i < n; i += kRowBlock) mx = max_step(mx, xl[i * inner]);
-    mx = f.finish_max(row_tree_reduce(mx, s, max_step));
-    T acc = T(0);
-    for (int64_t i = lane; i < n; i += kRowBlock) acc = add(acc, f.exp_of(xl[i * inner], mx));
-    const T sum = row_tree_reduce(acc, s, add);
+    const T mx = f.finish_max(
+        Order::reduce(n, neg_inf, max_step, [&](int64_t i) { return xl[i * inner]; }, s));
+    const T sum =
+        Order::reduce(n, T(0), add, [&](int64_t i) { return f.exp_of(xl[i * inner], mx); }, s);
     if (kLog) {
       const T ls = f.log_of(sum);
-      for (int64_t i = lane; i < n; i += kRowBlock) yl[i * inner] = f.log_elem(xl[i * inner], mx, ls);
+      for (int64_t i = lane; i < n; i += Order::kThreads)
+        yl[i * inner] = f.log_elem(xl[i * inner], mx, ls);
     } else {
-      for (int64_t i = lane; i < n; i += kRowBlock)
+      for (int64_t i = lane; i < n; i += Order::kThreads)
         yl[i * inner] = f.elem(f.exp_of(xl[i * inner], mx), sum);
     }
   }
 }
 
-template <class T, class F>
+// fp64 in the CPU reference's order (one warp per line), the other modes in the §5.1 tree.
+template <class T, class F, class Order = RowOrder<sizeof(T) == 8>>
 void launch_softmax(F f, int64_t outer, int64_t n, int64_t inner, bool log, const void* x,
                     void* y, const std::string& layer) {
   const int64_t lines = outer * inner;
@@ -85,9 +86,9 @@ void launch_softmax(F f, int64_t outer, int64_t n, int64_t inner, bool log, cons
   const T* xt = static_cast<const T*>(x);
   T* yt = static_cast<T*>(y);
   if (log)
-    softmax_kernel<T, F, true><<<blocks, kRowBlock>>>(f, xt, yt, lines, n, inner);
+    softmax_kernel<T, F, true, Order><<<blocks, Order::kThreads>>>(f, xt, yt, lines, n, inner);
   else
-    softmax_kernel<T, F, false><<<blocks, kRowBlock>>>(f, xt, yt, lines, n, inner);
+    softmax_kernel<T, F, false, Order><<<blocks, Order::kThreads>>>(f, xt, yt, lines, n, inner);
   check_launch(log ? "log_softmax_kernel" : "softmax_kernel", layer);
 }
 

@@ -9,8 +9,9 @@
 //             transcendental or a division (gelu, softmax, layernorm) use the tolerance.
 //   real:     uniform random values, compared with the mode's tolerance (README, What divscope run computes) -- the GPU and
 //             the CPU round the same operations in another order or with another libm.
-// strict is bitwise equal to the CPU strict path in both regimes (docs/ops.md, Precision modes: strict reductions), and every mode is
-// bitwise equal to itself across two launches and through the Backend interface.
+// strict is bitwise equal to the CPU strict path in both regimes (docs/ops.md, Precision modes: strict reductions), fp64
+// to the CPU reference wherever the op calls no libm function (docs/ops.md, FP64 on a device),
+// and every mode is bitwise equal to itself across two launches and through the Backend interface.
 // Without a device every test skips with the reason.
 #include <gtest/gtest.h>
 

@@ -7,8 +7,8 @@
 //             copies, the sums of reductions and pools) must equal the CPU value in every mode;
 //             exp, log, erf and pow use the tolerance.
 //   real:     uniform random values, compared with the mode's tolerance (README, What divscope run computes).
-// Every input also holds NaN, +Inf and -Inf at seeded positions (docs/ops.md, Precision modes: NaN: strict compares
-// NaNs as equal whatever their bits, everything else bitwise). Binary ops, where and expand get a
+// Every input also holds NaN, +Inf and -Inf at seeded positions (docs/ops.md, Precision modes:
+// NaN: strict outputs carry one NaN pattern on both sides and are compared bit for bit). Binary ops, where and expand get a
 // constant operand of batch 1 (broadcast over the batch). strict is bitwise equal to the CPU
 // strict path in both regimes (docs/ops.md, Precision modes: strict reductions), and every mode is bitwise equal to itself across two
 // launches and through the Backend interface. Without a device every test skips with the reason.

@@ -301,13 +301,10 @@ bool launch_layer_v2(Mode m, const Layer& L, const std::vector<Shape>& in_shapes
   return true;
 }
 
-// One layer on the device (T = double for fp64, float otherwise).
+// The op's kernel(s) for one layer (T = double for fp64, float otherwise).
 template <class T>
-void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
-                  const std::vector<const void*>& din, void* y) {
-  if (!has_kernel(L.op))
-    throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
-  const Shape os = checked_out_shape(L, in_shapes);
+void launch_op(Mode m, const Layer& L, const std::vector<Shape>& in_shapes, const Shape& os,
+               const std::vector<const void*>& din, void* y) {
   if (launch_layer_ops2<T>(m, L, in_shapes, os, din, y)) return;
   if (launch_layer_v2(m, L, in_shapes, os, din, y)) return;
   const std::string& name = L.name;
@@ -367,6 +364,18 @@ void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
     d.dil_w = dil[1];
     maxpool2d(m, d, x, y, name);
   }
+}
+
+// One layer on the device; a strict output leaves with the one NaN pattern, as the CPU strict
+// path's (docs/ops.md, Precision modes: NaN).
+template <class T>
+void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
+                  const std::vector<const void*>& din, void* y) {
+  if (!has_kernel(L.op))
+    throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
+  const Shape os = checked_out_shape(L, in_shapes);
+  launch_op<T>(m, L, in_shapes, os, din, y);
+  if (m == Mode::strict) strict_canonical_nan(y, numel(os), L.name);
 }
 
 // Upload, launch, download.

@@ -2,8 +2,13 @@
 
 #include "errors.h"
 #include "reference/reference.h"
+#include "strict_math.h"
 
 namespace divscope {
+
+void strict_canonicalize(TensorF& t) {
+  for (float& v : t.data) v = strict_canonical(v);
+}
 
 void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out) {
   switch (m) {
@@ -11,7 +16,9 @@ void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in,
     case Mode::tf32: return layer_forward<Tf32Policy>(L, in, out);
     case Mode::fp16: return layer_forward<Fp16Policy>(L, in, out);
     case Mode::bf16: return layer_forward<Bf16Policy>(L, in, out);
-    case Mode::strict: return layer_forward<StrictPolicy>(L, in, out);
+    case Mode::strict:
+      layer_forward<StrictPolicy>(L, in, out);
+      return strict_canonicalize(out);
     default: throw RuntimeFault(std::string("mode_forward: ") + mode_name(m) + " is not a float mode");
   }
 }

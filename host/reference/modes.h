@@ -10,7 +10,11 @@ namespace divscope {
 
 // One layer in mode `m` (fp32, tf32, fp16, bf16, strict). Inputs hold values representable in
 // the mode's storage format; so does the output. Mode::fp64 is not a float mode: use
-// reference_forward.
+// reference_forward. strict outputs leave with every NaN as the one pattern kStrictNanBits
+// (strict_canonicalize; docs/ops.md, Precision modes: NaN), as the kernels' do.
 void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out);
+
+// Every NaN of t becomes kStrictNanBits (host/strict_math.h strict_canonical).
+void strict_canonicalize(TensorF& t);
 
 }  // namespace divscope

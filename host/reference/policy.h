@@ -23,6 +23,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fp64_order.h"
+
 namespace divscope {
 
 // Plain arithmetic in Acc: sums left to right, a dot-product step a * b + acc with two roundings
@@ -46,6 +48,8 @@ struct PlainArithmetic {
 };
 
 // The truth. FP64 needs no fused step: its error is ~1e-16 relative, far below any mode's.
+// Its dot-product step and its sums are fp64_order.h's d_madd and d_sum -- the same steps as
+// PlainArithmetic<double>, written once with the device FP64 kernels, which call them too.
 struct Fp64Policy : PlainArithmetic<double> {
   using T = double;
   using Acc = double;
@@ -53,6 +57,11 @@ struct Fp64Policy : PlainArithmetic<double> {
 
   static T store(Acc x) { return x; }
   static T operand(T x) { return x; }
+  static Acc madd(Acc a, Acc b, Acc acc) { return d_madd(a, b, acc); }
+  template <class F>
+  static Acc sum(int64_t n, F&& f) {
+    return d_sum(static_cast<long long>(n), [&](long long i) { return f(static_cast<int64_t>(i)); });
+  }
 };
 
 }  // namespace divscope
