@@ -7,13 +7,16 @@ usage: /usr/bin/python3 fuzz/run_fuzz.py FUZZER WORK_CORPUS SEED_DIR... [--runs 
 libFuzzer runs in fork mode (-fork=J) and goes on past crashes, hangs and out-of-memory inputs,
 keeping each in --artifacts; new inputs go to WORK_CORPUS. Afterwards every input it kept is
 run again alone and sorted by its stack:
-- known: the stack starts inside libhdf5 at one of the library's own faults on damaged files
-  (KNOWN_LIBHDF5: on a damaged global heap H5HG_read loops forever or copies past the end of its
-  buffer; on a damaged dense link table H5G__dense_iterate frees an invalid pointer). The divscope
-  binary turns these into exit 2 with its watchdog and signal guard (h5watch.h), which the CLI
-  tests check; the fuzz targets leave both out so that they hide nothing of divscope's own.
-- finding: anything else — a crash, a sanitizer report or a leak in divscope's code, an exception
-  that is not an InputError, a hang or an unbounded allocation. The exit status is then 1.
+- known: a fault of libhdf5 itself on a damaged file: the stack starts inside libhdf5 (below
+  divscope's call into it) and, for a buffer overrun, the buffer is libhdf5's own. libhdf5 1.10
+  has many (H5HG_read loops forever or copies past a global heap block, H5G__dense_iterate and
+  H5A__attr_release_table free invalid pointers, H5C_protect allocates what a damaged header
+  declares, ...). The divscope binary turns these into exit 2 with its watchdog and signal guard
+  (h5watch.h), which the CLI tests check; the fuzz targets leave both out so that they hide
+  nothing of divscope's own.
+- finding: anything else — a crash, a sanitizer report or a leak, an exception that is not an
+  InputError, a hang or an unbounded allocation in divscope's code, a UBSan report anywhere, or
+  libhdf5 overrunning a buffer that divscope gave it. The exit status is then 1.
 Prints the run's executions, corpus size and both counts.
 """
 import argparse
@@ -23,43 +26,46 @@ import subprocess
 import sys
 import time
 
-# libhdf5 1.10 functions whose faults on damaged files are the library's own (docs/testing.md).
-# H5HG_read: the global heap (variable-length strings) loops, or copies an object past its block;
-# H5G__dense_iterate: a damaged dense link table makes it free a pointer it never allocated.
-KNOWN_LIBHDF5 = ("H5HG_read", "H5HG__protect", "H5G__dense_iterate")
 RUNTIME = ("__sanitizer", "__asan", "__ubsan", "__lsan", "__interceptor", "fuzzer::", "libc.so",
-           "libstdc++", "compiler-rt", "__cxa", "___interceptor")
+           "libstdc++", "compiler-rt", "__cxa", "___interceptor", "__memcpy", "__memmove", "__memset",
+           "/string/", "sysdeps/")
 
 
-def classify(log, binary=""):
-    """'ok', 'known: <why>' or 'finding: <why>' for one libFuzzer session's output."""
-    kind = None
-    for pat, k in (("ALARM: working on the last Unit", "timeout"), ("ERROR: LeakSanitizer", "leak"),
-                   ("ERROR: AddressSanitizer", "asan"), ("runtime error:", "ubsan"),
-                   ("ERROR: libFuzzer: out-of-memory", "oom"), ("ERROR: libFuzzer: malloc", "oom"),
-                   ("not an InputError", "exception"), ("ERROR: libFuzzer", "crash"),
-                   ("==ERROR", "crash")):
-        if pat in log:
-            kind = k
-            break
-    if kind is None:
-        return "ok"
-    first = None
-    for line in re.findall(r"^\s*#\d+ 0x[0-9a-f]+ .*$", log, re.M):
+def first_frame(lines, binary):
+    """The first frame of a stack that is not the sanitizer runtime, libFuzzer or libc."""
+    for line in lines:
         # The sanitizer runtime and libFuzzer are linked into the binary without line info.
         if binary and "/" + binary + "+0x" in line:
             continue
         if not any(r in line for r in RUNTIME):
-            first = line.strip()
+            return line.strip()
+    return None
+
+
+def classify(log, binary=""):
+    """'known: <why>' or 'finding: <why>' for the log of one failing input."""
+    kind = "crash"
+    for pat, k in (("ALARM: working on the last Unit", "timeout"), ("ERROR: LeakSanitizer", "leak"),
+                   ("ERROR: AddressSanitizer", "asan"), ("runtime error:", "ubsan"),
+                   ("out-of-memory", "oom"), ("not an InputError", "exception")):
+        if pat in log:
+            kind = k
             break
-    in_hdf5 = first is not None and "libhdf5" in first
-    stack = log[log.find("#0 "):] if "#0 " in log else ""
-    known = [k for k in KNOWN_LIBHDF5 if k in stack]
-    if kind == "timeout" and in_hdf5 and known:
-        return "known: libhdf5 loops in %s (the binary's watchdog: exit 2)" % known[0]
-    if kind in ("asan", "crash") and in_hdf5 and known:
-        return "known: libhdf5 corrupts memory in %s (the binary's guard: exit 2)" % known[0]
-    return "finding: %s, first frame %s" % (kind, first or "?")
+    stacks = re.split(r"\n(?=\S[^\n]*\n\s*#0 )", log)   # the fault's stack, then "allocated by"...
+    frames = [re.findall(r"^\s*#\d+ 0x[0-9a-f]+ .*$", st, re.M) for st in stacks]
+    frames = [f for f in frames if f]
+    first = first_frame(frames[0], binary) if frames else None
+    if kind in ("leak", "ubsan", "exception") or not first or "libhdf5" not in first:
+        return "finding: %s, first frame %s" % (kind, first or "?")
+    # Inside libhdf5: its own fault on a damaged file, unless the buffer it overran is ours.
+    if "allocated by thread" in log:
+        alloc = log[log.index("allocated by thread"):]
+        owner = first_frame(re.findall(r"^\s*#\d+ 0x[0-9a-f]+ .*$", alloc, re.M), binary)
+        if owner and "libhdf5" not in owner:
+            return "finding: libhdf5 overran a buffer divscope allocated, %s" % owner
+    names = [m for f in frames[0] for m in re.findall(r" in (H5\w+)", f) if not m.startswith(("H5MM_", "H5FL_"))]
+    return "known: libhdf5 %s in %s" % ({"timeout": "loops", "oom": "allocates without bound"}.get(
+        kind, "corrupts memory"), names[0] if names else "an unnamed function")
 
 
 def replay(fuzzer, artifact, timeout):

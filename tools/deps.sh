@@ -6,6 +6,9 @@ pkgs=(cmake g++ make libhdf5-dev libcxxopts-dev nlohmann-json3-dev libgtest-dev 
       libopenblas-dev libonnx-dev libprotobuf-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3-torch python3-torchvision python3-h5py python3-numpy python3-venv hdf5-tools)
+  # The sanitizer and fuzz build (tools/test_sanitizers.sh): clang with its sanitizer and
+  # libFuzzer runtimes.
+  pkgs+=(clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
