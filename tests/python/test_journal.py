@@ -77,6 +77,23 @@ def stop(args, sig, after, cwd=None):
     return p.returncode, err, finished
 
 
+def stop_after_progress(args, sig, journal, first, cwd=None, limit=300):
+    """stop(), once `journal` holds more batches than `first`: a fixed delay is too short for a
+    slow build (the ASan build of tools/test_sanitizers.sh takes seconds to resume)."""
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < limit:
+        try:
+            if json.load(open(journal))["next_batch"] > first:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    p.send_signal(sig)
+    _, err = p.communicate()
+    return p.returncode, err
+
+
 def main():
     binary, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     shutil.rmtree(work, ignore_errors=True)
@@ -159,7 +176,7 @@ def main():
         failures.append(f"SIGTERM: exit {code}, expected 143: {err.strip()}")
     journal = os.path.join(work, "b.json.journal")
     first = json.load(open(journal))["next_batch"] if os.path.exists(journal) else -1
-    code, err, _ = stop([binary, "run", "--resume", journal], signal.SIGINT, after / 2, cwd=elsewhere)
+    code, err = stop_after_progress([binary, "run", "--resume", journal], signal.SIGINT, journal, first, cwd=elsewhere)
     second = json.load(open(journal))["next_batch"] if os.path.exists(journal) else -1
     if code != 130 or not first < second:
         failures.append(f"SIGINT of a resumed run: exit {code}, journal batches {first} -> {second}: {err.strip()}")
