@@ -178,9 +178,47 @@ json environment_json() {
           {"environment", env}};
 }
 
+namespace {
+
+// Typed reads of a record that came from a file (a report, a recording's capture_environment, a
+// colleague's `divscope env`): a missing or mistyped field gives the default. A damaged or
+// hand-edited record must neither throw nlohmann's type_error (exit 3) nor reach its unchecked
+// const operator[] on a missing key (a read past the end of the map; found by
+// fuzz/fuzz_json.cpp).
+json field(const json& o, const char* k) { return o.is_object() && o.contains(k) ? o[k] : json(); }
+std::string str_field(const json& o, const char* k, const std::string& def) {
+  const json v = field(o, k);
+  return v.is_string() ? v.get<std::string>() : def;
+}
+bool true_field(const json& o, const char* k) {
+  const json v = field(o, k);
+  return v.is_boolean() && v.get<bool>();
+}
+json obj_field(const json& o, const char* k) {
+  const json v = field(o, k);
+  return v.is_object() ? v : json::object();
+}
+json num_field(const json& o, const char* k) {
+  const json v = field(o, k);
+  return v.is_number() ? v : json(0);
+}
+
+// A current record as the readers below expect it, whatever the file held: every group an
+// object, hardware.gpus (when present) an array, producer (when present) a string.
+json checked_record(const json& e) {
+  json n = e;
+  for (const char* g : {"host", "hardware", "runtime", "libraries", "flags", "environment"})
+    if (!n[g].is_object()) n[g] = json::object();
+  if (n["hardware"].contains("gpus") && !n["hardware"]["gpus"].is_array()) n["hardware"]["gpus"] = json::array();
+  if (n.contains("producer") && !n["producer"].is_string()) n["producer"] = n["producer"].dump();
+  return n;
+}
+
+}  // namespace
+
 json normalize_env(const json& e) {
   if (!e.is_object()) return json::object();
-  if (e.contains("divscope_env")) return e;
+  if (e.contains("divscope_env")) return checked_record(e);
   json n = {{"divscope_env", kEnvRecordVersion}, {"host", json::object()}, {"hardware", json::object()},
             {"runtime", json::object()}, {"libraries", json::object()}, {"flags", json::object()},
             {"environment", json::object()}};
@@ -189,8 +227,8 @@ json normalize_env(const json& e) {
   };
   if (e.contains("divscope_version") || (e.contains("cuda") && e["cuda"].is_object())) {
     // divscope before records were versioned
-    n["producer"] = "divscope " + e.value("divscope_version", std::string("?"));
-    const json h = e.value("host", json::object());
+    n["producer"] = "divscope " + str_field(e, "divscope_version", "?");
+    const json h = obj_field(e, "host");
     if (h.contains("hostname")) n["host"]["hostname"] = h["hostname"];
     if (h.contains("cpu")) n["hardware"]["cpu"] = h["cpu"];
     if (h.contains("cores")) n["hardware"]["cores"] = h["cores"];
@@ -198,22 +236,22 @@ json normalize_env(const json& e) {
     if (h.contains("os")) n["runtime"]["os"] = h["os"];
     copy("compiler", "libraries", "compiler");
     if (e.contains("divscope_version")) n["libraries"]["divscope"] = e["divscope_version"];
-    const json c = e.value("cuda", json::object());
-    n["runtime"]["cuda_available"] = c.value("available", false);
+    const json c = obj_field(e, "cuda");
+    n["runtime"]["cuda_available"] = true_field(c, "available");
     if (c.contains("reason")) n["runtime"]["cuda_unavailable_reason"] = c["reason"];
     if (c.contains("driver")) n["runtime"]["cuda_driver"] = c["driver"];
     if (c.contains("runtime")) n["runtime"]["cuda_runtime"] = c["runtime"];
     n["hardware"]["gpus"] = json::array();
-    if (c.value("available", false))
+    if (true_field(c, "available"))
       n["hardware"]["gpus"].push_back({{"index", 0},
-                                       {"name", c.value("gpu", std::string())},
-                                       {"compute_capability", c.value("compute_capability", std::string())},
-                                       {"multiprocessors", c.value("multiprocessors", 0)},
-                                       {"memory_bytes", c.value("memory_bytes", 0)}});
+                                       {"name", str_field(c, "gpu", "")},
+                                       {"compute_capability", str_field(c, "compute_capability", "")},
+                                       {"multiprocessors", num_field(c, "multiprocessors")},
+                                       {"memory_bytes", num_field(c, "memory_bytes")}});
     return n;
   }
   // The flat records of capture_torch.py / capture_onnx.py (recording format 2 before env records).
-  n["producer"] = e.value("framework", std::string()) == "onnxruntime" ? "capture_onnx.py" : "capture_torch.py";
+  n["producer"] = str_field(e, "framework", "") == "onnxruntime" ? "capture_onnx.py" : "capture_torch.py";
   if (e.contains("host") && e["host"].is_string()) n["host"]["hostname"] = e["host"];
   copy("python", "runtime", "python");
   copy("platform", "runtime", "os");
@@ -241,10 +279,10 @@ json normalize_env(const json& e) {
     for (size_t i = 0; i < e["gpus"].size(); ++i) {
       const json& g = e["gpus"][i];
       n["hardware"]["gpus"].push_back({{"index", i},
-                                       {"name", g.value("name", std::string())},
-                                       {"compute_capability", g.value("capability", std::string())},
-                                       {"multiprocessors", g.value("sms", 0)},
-                                       {"memory_bytes", g.value("memory", json(0))}});
+                                       {"name", str_field(g, "name", "")},
+                                       {"compute_capability", str_field(g, "capability", "")},
+                                       {"multiprocessors", num_field(g, "sms")},
+                                       {"memory_bytes", num_field(g, "memory")}});
     }
   n["runtime"]["cuda_available"] = !n["hardware"]["gpus"].empty();
   if (e.contains("environment") && e["environment"].is_object()) n["environment"] = e["environment"];
@@ -253,12 +291,12 @@ json normalize_env(const json& e) {
 
 bool env_cuda_available(const json& env) {
   const json n = normalize_env(env);
-  return n["runtime"].value("cuda_available", false);
+  return true_field(n["runtime"], "cuda_available");
 }
 
 std::string env_cuda_reason(const json& env) {
   const json n = normalize_env(env);
-  return n["runtime"].value("cuda_unavailable_reason", std::string());
+  return str_field(n["runtime"], "cuda_unavailable_reason", "");
 }
 
 namespace {
@@ -300,7 +338,7 @@ std::string env_host_line(const json& env) {
 std::string env_software_line(const json& env) {
   const json n = normalize_env(env);
   const json& lib = n["libraries"];
-  std::string s = n.value("producer", std::string("?"));
+  std::string s = str_field(n, "producer", "?");
   if (lib.contains("divscope_commit"))
     s += " (" + text(lib, {"divscope_commit"}) + ", " + text(lib, {"build_type"}) + ", CUDA architectures " +
          text(lib, {"cuda_architectures"}) + "), " + text(lib, {"compiler"});
@@ -419,7 +457,7 @@ void flatten(const json& v, const std::string& prefix, std::map<std::string, jso
 }
 
 std::string producer_kind(const json& n) {
-  const std::string p = n.value("producer", std::string());
+  const std::string p = str_field(n, "producer", "");
   if (p.rfind("divscope", 0) == 0) return "divscope";
   return p;
 }
@@ -509,6 +547,25 @@ void print_env_diff(const std::vector<EnvDifference>& d, std::ostream& out, size
   if (shown_other > max_other) out << "  ... and " << shown_other - max_other << " more (divscope env-diff, or the JSON report)\n";
 }
 
+namespace {
+
+// A current record read by env-diff: its groups objects (null or absent: unknown), hardware.gpus
+// an array, producer a string; anything else is a damaged file (exit 2 naming the JSON pointer).
+// Older records are mapped field by field (normalize_env) and need no check.
+void check_record(const json& r, const std::string& path, const std::string& pointer) {
+  if (!r.contains("divscope_env")) return;
+  for (const char* g : {"host", "hardware", "runtime", "libraries", "flags", "environment"})
+    if (r.contains(g) && !r[g].is_null() && !r[g].is_object())
+      throw InputError(path, pointer + "/" + g, "must be an object (a damaged environment record)");
+  const json gpus = field(field(r, "hardware"), "gpus");
+  if (!gpus.is_null() && !gpus.is_array())
+    throw InputError(path, pointer + "/hardware/gpus", "must be an array (a damaged environment record)");
+  if (r.contains("producer") && !r["producer"].is_null() && !r["producer"].is_string())
+    throw InputError(path, pointer + "/producer", "must be a string (a damaged environment record)");
+}
+
+}  // namespace
+
 json load_environment(const std::string& path, std::string* what) {
   if (path == "-") {
     if (what) *what = "this machine";
@@ -526,10 +583,12 @@ json load_environment(const std::string& path, std::string* what) {
     const json j = json::parse(text.str(), nullptr, false);
     if (!j.is_object()) throw InputError(path, "/", "not valid JSON");
     if (j.contains("divscope_env") || j.contains("divscope_version")) {
+      check_record(j, path, "");
       if (what) *what = "environment record " + path;
       return normalize_env(j);
     }
     if (j.contains("environment") && j["environment"].is_object()) {
+      check_record(j["environment"], path, "/environment");
       if (what) *what = "report " + path;
       return normalize_env(j["environment"]);
     }
@@ -544,6 +603,7 @@ json load_environment(const std::string& path, std::string* what) {
     throw InputError(path, std::string("/") + attr, "the " + fmt + " has no environment record (it was written without one)");
   const json j = json::parse(root.attr_string(attr), nullptr, false);
   if (!j.is_object()) throw InputError(path, std::string("/") + attr, "not a JSON object");
+  check_record(j, path, std::string("/") + attr);
   if (what) *what = fmt + " " + path;
   return normalize_env(j);
 }
