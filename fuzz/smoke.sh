@@ -24,6 +24,6 @@ status=0
 for t in model recording onnx json; do
   mkdir -p "$corpus/$t" "$regressions/$t"
   /usr/bin/python3 "$here/run_fuzz.py" "$bin/fuzz_$t" "$work/$t" "$corpus/$t" "$regressions/$t" \
-    --runs "$runs" --timeout 10 --artifacts "$corpus/../fuzz-artifacts" || status=1
+    --runs "$runs" --timeout 5 --artifacts "$corpus/../fuzz-artifacts" || status=1
 done
 exit $status
