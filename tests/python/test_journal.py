@@ -68,9 +68,14 @@ def dump_content(path):
     return out
 
 
-def stop(args, sig, after, cwd=None):
+def stop(args, sig, after, cwd=None, journal=None):
+    """Signals the run `after` seconds after its journal appears (the input checks read every
+    batch before the first one runs: on a loaded machine that alone can take seconds)."""
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
-    time.sleep(after)
+    deadline = time.time() + 300
+    while journal and not os.path.exists(journal) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(min(after, 0.3) if journal else after)
     finished = p.poll() is not None
     p.send_signal(sig)
     _, err = p.communicate()
@@ -142,7 +147,7 @@ def main():
 
     # 1. SIGINT, resume from another directory.
     code, err, finished = stop([binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec] + base("a"),
-                               signal.SIGINT, after, cwd=work)
+                               signal.SIGINT, after, cwd=work, journal=os.path.join(work, "a.json.journal"))
     lines = stderr_lines(err)
     journal = os.path.join(work, "a.json.journal")
     if finished:
@@ -171,7 +176,7 @@ def main():
 
     # 2. SIGTERM, resume, SIGINT during the resumed run, resume again.
     code, err, _ = stop([binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec] + base("b"),
-                        signal.SIGTERM, after / 2, cwd=work)
+                        signal.SIGTERM, after / 2, cwd=work, journal=os.path.join(work, "b.json.journal"))
     if code != 143:
         failures.append(f"SIGTERM: exit {code}, expected 143: {err.strip()}")
     journal = os.path.join(work, "b.json.journal")
@@ -187,7 +192,7 @@ def main():
 
     # 3. SIGKILL: the last checkpoint. Without a dump it resumes; with one it cannot.
     code, err, _ = stop([binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec] + base("c", dump=False),
-                        signal.SIGKILL, after, cwd=work)
+                        signal.SIGKILL, after, cwd=work, journal=os.path.join(work, "c.json.journal"))
     journal = os.path.join(work, "c.json.journal")
     if not os.path.exists(journal):
         failures.append("SIGKILL: no journal checkpoint was written")
@@ -195,7 +200,7 @@ def main():
         r = resume(journal)
         same_report("c", full_code, r, "resume after SIGKILL")
     code, err, _ = stop([binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec] + base("d"),
-                        signal.SIGKILL, after, cwd=work)
+                        signal.SIGKILL, after, cwd=work, journal=os.path.join(work, "d.json.journal"))
     journal = os.path.join(work, "d.json.journal")
     r = resume(journal)
     if r.returncode != 2 or len(stderr_lines(r.stderr)) != 1 or "dump" not in r.stderr:
@@ -205,7 +210,7 @@ def main():
 
     # 4. Refusals.
     code, err, _ = stop([binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec] + base("e", dump=False),
-                        signal.SIGINT, after, cwd=work)
+                        signal.SIGINT, after, cwd=work, journal=os.path.join(work, "e.json.journal"))
     journal = os.path.join(work, "e.json.journal")
     r = subprocess.run([binary, "run", "--resume", journal, "--modes", "fp32"], capture_output=True, text=True)
     if r.returncode != 2 or len(stderr_lines(r.stderr)) != 1:
