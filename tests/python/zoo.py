@@ -60,6 +60,19 @@ def check(binary, out, name):
     return None
 
 
+def remove_artifacts(out, name):
+    """The model and recording of a real network are up to 2 GB (vgg11 with its activations):
+    twenty of them filled CI's disk. Kept only with DIVSCOPE_KEEP_ZOO=1, to look into a failure;
+    the report stays."""
+    if os.environ.get("DIVSCOPE_KEEP_ZOO") == "1":
+        return
+    for suffix in (".model.h5", ".recording.h5"):
+        try:
+            os.remove(os.path.join(out, name + suffix))
+        except FileNotFoundError:
+            pass
+
+
 def main(argv):
     if len(argv) < 4:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -73,6 +86,8 @@ def main(argv):
             err = check(binary, out, name)
         except Exception as e:  # CaptureError and anything else: say which model
             err = f"{type(e).__name__}: {e}"
+        finally:
+            remove_artifacts(out, name)
         if err:
             failed += 1
             print(f"zoo: {name}: FAILED: {err}", file=sys.stderr, flush=True)
