@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <mutex>
 
 #include "host/backends/device_support.h"
 #include "kernels/device.cuh"
@@ -98,21 +100,86 @@ DeviceInfo query_device() {
 }
 
 // ---- device memory -----------------------------------------------------------------------------
+// One process-wide caching pool over cudaMalloc/cudaFree (host/backends/caching_pool.h,
+// docs/cuda.md, Device memory): a batch's tensors, parameters and CUB temporaries come back from
+// its cache, so after the first batch no launch calls cudaMalloc or cudaFree.
+//
+// Stream order: every kernel and copy of divscope runs on the legacy default stream, so a block
+// released right after its last reader was launched is written only by work queued after that
+// reader. cudaFree used to synchronise the device; nothing does now, and nothing needs it: every
+// copy to the host is a synchronous cudaMemcpy into pageable memory, which waits for the work
+// queued before it. (A kernel's fault now surfaces at the next synchronous call, not at a free.)
+namespace {
+
+thread_local cudaError_t t_malloc_error = cudaSuccess;   // why the pool's last cudaMalloc failed
+
+// The margin left outside the pool: what the CUDA context still takes after the first
+// allocation and cannot come from the pool -- modules loaded lazily at a kernel's first launch,
+// the local memory (stacks) sized for the largest kernel, the runtime's own buffers. 256 MiB, or
+// 5% of the device for large ones.
+constexpr size_t kContextMargin = size_t(256) << 20;
+
+CachingPool& pool() {
+  // Never destroyed: at exit the CUDA runtime may be unloaded before static destructors run
+  // (cudaFree would fail, cudaErrorCudartUnloading); the driver frees the context's memory.
+  static CachingPool* const p = new CachingPool(
+      [](size_t bytes) -> void* {
+        void* q = nullptr;
+        const cudaError_t err = cudaMalloc(&q, bytes);
+        if (err == cudaSuccess) return q;
+        t_malloc_error = err;
+        cudaGetLastError();   // an allocation failure is not sticky; clear it for the next call
+        return nullptr;
+      },
+      [](void* q) { CUDA_CHECK_PRINT(cudaFree(q)); });
+  return *p;
+}
+
+// The pool's limit, set at the first allocation: the device's free memory then, less the margin.
+void set_limit_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      cudaGetLastError();   // no device: cudaMalloc will say so
+      return;
+    }
+    const size_t margin = std::max(kContextMargin, total_bytes / 20);
+    pool().set_limit(static_cast<int64_t>(free_bytes > margin ? free_bytes - margin : 0));
+  });
+}
+
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+}  // namespace
+
 void* device_alloc(size_t bytes, const std::string& what) {
   if (bytes == 0) return nullptr;
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, bytes);
-  if (err != cudaSuccess) {
-    cudaGetLastError();   // an allocation failure is not sticky; clear it for the next call
-    throw RuntimeFault("out of device memory allocating " + std::to_string(bytes) + " bytes for " +
-                       what + ": " + cudaGetErrorString(err));
-  }
-  return p;
+  set_limit_once();
+  t_malloc_error = cudaSuccess;
+  void* p = pool().allocate(bytes);
+  if (p) return p;
+  const CachingPool::Stats s = pool().stats();
+  const std::string why = t_malloc_error != cudaSuccess
+                              ? std::string(cudaGetErrorString(t_malloc_error))
+                              : "the limit of " + mib(s.limit) + " (free device memory at first use, less " +
+                                    "a margin for the CUDA context) is reached";
+  throw RuntimeFault("out of device memory allocating " + std::to_string(bytes) + " bytes for " +
+                     what + ": " + why + "; divscope holds " + mib(s.live) + " in live tensors and " +
+                     mib(s.reserved - s.live) + " cached");
 }
 
 void device_free(void* p) noexcept {
-  if (p) CUDA_CHECK_PRINT(cudaFree(p));
+  if (p) pool().release(p);
 }
+
+CachingPool::Stats device_memory_stats() { return pool().stats(); }
+void device_memory_release_cached() { pool().release_cached(); }
+void device_memory_reset_peak() { pool().reset_peak(); }
 
 void copy_to_device(void* dst, const void* src, size_t bytes, const std::string& what) {
   if (bytes == 0) return;

@@ -1,4 +1,4 @@
-// CUDA error checking and RAII device buffers, for kernels/*.cu only.
+// CUDA error checking and RAII device buffers (from the pool), for kernels/*.cu only.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "host/errors.h"
+#include "kernels/kernels.h"   // device_alloc, device_free
 
 namespace divscope {
 
@@ -39,28 +40,21 @@ inline void check_launch(const char* kernel, const std::string& layer) {
 
 constexpr int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
+// Device memory from the pool (device_alloc, kernels/device.cu): a CUB temporary or a kernel's
+// scratch costs no cudaMalloc after the first batch. Out of memory throws RuntimeFault naming `what`.
 template <class T>
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t n, const std::string& what = "buffer") : n_(n) {
-    if (n == 0) return;
-    cudaError_t err = cudaMalloc(&ptr_, n * sizeof(T));
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      throw RuntimeFault("out of device memory allocating " + std::to_string(n * sizeof(T)) +
-                         " bytes for " + what + ": " + cudaGetErrorString(err));
-    }
-  }
-  ~DeviceBuffer() {
-    if (ptr_) CUDA_CHECK_PRINT(cudaFree(ptr_));
-  }
+  explicit DeviceBuffer(size_t n, const std::string& what = "buffer")
+      : ptr_(static_cast<T*>(device_alloc(n * sizeof(T), what))), n_(n) {}
+  ~DeviceBuffer() { device_free(ptr_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr; o.n_ = 0; }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
-      if (ptr_) CUDA_CHECK_PRINT(cudaFree(ptr_));
+      device_free(ptr_);
       ptr_ = o.ptr_; n_ = o.n_; o.ptr_ = nullptr; o.n_ = 0;
     }
     return *this;

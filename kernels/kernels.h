@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/analysis/compare.h"   // LayerStats, CompareOptions (plain C++) for compare_device
+#include "host/backends/caching_pool.h"   // CachingPool::Stats (plain C++)
 #include "host/precision.h"
 
 namespace divscope {
@@ -45,7 +46,9 @@ struct DeviceInfo {
 DeviceInfo query_device();
 
 // ---- device memory (kernels/device.cu) ----
-// Out of memory throws RuntimeFault naming `what` (e.g. the layer) and the bytes asked for.
+// From one process-wide caching pool (docs/cuda.md, Device memory): device_free hands the block
+// back to the pool, not to the driver, and does not synchronise. Out of memory throws
+// RuntimeFault naming `what` (e.g. the layer), the bytes asked for and what the pool holds.
 void* device_alloc(size_t bytes, const std::string& what);
 void device_free(void* p) noexcept;
 void copy_to_device(void* dst, const void* src, size_t bytes, const std::string& what);
@@ -288,5 +291,29 @@ std::vector<LayerStats> compare_device_per_sample(Mode storage, const double* ca
                                                   const double* ref_dev, const Shape& shape,
                                                   const CompareOptions& opt,
                                                   const std::string& layer);
+
+// ================================================================================================
+// Device-resident values (kernels/device.cu, kernels/values.cu; host/backends/cuda_backend.cpp):
+// the pool's accounting and the element-wise steps the analysis runs between layers, so that a
+// batch's tensors never leave the device. Same conventions as above.
+// ================================================================================================
+
+// The pool behind device_alloc: bytes live, peak, reserved (live + cached), cudaMalloc calls,
+// requests, its limit (free device memory at the first allocation, less a margin).
+CachingPool::Stats device_memory_stats();
+void device_memory_release_cached();   // every cached block back to the driver
+void device_memory_reset_peak();       // peak = live
+
+// y[i] = round ? round_storage(m, float(x[i])) : float(x[i]) for the n doubles (x_is_double) or
+// floats at x; bit for bit the CPU's to_storage (host/analysis/analysis.cpp), NaN payloads
+// included.
+void to_storage_device(Mode m, bool round, const void* x, bool x_is_double, float* y, int64_t n,
+                       const std::string& layer);
+// y[k] = x[k] * probe_factor(batch, value, k) (host/reference/probe.h), bit for bit the host's.
+void perturb_device(const double* x, double* y, int64_t n, int64_t batch, int64_t value,
+                    const std::string& layer);
+// How many of the n floats differ in their bits between a and b.
+int64_t count_bit_differences_device(const float* a, const float* b, int64_t n,
+                                     const std::string& layer);
 
 }  // namespace divscope

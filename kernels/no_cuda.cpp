@@ -150,4 +150,19 @@ std::vector<LayerStats> compare_device_per_sample(Mode, const double*, const dou
   no_cuda("compare_device_per_sample");
 }
 
+// ---- device-resident values (device.cu, values.cu) ----
+// No pool without CUDA: empty statistics, so memory reports work in every build.
+CachingPool::Stats device_memory_stats() { return {}; }
+void device_memory_release_cached() {}
+void device_memory_reset_peak() {}
+void to_storage_device(Mode, bool, const void*, bool, float*, int64_t, const std::string&) {
+  no_cuda("to_storage_device");
+}
+void perturb_device(const double*, double*, int64_t, int64_t, int64_t, const std::string&) {
+  no_cuda("perturb_device");
+}
+int64_t count_bit_differences_device(const float*, const float*, int64_t, const std::string&) {
+  no_cuda("count_bit_differences_device");
+}
+
 }  // namespace divscope

@@ -1,14 +1,18 @@
-// The CUDA backend (README, What divscope run computes, §2): the FP64 reference, every mode and the statistics on our own
-// kernels. Each call copies the layer's inputs and parameters to the device, runs the op's
-// kernel(s) and copies the output back; nothing is cached between calls (correct first, fast
-// later: device-resident activations are the next step). Ops without a kernel are an InputError
-// that points at the CPU backend.
+// The CUDA backend (README, What divscope run computes, §2): the FP64 reference, every mode and the
+// statistics on our own kernels, on values that stay in device memory (backends/values.h,
+// docs/cuda.md, Device memory). A batch's tensors are device values from the pool
+// (kernels/device.cu); the host receives statistics, and tensors only where it downloads them.
+// Layer parameters are uploaded once per analysis and storage format (CudaParamCache). The
+// host-tensor calls upload, run the value call and download.
 #include "backends/backend.h"
 #include "backends/cuda_backend.h"
 #include "errors.h"
 
 #ifdef DIVSCOPE_HAVE_CUDA
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/kernels.h"
@@ -23,432 +27,233 @@ std::unique_ptr<Backend> make_cuda_backend() {
   throw RuntimeFault("divscope was built without CUDA");
 }
 
-void cuda_launch_layer(Mode, const Layer&, const std::vector<Shape>&,
-                       const std::vector<const void*>&, void*) {
-  throw RuntimeFault("divscope was built without CUDA");
-}
-
 #else
 
 namespace {
 
-// Device memory owned by the host code (kernels.h is plain C++, so no DeviceBuffer here).
-class DevMem {
- public:
-  DevMem() = default;
-  DevMem(size_t bytes, const std::string& what) : p_(device_alloc(bytes, what)) {}
-  ~DevMem() { device_free(p_); }
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  DevMem(DevMem&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  void* get() const { return p_; }
+// A device value of `shape` whose storage goes back to the pool with its last handle. Zero
+// elements: no storage, but still a value (a non-null owner).
+Value device_value(Shape shape, bool is_double, const std::string& what) {
+  const size_t bytes = static_cast<size_t>(numel(shape)) * (is_double ? sizeof(double) : sizeof(float));
+  void* p = device_alloc(bytes, what);
+  std::shared_ptr<void> owner = p ? std::shared_ptr<void>(p, [](void* q) { device_free(q); })
+                                  : std::static_pointer_cast<void>(std::make_shared<char>(0));
+  return Value(std::move(shape), is_double, Value::Where::device, p, std::move(owner));
+}
 
- private:
-  void* p_ = nullptr;
-};
+const char* describe(const Value& v) {
+  if (!v) return "an empty value";
+  if (v.where() == Value::Where::host) return v.is_double() ? "a host double value" : "a host float value";
+  return v.is_double() ? "a device double value" : "a device float value";
+}
+
+// The device value `v` must be (of the type asked for); anything else is a caller's bug.
+const Value& need_device(const Value& v, bool is_double, const char* what, const std::string& layer) {
+  if (v.where() != Value::Where::device || v.is_double() != is_double)
+    throw RuntimeFault(std::string("cuda backend: ") + what + " needs a device " +
+                       (is_double ? "double" : "float") + " value, got " + describe(v) +
+                       " (layer '" + layer + "')");
+  return v;
+}
+const Value& need_device(const Value& v, const char* what, const std::string& layer) {
+  return need_device(v, v.is_double(), what, layer);
+}
 
 template <class T>
-DevMem upload(const std::vector<T>& v, const std::string& what) {
-  DevMem d(v.size() * sizeof(T), what);
-  copy_to_device(d.get(), v.data(), v.size() * sizeof(T), what);
-  return d;
+Value upload_tensor(const BasicTensor<T>& t, const std::string& what) {
+  if (t.size() != numel(t.shape))
+    throw InputError("malformed tensor: " + std::to_string(t.size()) + " values for shape " +
+                     shape_str(t.shape) + " (" + what + ")");
+  Value v = device_value(t.shape, std::is_same<T, double>::value, what);
+  copy_to_device(v.data(), t.data.data(), v.bytes(), what);
+  return v;
 }
 
-// A parameter in the mode's storage (as the CPU's param_of: FP64 -> float -> storage rounding);
-// an empty DevMem (null pointer) when the layer has none.
 template <class T>
-DevMem param(Mode m, const Layer& L, const char* key) {
-  const Tensor* t = L.param(key);
-  if (!t) return DevMem();
-  std::vector<T> v;
-  v.reserve(t->data.size());
-  for (double x : t->data)
-    v.push_back(m == Mode::fp64 ? T(x) : T(round_storage(m, static_cast<float>(x))));
-  return upload(v, L.name + "." + key);
+BasicTensor<T> download_tensor(const Value& v, const char* what) {
+  need_device(v, std::is_same<T, double>::value, what, "download");
+  BasicTensor<T> t(v.shape());
+  copy_to_host(t.data.data(), v.data(), v.bytes(), what);
+  return t;
 }
 
-bool has_kernel(const std::string& op) {
-  static const char* const ops[] = {"linear", "matmul", "conv2d", "batchnorm2d", "layernorm",
-                                    "relu", "gelu", "softmax", "log_softmax", "add", "maxpool2d",
-                                    "flatten",
-                                    // second op set (launch_layer_ops2)
-                                    "conv_transpose2d", "groupnorm", "rmsnorm", "leaky_relu",
-                                    "silu", "sigmoid", "tanh", "mul", "avgpool2d",
-                                    "global_avgpool2d", "upsample_nearest2d", "reshape", "permute",
-                                    "embedding", "scaled_dot_product_attention",
-                                    // model format v2 (launch_layer_v2)
-                                    "hardtanh", "hardswish", "hardsigmoid", "sqrt", "rsqrt", "exp",
-                                    "log", "abs", "neg", "erf", "sub", "div", "pow", "maximum",
-                                    "minimum", "where", "reduce_mean", "reduce_sum", "reduce_max",
-                                    "concat", "slice", "expand", "adaptive_avgpool2d"};
-  for (const char* o : ops)
-    if (op == o) return true;
-  return false;
-}
-
-// matmul: a [..., M, K] @ b [..., K, N] with broadcast batch dims. One strided batched GEMM when
-// each operand's batch dims are either the output's or all ones; otherwise one GEMM per batch.
-void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const void* a,
-                const void* b, void* c, size_t elem, const std::string& layer) {
-  const int r = static_cast<int>(os.size());
-  const int64_t M = as[r - 2], K = as[r - 1], N = bs[r - 1];
-  const Shape ob(os.begin(), os.end() - 2), ab(as.begin(), as.end() - 2), bb(bs.begin(), bs.end() - 2);
-  const int64_t batches = numel(ob), na = numel(ab), nb = numel(bb);
-  GemmDesc d;
-  d.M = M;
-  d.N = N;
-  d.K = K;
-  d.lda = K;
-  d.ldb = N;
-  d.ldc = N;
-  d.stride_c = M * N;
-  if ((ab == ob || na == 1) && (bb == ob || nb == 1)) {
-    d.batch = batches;
-    d.stride_a = na == 1 ? 0 : M * K;
-    d.stride_b = nb == 1 ? 0 : K * N;
-    gemm(m, d, a, b, nullptr, c, layer);
-    return;
+// Whole-tensor stats and, with `samples`, the per-sample errors (as the CPU compare gathers them).
+template <class C>
+LayerStats compare_values(const C* cand, const double* ref, const Shape& shape,
+                          const CompareOptions& opt, SampleErrors* samples, const std::string& layer) {
+  LayerStats whole = compare_device(opt.storage, cand, ref, shape, opt, layer);
+  if (!samples || shape.empty()) return whole;
+  const std::vector<LayerStats> per = compare_device_per_sample(opt.storage, cand, ref, shape, opt, layer);
+  samples->mismatch.clear();
+  samples->nonfinite_new.clear();
+  samples->err2.clear();
+  samples->ref2.clear();
+  samples->max_abs.clear();
+  for (const LayerStats& s : per) {
+    samples->mismatch.push_back(s.mismatch);
+    samples->nonfinite_new.push_back(s.nonfinite_new);
+    samples->err2.push_back(s.sum_err2);
+    samples->ref2.push_back(s.sum_ref2);
+    samples->max_abs.push_back(s.max_abs);
   }
-  const Shape sa = strides_of(ab), sb = strides_of(bb);
-  for (int64_t i = 0; i < batches; ++i) {
-    int64_t oa = 0, obi = 0, rem = i;
-    for (int k = r - 3; k >= 0; --k) {   // size-1 dims do not advance
-      const int64_t idx = rem % ob[k];
-      rem /= ob[k];
-      if (ab[k] != 1) oa += idx * sa[k];
-      if (bb[k] != 1) obi += idx * sb[k];
-    }
-    gemm(m, d, static_cast<const char*>(a) + oa * M * K * elem,
-         static_cast<const char*>(b) + obi * K * N * elem, nullptr,
-         static_cast<char*>(c) + i * M * N * elem, layer);
-  }
-}
-
-// conv2d and conv_transpose2d: x [N, C, H, W], out [N, Co, OH, OW], the weight's spatial dims
-// (2, 3) and the stride/padding/dilation/groups attributes; Co is the caller's (conv2d: the
-// weight's dim 0, conv_transpose2d: the output's channels). Desc: Conv2dDesc or
-// ConvTranspose2dDesc (the same fields).
-template <class Desc>
-Desc conv_desc(const Layer& L, const Shape& xs, const Shape& os, int64_t Co) {
-  const Tensor& w = *L.param("weight");
-  const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
-  const auto dil = L.attr_ints("dilation", 2, {});
-  Desc d;
-  d.N = xs[0];
-  d.C = xs[1];
-  d.H = xs[2];
-  d.W = xs[3];
-  d.Co = Co;
-  d.kh = w.shape[2];
-  d.kw = w.shape[3];
-  d.OH = os[2];
-  d.OW = os[3];
-  d.stride_h = st[0];
-  d.stride_w = st[1];
-  d.pad_h = pad[0];
-  d.pad_w = pad[1];
-  d.dil_h = dil[0];
-  d.dil_w = dil[1];
-  d.groups = L.attr_int("groups");
-  return d;
-}
-
-// maxpool2d and avgpool2d: x [N, C, H, W], out [N, C, OH, OW], kernel_size/stride/padding
-// (dilation stays 1; maxpool2d sets its own).
-Pool2dDesc pool_desc(const Layer& L, const Shape& xs, const Shape& os) {
-  const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
-  const auto pad = L.attr_ints("padding", 2, {});
-  Pool2dDesc d;
-  d.N = xs[0];
-  d.C = xs[1];
-  d.H = xs[2];
-  d.W = xs[3];
-  d.OH = os[2];
-  d.OW = os[3];
-  d.kh = k[0];
-  d.kw = k[1];
-  d.stride_h = st[0];
-  d.stride_w = st[1];
-  d.pad_h = pad[0];
-  d.pad_w = pad[1];
-  return d;
-}
-
-// ---- second op set ---------------------------------------------------------------------------
-// conv_transpose2d, groupnorm, rmsnorm, leaky_relu, silu, sigmoid, tanh, mul, avgpool2d,
-// global_avgpool2d, upsample_nearest2d, reshape, permute, embedding, scaled_dot_product_attention.
-// Returns false for an op that is not one of these. xs/os: full input and output shapes.
-template <class T>
-bool launch_layer_ops2(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
-                       const Shape& os, const std::vector<const void*>& din, void* y) {
-  const std::string& name = L.name;
-  const void* x = din.at(0);
-  const Shape& xs = in_shapes[0];
-  const int64_t xn = numel(xs);
-  const std::string& op = L.op;
-  if (op == "conv_transpose2d") {
-    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
-    const auto d = conv_desc<ConvTranspose2dDesc>(L, xs, os, os[1]);
-    conv_transpose2d(m, d, x, dw.get(), db.get(), y, name);
-  } else if (op == "groupnorm") {
-    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
-    const int64_t N = xs[0], C = xs[1];
-    const int64_t S = N * C == 0 ? 0 : xn / (N * C);
-    groupnorm(m, N, C, S, L.attr_int("num_groups"), L.attr_float("eps"), x, w.get(), b.get(), y,
-              name);
-  } else if (op == "rmsnorm") {
-    DevMem w = param<T>(m, L, "weight");
-    const int64_t D = numel(L.attr_ints("normalized_shape"));
-    rmsnorm(m, D == 0 ? 0 : xn / D, D, L.attr_float("eps"), x, w.get(), y, name);
-  } else if (op == "leaky_relu") {
-    activation(m, Activation::leaky_relu, L.attr_float("negative_slope"), x, y, xn, name);
-  } else if (op == "silu") {
-    activation(m, Activation::silu, 0.0, x, y, xn, name);
-  } else if (op == "sigmoid") {
-    activation(m, Activation::sigmoid, 0.0, x, y, xn, name);
-  } else if (op == "tanh") {
-    activation(m, Activation::tanh, 0.0, x, y, xn, name);
-  } else if (op == "mul") {
-    mul(m, xs, in_shapes[1], x, din.at(1), y, name);
-  } else if (op == "avgpool2d") {
-    avgpool2d(m, pool_desc(L, xs, os), L.attr_int("count_include_pad", 1) != 0, x, y, name);
-  } else if (op == "global_avgpool2d") {
-    global_avgpool2d(m, xs[0] * xs[1], xs[2] * xs[3], x, y, name);
-  } else if (op == "upsample_nearest2d") {
-    const auto f = L.attr_ints("scale_factor", 2, {});
-    upsample_nearest2d(m, xs[0] * xs[1], xs[2], xs[3], f[0], f[1], x, y, name);
-  } else if (op == "reshape") {
-    reshape_copy(m, xn, x, y, name);
-  } else if (op == "permute") {
-    std::vector<int64_t> dims = L.attr_ints("dims");
-    for (int64_t& d : dims)
-      if (d < 0) d += static_cast<int64_t>(xs.size());
-    permute(m, xs, dims, x, y, name);
-  } else if (op == "embedding") {
-    const Tensor& w = *L.param("weight");
-    DevMem dw = param<T>(m, L, "weight");
-    embedding(m, xn, w.shape[0], w.shape[1], x, dw.get(), y, name);
-  } else if (op == "scaled_dot_product_attention") {
-    const Shape &ks = in_shapes[1], &vs = in_shapes[2];
-    const size_t r = xs.size();
-    const int64_t Tq = xs[r - 2], D = xs[r - 1], Tk = ks[r - 2], Dv = vs[r - 1];
-    int64_t heads = 1;
-    for (size_t i = 0; i + 2 < r; ++i) heads *= xs[i];
-    const double scale = L.attr_float("scale", 1.0 / std::sqrt(static_cast<double>(D)));
-    scaled_dot_product_attention(m, heads, Tq, Tk, D, Dv, L.attr_int("is_causal", 0) != 0, scale,
-                                 x, din.at(1), din.at(2), y, name);
-  } else {
-    return false;
-  }
-  return true;
-}
-
-// ---- model format v2 ops (notes/new_ops_contract.md) ----------------------------------------
-// Unary math, binary ops and where, reductions, concat/slice/expand, adaptive_avgpool2d. The
-// binary ops, where and expand take constants (inputs of batch 1): the kernels broadcast dim 0
-// like any other size-1 dim, so the input shapes go in as they are. Returns false for an op that
-// is not one of these.
-bool launch_layer_v2(Mode m, const Layer& L, const std::vector<Shape>& in_shapes, const Shape& os,
-                     const std::vector<const void*>& din, void* y) {
-  static const std::pair<const char*, MathOp> kMath[] = {
-      {"hardtanh", MathOp::hardtanh}, {"hardswish", MathOp::hardswish},
-      {"hardsigmoid", MathOp::hardsigmoid}, {"sqrt", MathOp::sqrt}, {"rsqrt", MathOp::rsqrt},
-      {"exp", MathOp::exp}, {"log", MathOp::log}, {"abs", MathOp::abs}, {"neg", MathOp::neg},
-      {"erf", MathOp::erf}};
-  static const std::pair<const char*, BinaryOp> kBinary[] = {
-      {"sub", BinaryOp::sub}, {"div", BinaryOp::div}, {"pow", BinaryOp::pow},
-      {"maximum", BinaryOp::maximum}, {"minimum", BinaryOp::minimum}};
-  static const std::pair<const char*, ReduceOp> kReduce[] = {
-      {"reduce_mean", ReduceOp::mean}, {"reduce_sum", ReduceOp::sum}, {"reduce_max", ReduceOp::max}};
-  const std::string& name = L.name;
-  const std::string& op = L.op;
-  const Shape& xs = in_shapes[0];
-  const int64_t rank = static_cast<int64_t>(xs.size());
-  const auto axis_of = [&](int64_t a) { return a < 0 ? a + rank : a; };
-  for (const auto& [key, f] : kMath) {
-    if (op != key) continue;
-    const bool ht = f == MathOp::hardtanh;
-    unary_math(m, f, ht ? L.attr_float("min_val") : 0.0, ht ? L.attr_float("max_val") : 0.0,
-               din.at(0), y, numel(xs), name);
-    return true;
-  }
-  for (const auto& [key, f] : kBinary) {
-    if (op != key) continue;
-    binary(m, f, xs, in_shapes.at(1), din.at(0), din.at(1), y, name);
-    return true;
-  }
-  for (const auto& [key, f] : kReduce) {
-    if (op != key) continue;
-    std::vector<int64_t> axes = L.attr_ints("axes");
-    for (int64_t& a : axes) a = axis_of(a);
-    reduce(m, f, xs, axes, din.at(0), y, name);
-    return true;
-  }
-  if (op == "where") {
-    where(m, xs, in_shapes.at(1), in_shapes.at(2), din.at(0), din.at(1), din.at(2), y, name);
-  } else if (op == "concat") {
-    concat(m, in_shapes, din, axis_of(L.attr_int("axis")), y, name);
-  } else if (op == "slice") {
-    const int64_t a = axis_of(L.attr_int("axis"));
-    slice(m, xs, a, L.attr_int("start"), L.attr_int("step", 1), os[a], din.at(0), y, name);
-  } else if (op == "expand") {   // `like` (input 1) gives only the batch size, already in os
-    expand(m, xs, os, din.at(0), y, name);
-  } else if (op == "adaptive_avgpool2d") {
-    adaptive_avgpool2d(m, xs[0] * xs[1], xs[2], xs[3], os[2], os[3], din.at(0), y, name);
-  } else {
-    return false;
-  }
-  return true;
-}
-
-// The op's kernel(s) for one layer (T = double for fp64, float otherwise).
-template <class T>
-void launch_op(Mode m, const Layer& L, const std::vector<Shape>& in_shapes, const Shape& os,
-               const std::vector<const void*>& din, void* y) {
-  if (launch_layer_ops2<T>(m, L, in_shapes, os, din, y)) return;
-  if (launch_layer_v2(m, L, in_shapes, os, din, y)) return;
-  const std::string& name = L.name;
-  const void* x = din.at(0);
-  const Shape& xs = in_shapes[0];
-  const int64_t xn = numel(xs);
-
-  if (L.op == "flatten") {   // a reshape: same elements, same order
-    copy_on_device(y, x, static_cast<size_t>(xn) * sizeof(T), name);
-  } else if (L.op == "linear") {
-    const Tensor& w = *L.param("weight");
-    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
-    GemmDesc d;
-    d.K = w.shape[1];
-    d.N = w.shape[0];
-    d.M = xn / d.K;
-    d.lda = d.K;
-    d.ldb = d.K;
-    d.ldc = d.N;
-    d.b_trans = true;   // y = x W^T: B'[k][n] = W[n][k]
-    gemm(m, d, x, dw.get(), db.get(), y, name);
-  } else if (L.op == "matmul") {
-    run_matmul(m, xs, in_shapes[1], os, x, din.at(1), y, sizeof(T), name);
-  } else if (L.op == "conv2d") {
-    DevMem dw = param<T>(m, L, "weight"), db = param<T>(m, L, "bias");
-    const auto d = conv_desc<Conv2dDesc>(L, xs, os, L.param("weight")->shape[0]);
-    conv2d(m, d, x, dw.get(), db.get(), y, name);
-  } else if (L.op == "batchnorm2d") {
-    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
-    DevMem mean = param<T>(m, L, "running_mean"), var = param<T>(m, L, "running_var");
-    batchnorm2d(m, xs[0], xs[1], xs[2] * xs[3], L.attr_float("eps"), x, w.get(), b.get(),
-                mean.get(), var.get(), y, name);
-  } else if (L.op == "layernorm") {
-    DevMem w = param<T>(m, L, "weight"), b = param<T>(m, L, "bias");
-    const int64_t D = numel(L.attr_ints("normalized_shape"));
-    layernorm(m, xn / D, D, L.attr_float("eps"), x, w.get(), b.get(), y, name);
-  } else if (L.op == "relu") {
-    unary(m, UnaryOp::relu, x, y, xn, name);
-  } else if (L.op == "gelu") {
-    const bool tanh_form = L.attr_str("approximate", "none") == "tanh";
-    unary(m, tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, x, y, xn, name);
-  } else if (L.op == "softmax" || L.op == "log_softmax") {
-    int64_t axis = L.attr_int("axis");
-    if (axis < 0) axis += static_cast<int64_t>(xs.size());
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < static_cast<int64_t>(xs.size()); ++i) {
-      if (i < axis) outer *= xs[i];
-      if (i > axis) inner *= xs[i];
-    }
-    softmax(m, outer, xs[axis], inner, L.op == "log_softmax", x, y, name);
-  } else if (L.op == "add") {
-    add(m, xs, in_shapes[1], x, din.at(1), y, name);
-  } else if (L.op == "maxpool2d") {
-    Pool2dDesc d = pool_desc(L, xs, os);
-    const auto dil = L.attr_ints("dilation", 2, {1, 1});
-    d.dil_h = dil[0];
-    d.dil_w = dil[1];
-    maxpool2d(m, d, x, y, name);
-  }
-}
-
-// One layer on the device; a strict output leaves with the one NaN pattern, as the CPU strict
-// path's (docs/ops.md, Precision modes: NaN).
-template <class T>
-void launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
-                  const std::vector<const void*>& din, void* y) {
-  if (!has_kernel(L.op))
-    throw InputError(L.where() + ": no CUDA kernel for op '" + L.op + "' yet; use --backend cpu");
-  const Shape os = checked_out_shape(L, in_shapes);
-  launch_op<T>(m, L, in_shapes, os, din, y);
-  if (m == Mode::strict) strict_canonical_nan(y, numel(os), L.name);
-}
-
-// Upload, launch, download.
-template <class T>
-void run_layer(Mode m, const Layer& L, const std::vector<const BasicTensor<T>*>& in,
-               BasicTensor<T>& out) {
-  std::vector<Shape> shapes;
-  std::vector<DevMem> din;
-  std::vector<const void*> ptrs;
-  for (const auto* t : in) {
-    if (!t || t->size() != numel(t->shape))
-      throw InputError(L.where() + ": malformed input tensor");
-    shapes.push_back(t->shape);
-    din.push_back(upload(t->data, L.name + " input"));
-    ptrs.push_back(din.back().get());
-  }
-  Shape os = checked_out_shape(L, shapes);
-  out.shape = os;
-  out.data.assign(static_cast<size_t>(numel(os)), T(0));
-  DevMem dout(out.data.size() * sizeof(T), L.name + " output");
-  launch_layer<T>(m, L, shapes, ptrs, dout.get());
-  copy_to_host(out.data.data(), dout.get(), out.data.size() * sizeof(T), L.name + " output");
+  return whole;
 }
 
 class CudaBackend : public Backend {
  public:
   std::string name() const override { return "cuda"; }
+
+  // ---- host tensors: upload, the value call, download ----
   void reference(const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) override {
-    run_layer<double>(Mode::fp64, l, in, out);
+    const std::vector<Value> v = upload_inputs(l, in);
+    out = download(reference(l, pointers(v)));
   }
   void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
                TensorF& out) override {
-    if (m == Mode::fp64)
-      throw RuntimeFault("cuda backend: fp64 is the reference, not a float mode (" + l.where() + ")");
-    run_layer<float>(m, l, in, out);
+    const std::vector<Value> v = upload_inputs(l, in);
+    out = download_float(forward(m, l, pointers(v)));
   }
-  // README, What divscope run computes on the device (kernels/compare.cu: one fused CUB pass, histograms, segmented
-  // per-sample reduction); same definitions as the CPU compare.
+  // README, What divscope run computes on the device (kernels/compare.cu: one fused CUB pass,
+  // histograms, segmented per-sample reduction); same definitions as the CPU compare.
   LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
                      SampleErrors* samples, const std::string& layer) override {
-    DevMem c = upload(cand.data, layer + " (candidate)");
-    DevMem r = upload(ref.data, layer + " (reference)");
-    const auto* cp = static_cast<const float*>(c.get());
-    const auto* rp = static_cast<const double*>(r.get());
-    LayerStats whole = compare_device(opt.storage, cp, rp, ref.shape, opt, layer);
-    if (samples && !ref.shape.empty()) {
-      std::vector<LayerStats> per = compare_device_per_sample(opt.storage, cp, rp, ref.shape, opt, layer);
-      samples->mismatch.clear();
-      samples->nonfinite_new.clear();
-      samples->err2.clear();
-      samples->ref2.clear();
-      samples->max_abs.clear();
-      for (const LayerStats& s : per) {
-        samples->mismatch.push_back(s.mismatch);
-        samples->nonfinite_new.push_back(s.nonfinite_new);
-        samples->err2.push_back(s.sum_err2);
-        samples->ref2.push_back(s.sum_ref2);
-        samples->max_abs.push_back(s.max_abs);
-      }
-    }
-    return whole;
+    return compare(upload_tensor(cand, layer + " (candidate)"), upload_tensor(ref, layer + " (reference)"),
+                   opt, samples, layer);
   }
+
+  // ---- values ----
+  Value upload(const Tensor& t) override { return upload_tensor(t, "upload"); }
+  Value upload(const TensorF& t) override { return upload_tensor(t, "upload"); }
+  Tensor download(const Value& v) override {
+    return v.where() == Value::Where::host ? Backend::download(v) : download_tensor<double>(v, "download");
+  }
+  TensorF download_float(const Value& v) override {
+    return v.where() == Value::Where::host ? Backend::download_float(v)
+                                           : download_tensor<float>(v, "download_float");
+  }
+
+  Value reference(const Layer& l, const std::vector<const Value*>& in) override {
+    return run(Mode::fp64, l, in);
+  }
+  Value forward(Mode m, const Layer& l, const std::vector<const Value*>& in) override {
+    if (m == Mode::fp64)
+      throw RuntimeFault("cuda backend: fp64 is the reference, not a float mode (" + l.where() + ")");
+    return run(m, l, in);
+  }
+
+  Value to_storage(const Value& v, Mode m, bool round) override {
+    need_device(v, "to_storage", "to_storage");
+    Value out = device_value(v.shape(), false, "to_storage");
+    to_storage_device(m, round, v.data(), v.is_double(), static_cast<float*>(out.data()), v.size(),
+                      "to_storage");
+    return out;
+  }
+
+  Value perturbed(const Value& v, int64_t batch, int64_t value) override {
+    need_device(v, true, "perturbed", "probe");
+    Value out = device_value(v.shape(), true, "probe perturbation");
+    perturb_device(static_cast<const double*>(v.data()), static_cast<double*>(out.data()), v.size(),
+                   batch, value, "probe");
+    return out;
+  }
+
+  LayerStats compare(const Value& cand, const Value& ref, const CompareOptions& opt,
+                     SampleErrors* samples, const std::string& layer) override {
+    need_device(ref, true, "compare (reference)", layer);
+    need_device(cand, "compare (candidate)", layer);
+    if (cand.size() != ref.size())   // the CPU compare reads the candidate by the reference's shape
+      throw RuntimeFault("cuda backend: compare of " + shape_str(cand.shape()) + " against " +
+                         shape_str(ref.shape()) + " (layer '" + layer + "')");
+    const auto* r = static_cast<const double*>(ref.data());
+    if (cand.is_double())
+      return compare_values(static_cast<const double*>(cand.data()), r, ref.shape(), opt, samples, layer);
+    return compare_values(static_cast<const float*>(cand.data()), r, ref.shape(), opt, samples, layer);
+  }
+
+  int64_t bitwise_differences(const Value& a, const Value& b) override {
+    need_device(a, false, "bitwise_differences", "bitwise");
+    need_device(b, false, "bitwise_differences", "bitwise");
+    if (a.shape() != b.shape()) return std::max(a.size(), b.size());
+    return count_bit_differences_device(static_cast<const float*>(a.data()),
+                                        static_cast<const float*>(b.data()), a.size(), "bitwise");
+  }
+
+  // The health fields from the statistics pass with the reference as its own (double)
+  // candidate; per sample the same pass segmented.
+  ReferenceSummary summarize(const Value& ref) override {
+    need_device(ref, true, "summarize", "summarize");
+    const auto* r = static_cast<const double*>(ref.data());
+    const CompareOptions opt{Mode::fp64, 0, 0, -1, true};
+    ReferenceSummary s;
+    copy_health(s.health, compare_device(Mode::fp64, r, r, ref.shape(), opt, "summarize"));
+    if (s.health.ref_finite > 0)
+      s.abs_max = std::max(std::fabs(s.health.ref_min), std::fabs(s.health.ref_max));
+    const std::vector<LayerStats> per = compare_device_per_sample(Mode::fp64, r, r, ref.shape(), opt, "summarize");
+    const int64_t count = per.empty() ? 0 : ref.size() / static_cast<int64_t>(per.size());
+    for (const LayerStats& p : per) {
+      SampleHealth h;
+      h.nan = p.ref_nan;
+      h.inf = p.ref_inf;
+      h.nonfinite = p.ref_nan + p.ref_inf;
+      h.all_zero = p.ref_zero == count;
+      s.samples.push_back(h);
+    }
+    return s;
+  }
+
+  // The pool's bytes: values, the analysis' parameters and CUB temporaries alike.
+  ValueMemory memory() const override {
+    const CachingPool::Stats p = device_memory_stats();
+    return ValueMemory{p.live, p.peak, p.reserved, p.system_allocs, p.requests, p.limit};
+  }
+  void reset_peak() override { device_memory_reset_peak(); }
+
+  void begin_analysis(const Model&) override {
+    params_.clear();
+    cache_params_ = true;
+  }
+  void end_analysis() override {
+    cache_params_ = false;
+    params_.clear();
+  }
+
+ private:
+  // Layer l on device values: the output from the pool, the launch on the inputs' storage.
+  Value run(Mode m, const Layer& l, const std::vector<const Value*>& in) {
+    const bool dbl = m == Mode::fp64;
+    std::vector<Shape> shapes;
+    std::vector<const void*> ptrs;
+    for (const Value* v : in) {
+      if (!v) throw RuntimeFault("cuda backend: missing input of " + l.where());
+      need_device(*v, dbl, dbl ? "reference" : "forward", l.name);
+      shapes.push_back(v->shape());
+      ptrs.push_back(v->data());
+    }
+    Value out = device_value(checked_out_shape(l, shapes), dbl, l.name + " output");
+    cuda_launch_layer(m, l, shapes, ptrs, out.data(), cache_params_ ? &params_ : nullptr);
+    return out;
+  }
+
+  template <class T>
+  static std::vector<Value> upload_inputs(const Layer& l, const std::vector<const BasicTensor<T>*>& in) {
+    std::vector<Value> v;
+    for (const auto* t : in) {
+      if (!t || t->size() != numel(t->shape)) throw InputError(l.where() + ": malformed input tensor");
+      v.push_back(upload_tensor(*t, l.name + " input"));
+    }
+    return v;
+  }
+  static std::vector<const Value*> pointers(const std::vector<Value>& v) {
+    std::vector<const Value*> p;
+    for (const Value& x : v) p.push_back(&x);
+    return p;
+  }
+
+  CudaParamCache params_;
+  bool cache_params_ = false;   // between begin_analysis and end_analysis
 };
 
 }  // namespace
-
-void cuda_launch_layer(Mode m, const Layer& L, const std::vector<Shape>& in_shapes,
-                       const std::vector<const void*>& in_dev, void* out_dev) {
-  if (m == Mode::fp64)
-    launch_layer<double>(m, L, in_shapes, in_dev, out_dev);
-  else
-    launch_layer<float>(m, L, in_shapes, in_dev, out_dev);
-}
 
 std::unique_ptr<Backend> make_cuda_backend() {
   const DeviceInfo d = query_device();
