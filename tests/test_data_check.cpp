@@ -16,6 +16,7 @@
 #include "io/h5io.h"
 #include "io/h5wrap.h"
 #include "reference/reference.h"
+#include "scratch_dir.h"
 
 using namespace divscope;
 namespace fs = std::filesystem;
@@ -27,14 +28,7 @@ const double kInf = std::numeric_limits<double>::infinity();
 
 // Files of this process, removed at exit.
 std::string temp_path(const std::string& name) {
-  static const struct Dir {
-    std::string path = ::testing::TempDir() + "divscope_data_check_" + std::to_string(getpid());
-    Dir() { fs::create_directories(path); }
-    ~Dir() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  } dir;
+  static const ScratchDir dir("divscope_data_check_");
   return dir.path + "/" + name;
 }
 

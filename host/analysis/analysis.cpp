@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -17,37 +18,22 @@
 #include "interrupt.h"
 #include "io/h5io.h"
 #include "reference/modes.h"
+#include "reference/probe.h"
 #include "reference/reference.h"
 #include "parallel.h"
 #include "analysis/reference_check.h"
 #include "analysis/runner.h"
 
 namespace divscope {
+
+static_assert(kProbeRelDelta == kProbeDelta, "reference/probe.h and analysis/verdict.h disagree on the probe's delta");
+
 namespace {
-
-// A tensor (double reference values or float ones) in mode m's storage: cast to float, then
-// rounded to the mode's format where `round` (integer indices stay as they are).
-template <class T>
-TensorF to_storage(const BasicTensor<T>& t, Mode m, bool round) {
-  TensorF f(t.shape);
-  for (int64_t i = 0; i < t.size(); ++i) {
-    const float v = static_cast<float>(t.data[i]);
-    f.data[i] = round ? round_storage(m, v) : v;
-  }
-  return f;
-}
-
-double abs_max(const Tensor& t) {
-  double a = 0;
-  for (double v : t.data)
-    if (std::isfinite(v)) a = std::max(a, std::fabs(v));
-  return a;
-}
 
 // Everything one mode carries through a batch.
 struct ModeRun {
   Mode mode;
-  ValueStore<float> chained;
+  ValueSlots chained;   // on the backend
   // strict on a device backend: the CPU strict path's own chain, the bitwise reference.
   std::unique_ptr<ValueStore<float>> cpu_strict;
   std::vector<SampleDivergence> sample_first;   // per sample; layer -1 until it diverges
@@ -64,13 +50,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 bool bitwise_equal_strict(Mode m) { return m == Mode::strict; }
-
-int64_t count_bitwise_differences(const TensorF& a, const TensorF& b) {
-  if (a.shape != b.shape) return std::max(a.size(), b.size());
-  int64_t n = 0;
-  for (int64_t i = 0; i < a.size(); ++i) n += f32_bits(a.data[i]) != f32_bits(b.data[i]);
-  return n;
-}
 
 // The device FP64 reference must agree with the CPU FP64 reference (docs/ops.md, FP64 on a
 // device): bit for bit where the op calls no libm function, within a bound from the data's
@@ -94,8 +73,8 @@ bool mixed(const std::vector<bool>& fp32_layers, Mode mode) {
 }
 
 Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_layers, Mode mode,
-                            const Layer& l, std::vector<const TensorF*>& in,
-                            std::vector<TensorF>& cast) {
+                            const Layer& l, Backend& backend, std::vector<const Value*>& in,
+                            std::vector<Value>& cast) {
   if (!mixed(fp32_layers, mode)) return mode;
   if (fp32_layers[l.index]) return Mode::fp32;
   cast.reserve(l.refs.size());
@@ -103,10 +82,42 @@ Mode mixed_precision_inputs(const Model& model, const std::vector<bool>& fp32_la
     const ValueRef& r = l.refs[k];
     const bool from_fp32 = r.is_input ? model.inputs[r.index].dtype != "int64" : fp32_layers[r.index];
     if (!from_fp32) continue;
-    cast.push_back(to_storage(*in[k], mode, true));
+    cast.push_back(backend.to_storage(*in[k], mode, true));
     in[k] = &cast.back();
   }
   return mode;
+}
+
+// A value's elements on the host: the backend's own tensor when it is there, else a copy.
+template <class T>
+class HostView {
+ public:
+  HostView(Backend& backend, const Value& v) : view_(host(v)) {
+    if (view_) return;
+    if constexpr (std::is_same<T, double>::value) copy_ = backend.download(v);
+    else copy_ = backend.download_float(v);
+    view_ = &copy_;
+  }
+  const BasicTensor<T>& operator*() const { return *view_; }
+  const BasicTensor<T>* get() const { return view_; }
+
+ private:
+  static const BasicTensor<T>* host(const Value& v) {
+    if constexpr (std::is_same<T, double>::value) return Backend::host_double(v);
+    else return Backend::host_float(v);
+  }
+  const BasicTensor<T>* view_;
+  BasicTensor<T> copy_;
+};
+using HostTensor = HostView<double>;
+using HostTensorF = HostView<float>;
+
+// A host candidate (recorded activations) against a reference value: on the host when the
+// reference is there, else uploaded to the backend.
+LayerStats compare_host(Backend& backend, const Tensor& cand, const Value& ref, const CompareOptions& co,
+                        SampleErrors* se, const std::string& layer) {
+  if (const Tensor* r = Backend::host_double(ref)) return compare_tensors(cand.ptr(), r->ptr(), r->shape, co, se);
+  return backend.compare(backend.upload(cand), ref, co, se, layer);
 }
 
 // A batch is replayed whole, layer by layer: a layer whose FP64 output alone would take more
@@ -128,6 +139,27 @@ void check_memory(const Model& model, int64_t batch) {
                          " (batches are replayed whole: record smaller batches)");
     }
   }
+}
+
+// A backend with a memory limit (a device) must hold the whole batch (docs/memory.md): the
+// liveness plan's peak and every parameter in float64 and each mode's storage, checked before
+// the batch starts, so a batch that cannot fit is refused with the bytes it needs instead of
+// failing half-way.
+void check_backend_memory(const Model& model, const Liveness& live, int64_t n, size_t modes,
+                          Backend& backend, int64_t batch) {
+  const ValueMemory mem = backend.memory();
+  if (mem.limit < 0) return;
+  const BatchPlan plan = plan_batch(model, live, n, modes);
+  const double need = static_cast<double>(plan.value_bytes) + static_cast<double>(plan.param_bytes);
+  if (need <= static_cast<double>(mem.limit)) return;
+  char msg[320];
+  std::snprintf(msg, sizeof msg,
+                "batch %lld (%lld samples) needs %.2f GB on the %s backend (%.2f GB of activations at "
+                "layer '%s', %.2f GB of parameters), %.2f GB available",
+                static_cast<long long>(batch), static_cast<long long>(n), need / 1e9, backend.name().c_str(),
+                plan.value_bytes / 1e9, plan.peak_layer >= 0 ? model.layers[plan.peak_layer].name.c_str() : "",
+                plan.param_bytes / 1e9, mem.limit / 1e9);
+  throw RuntimeFault(std::string(msg) + ": record smaller batches, run fewer --modes, or use --backend cpu");
 }
 
 // A sample's rel_l2; NaN/Inf the reference lacks make it infinite (as LayerStats::rel_l2).
@@ -192,24 +224,6 @@ int64_t reduction_length(const Model& model, const Layer& l) {
       op == "adaptive_avgpool2d")
     return std::max<int64_t>(count(in_shape(0)) / std::max<int64_t>(count(l.out_shape), 1), 1);
   return 1;
-}
-
-// The probe's perturbation of element k of value `value` (a layer index, or -1 - input index) in
-// batch b: 1 + kProbeDelta * xi, xi uniform in [-1, 1) from a hash of (b, value, k) — the same for
-// any thread count or backend.
-double probe_factor(int64_t b, int64_t value, int64_t k) {
-  uint64_t x = (static_cast<uint64_t>(b) * 0x9E3779B97F4A7C15ull) ^
-               (static_cast<uint64_t>(value) * 0xC2B2AE3D27D4EB4Full) ^ static_cast<uint64_t>(k);
-  x += 0x9E3779B97F4A7C15ull;   // splitmix64
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  x ^= x >> 31;
-  const double xi = static_cast<double>(x >> 11) * 0x1p-52 - 1.0;
-  return 1.0 + kProbeDelta * xi;
-}
-
-void perturb(Tensor& t, int64_t b, int64_t value) {
-  for (int64_t k = 0; k < t.size(); ++k) t.data[k] *= probe_factor(b, value, k);
 }
 
 // Per-sample kappa of a probe comparison.
@@ -653,6 +667,13 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       return res;
     }
   ReferenceHealthTracker ref_health(model);
+  // The backend keeps what it caches for this model (a device: parameters per mode) until the
+  // analysis ends, however it ends.
+  struct AnalysisScope {
+    Backend& backend;
+    AnalysisScope(Backend& b, const Model& m) : backend(b) { backend.begin_analysis(m); }
+    ~AnalysisScope() { backend.end_analysis(); }
+  } scope(backend, model);
   // Resume: the interrupted run's finished batches first, as if they had just run.
   int64_t first = b0;
   if (opt.resume) {
@@ -708,21 +729,30 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     res.times.read += seconds_since(t_read);
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
+    check_backend_memory(model, live, n, opt.modes.size(), backend, b);
     const bool dump_batch = dump && b >= d0 && b < d1;
     cur.samples += n;
     ++cur.batches;
 
+    // Every tensor of the batch lives on the backend from here (docs/memory.md): the recorded
+    // inputs go up once; the reference, the probe and every mode's chain are Values.
+    std::vector<Value> in_vals;
+    in_vals.reserve(inputs.size());
+    for (const Tensor& t : inputs) in_vals.push_back(backend.upload(t));
+    ValueSlots ref(model, live);
+    ref.set_inputs(in_vals);
+
     // The sensitivity probe's own FP64 chain, and every value's per-sample kappa in this batch.
-    ValueStore<double> probe(model, live);
+    ValueSlots probe(model, live);
     std::vector<std::vector<double>> input_kappa_s(inputs.size()), kappa_s(nl);
     {
-      std::vector<Tensor> pin = inputs;
+      std::vector<Value> pin = in_vals;
       for (size_t i = 0; i < pin.size(); ++i) {
         if (model.inputs[i].dtype == "int64") continue;
-        perturb(pin[i], b, -1 - static_cast<int64_t>(i));
+        pin[i] = backend.perturbed(in_vals[i], b, -1 - static_cast<int64_t>(i));
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, -1, false};
-        cur.input_sensitivity[i].merge(compare_tensors(pin[i].ptr(), inputs[i].ptr(), inputs[i].shape, co, &se), b);
+        cur.input_sensitivity[i].merge(backend.compare(pin[i], in_vals[i], co, &se, model.inputs[i].name), b);
         input_kappa_s[i] = sample_kappas(se, inputs[i].shape.empty() ? 0 : inputs[i].shape[0]);
       }
       probe.set_inputs(std::move(pin));
@@ -743,55 +773,72 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       auto run = std::make_unique<ModeRun>(m, model, live);
       ModeResult& mr = cur.modes[runs.size()];
       mr.inputs.resize(inputs.size());
-      std::vector<TensorF> fin;
+      std::vector<Value> fin;
       for (size_t i = 0; i < inputs.size(); ++i) {
         const bool is_float = model.inputs[i].dtype != "int64";
-        fin.push_back(to_storage(inputs[i], m, is_float));
+        fin.push_back(backend.to_storage(in_vals[i], m, is_float));
         CompareOptions co{m, 0, 0, -1};   // the rounding error of the recorded input itself
-        mr.inputs[i].merge(compare_tensors(fin.back().ptr(), inputs[i].ptr(), inputs[i].shape, co), b);
+        mr.inputs[i].merge(backend.compare(fin.back(), in_vals[i], co, nullptr, model.inputs[i].name), b);
         // Mixed precision: inputs arrive in fp32 and are rounded where a layer of the mode reads
         // them (mixed_precision_inputs), so a layer kept in fp32 sees them whole.
-        if (mixed(opt.fp32_layers, m)) fin.back() = to_storage(inputs[i], Mode::fp32, is_float);
+        if (mixed(opt.fp32_layers, m)) fin.back() = backend.to_storage(in_vals[i], Mode::fp32, is_float);
       }
       if (m == Mode::strict && backend.name() != "cpu") {
+        // The CPU strict path, on the host: the bitwise oracle of strict on a device.
+        std::vector<TensorF> host_in;
+        for (size_t i = 0; i < inputs.size(); ++i)
+          host_in.push_back(to_storage(inputs[i], m, model.inputs[i].dtype != "int64"));
         run->cpu_strict = std::make_unique<ValueStore<float>>(model, live);
-        run->cpu_strict->set_inputs(fin);
+        run->cpu_strict->set_inputs(std::move(host_in));
       }
       run->chained.set_inputs(std::move(fin));
       run->sample_first.assign(n, SampleDivergence());
       runs.push_back(std::move(run));
     }
-    auto reference = [&](const Layer& l, const std::vector<const Tensor*>& in, Tensor& out) {
-      const auto t0 = std::chrono::steady_clock::now();
-      backend.reference(l, in, out);
-      res.times.reference += seconds_since(t0);
-    };
-    auto on_layer = [&](const Layer& l, const std::vector<const Tensor*>& ref_in, Tensor& ref_out) {
+    in_vals.clear();   // held by the chains that still read them
+    inputs.clear();
+    inputs.shrink_to_fit();
+
+    auto on_layer = [&](const Layer& l, const std::vector<const Value*>& ref_in, const Value& ref_out) {
       throw_if_interrupted();
       auto t0 = std::chrono::steady_clock::now();
-      ref_health.on_layer(l, ref_in, ref_out, b);
-      if (b == b0 && backend.name() != "cpu") cross_check_reference(l, ref_in, ref_out, backend.name());
-      const double floor = 1e-6 * abs_max(ref_out);
-      const LayerStats health = reference_health(ref_out.ptr(), ref_out.size());
+      const ReferenceSummary summary = backend.summarize(ref_out);
+      {
+        // Inputs come to the host only for a sample the checks flag (docs/data-checks.md).
+        std::vector<std::unique_ptr<HostTensor>> fetched(ref_in.size());
+        ref_health.on_layer(l, summary, ref_in.size(), [&](size_t k) {
+          if (!fetched[k]) fetched[k] = std::make_unique<HostTensor>(backend, *ref_in[k]);
+          return fetched[k]->get();
+        }, b);
+      }
+      if (b == b0 && backend.name() != "cpu") {
+        std::vector<HostTensor> hin;
+        hin.reserve(ref_in.size());
+        std::vector<const Tensor*> hp;
+        for (const Value* v : ref_in) hin.emplace_back(backend, *v);
+        for (const HostTensor& h : hin) hp.push_back(h.get());
+        cross_check_reference(l, hp, *HostTensor(backend, ref_out), backend.name());
+      }
+      const double floor = 1e-6 * summary.abs_max;
+      const LayerStats& health = summary.health;
       res.times.checks += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
       {
-        Tensor probe_out;
-        backend.reference(l, probe.inputs_of(l), probe_out);
-        if (!exact_op(l.op)) perturb(probe_out, b, l.index);
+        Value probe_out = backend.reference(l, probe.inputs_of(l));
+        if (!exact_op(l.op)) probe_out = backend.perturbed(probe_out, b, l.index);
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, floor, false};
-        cur.sensitivity[l.index].merge(compare_tensors(probe_out.ptr(), ref_out.ptr(), ref_out.shape, co, &se), b);
+        cur.sensitivity[l.index].merge(backend.compare(probe_out, ref_out, co, &se, l.name), b);
         kappa_s[l.index] = sample_kappas(se, n);
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);
       }
       res.times.probe += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
-      if (dump_batch && dump_layer[l.index]) dump->write(b, "fp64", l.name, ref_out, Mode::fp64);
+      if (dump_batch && dump_layer[l.index]) dump->write(b, "fp64", l.name, *HostTensor(backend, ref_out), Mode::fp64);
       if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
         std::string dtype;
-        Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape, &dtype);
+        Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape(), &dtype);
         if (!cur.user_run) {
           cur.user_run.emplace();
           cur.user_run->dtype = dtype;
@@ -810,7 +857,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         }
         SampleErrors se;
         const CompareOptions co{user_mode, 0, 0, floor, false};
-        LayerStats st = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co, &se);
+        LayerStats st = compare_host(backend, theirs, ref_out, co, &se, l.name);
         copy_health(st, health);
         LayerResult& ulr = cur.user_run->result.layers[l.index];
         ulr.chained.merge(st, b);
@@ -820,9 +867,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         }
       }
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
-        Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape);
+        Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape());
         CompareOptions co{Mode::fp64, 0, 0, floor, false};
-        LayerStats theirs_stats = compare_tensors(theirs.ptr(), ref_out.ptr(), ref_out.shape, co);
+        LayerStats theirs_stats = compare_host(backend, theirs, ref_out, co, nullptr, l.name);
         copy_health(theirs_stats, health);
         cur.recorded[l.index].merge(theirs_stats, b);
       }
@@ -832,18 +879,15 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       // only its own mode's state and its own half of the LayerResult).
       const int64_t per_sample = n ? ref_out.size() / n : 0;
       auto chained_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
-        std::vector<const TensorF*> in = run.chained.inputs_of(l);
-        std::vector<TensorF> cast;
-        const Mode m = mixed_precision_inputs(model, opt.fp32_layers, run.mode, l, in, cast);
-        TensorF chained_out;
+        std::vector<const Value*> in = run.chained.inputs_of(l);
+        std::vector<Value> cast;
+        const Mode m = mixed_precision_inputs(model, opt.fp32_layers, run.mode, l, backend, in, cast);
         auto t0 = std::chrono::steady_clock::now();
-        backend.forward(m, l, in, chained_out);
+        Value chained_out = backend.forward(m, l, in);
         int64_t differ = 0;
-        for (int k = 1; k < opt.repeat; ++k) {
-          TensorF again;
-          backend.forward(m, l, in, again);
-          differ = std::max(differ, count_bitwise_differences(chained_out, again));
-        }
+        for (int k = 1; k < opt.repeat; ++k)
+          differ = std::max(differ, backend.bitwise_differences(chained_out, backend.forward(m, l, in)));
+        cast.clear();
         lr.nondeterministic += differ;
         run.chained_s += seconds_since(t0);
         t0 = std::chrono::steady_clock::now();
@@ -854,7 +898,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         if (run.cpu_strict) {
           TensorF cpu_out;
           mode_forward(Mode::strict, l, run.cpu_strict->inputs_of(l), cpu_out);
-          lr.strict_bitwise_mismatch += count_bitwise_differences(chained_out, cpu_out);
+          lr.strict_bitwise_mismatch += backend.bitwise_differences(chained_out, backend.upload(cpu_out));
           run.cpu_strict->put(l.index, std::move(cpu_out));
         }
         run.chained.put(l.index, std::move(chained_out));
@@ -862,17 +906,19 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       // Isolated: the reference's own upstream outputs, rounded to this mode's storage.
       auto isolated_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
         auto t0 = std::chrono::steady_clock::now();
-        std::vector<TensorF> iso_in;
-        std::vector<const TensorF*> iso_ptrs;
-        iso_in.reserve(l.refs.size());
-        for (size_t k = 0; k < l.refs.size(); ++k) {
-          const ValueRef& r = l.refs[k];
-          const bool is_float = !(r.is_input && model.inputs[r.index].dtype == "int64");
-          iso_in.push_back(to_storage(*ref_in[k], run.mode, is_float));
+        Value iso_out;
+        {
+          std::vector<Value> iso_in;
+          std::vector<const Value*> iso_ptrs;
+          iso_in.reserve(l.refs.size());
+          for (size_t k = 0; k < l.refs.size(); ++k) {
+            const ValueRef& r = l.refs[k];
+            const bool is_float = !(r.is_input && model.inputs[r.index].dtype == "int64");
+            iso_in.push_back(backend.to_storage(*ref_in[k], run.mode, is_float));
+          }
+          for (const Value& t : iso_in) iso_ptrs.push_back(&t);
+          iso_out = backend.forward(run.mode, l, iso_ptrs);
         }
-        for (const TensorF& t : iso_in) iso_ptrs.push_back(&t);
-        TensorF iso_out;
-        backend.forward(run.mode, l, iso_ptrs, iso_out);
         run.isolated_s += seconds_since(t0);
         t0 = std::chrono::steady_clock::now();
         LayerStats isolated = backend.compare(iso_out, ref_out, co, &run.iso_samples, l.name);
@@ -929,14 +975,22 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         if (dump_batch && dump_layer[l.index]) {
           // In its mode's storage precision; a layer that bisect keeps in fp32 holds floats.
           const bool in_fp32 = mixed(opt.fp32_layers, run->mode) && opt.fp32_layers[l.index];
-          dump->write(b, mode_name(run->mode), l.name, run->chained.layer(l.index),
+          dump->write(b, mode_name(run->mode), l.name, *HostTensorF(backend, run->chained.layer(l.index)),
                       in_fp32 ? Mode::fp32 : run->mode);
         }
         run->chained.release_after(l.index);
         if (run->cpu_strict) run->cpu_strict->release_after(l.index);
       }
     };
-    walk_batch(model, live, std::move(inputs), reference, on_layer);
+    for (const Layer& l : model.layers) {
+      const std::vector<const Value*> ref_in = ref.inputs_of(l);
+      const auto t0 = std::chrono::steady_clock::now();
+      Value ref_out = backend.reference(l, ref_in);
+      res.times.reference += seconds_since(t0);
+      on_layer(l, ref_in, ref_out);
+      ref.put(l.index, std::move(ref_out));
+      ref.release_after(l.index);
+    }
     for (size_t mi = 0; mi < runs.size(); ++mi)
       for (int64_t s = 0; s < n; ++s)
         if (runs[mi]->sample_first[s].layer >= 0) {

@@ -1,6 +1,8 @@
 // Data and reference checks (data_check.h, docs/data-checks.md).
 #include "analysis/data_check.h"
 
+#include "backends/values.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -227,7 +229,16 @@ ReferenceHealthTracker::ReferenceHealthTracker(const Model& m) {
 
 void ReferenceHealthTracker::on_layer(const Layer& l, const std::vector<const Tensor*>& in,
                                       const Tensor& out, int64_t batch) {
-  const int64_t N = out.shape.empty() ? 0 : out.shape[0], n = per_sample(out);
+  on_layer(l, summarize_host(out.ptr(), out.shape), in.size(),
+           [&](size_t k) { return in[k]; }, batch);
+}
+
+void ReferenceHealthTracker::on_layer(const Layer& l, const ReferenceSummary& out, size_t inputs,
+                                      const std::function<const Tensor*(size_t)>& input,
+                                      int64_t batch) {
+  const int64_t N = static_cast<int64_t>(out.samples.size());
+  const int64_t n = N > 0 ? out.health.ref_finite + out.health.ref_nan + out.health.ref_inf : 0;
+  const int64_t per = N > 0 ? n / N : 0;
   if (N <= 0) return;
   if (batch != batch_ || static_cast<int64_t>(sample_nonfinite_.size()) != N) {
     batch_ = batch;
@@ -237,52 +248,49 @@ void ReferenceHealthTracker::on_layer(const Layer& l, const std::vector<const Te
   const bool dead_op = l.index >= 0 && l.index < static_cast<int>(dead_checked_.size())
                            ? dead_checked_[l.index] != 0
                            : std::find(ops.begin(), ops.end(), l.op) != ops.end();
-  const bool check_dead = n >= kDeadMinElements && dead_op;
+  const bool check_dead = per >= kDeadMinElements && dead_op;
+  // The inputs are read only for a sample that is non-finite or entirely zero (on a device
+  // backend: fetched then, once per layer).
+  std::vector<const Tensor*> in(inputs, nullptr);
+  std::vector<char> fetched(inputs, 0);
+  auto input_at = [&](size_t k) {
+    if (!fetched[k]) in[k] = input(k), fetched[k] = 1;
+    return in[k];
+  };
   for (int64_t s = 0; s < N; ++s) {
-    const double* y = out.ptr() + s * n;
-    // Branch-free first (the common case: finite, not all zero); count only when needed.
-    bool bad = false, nonzero = false;
-    for (int64_t k = 0; k < n; ++k) {
-      bad |= !(std::fabs(y[k]) <= std::numeric_limits<double>::max());
-      nonzero |= y[k] != 0;
-    }
-    const bool all_zero = !nonzero;
-    if (bad) {
+    const SampleHealth& h = out.samples[s];
+    if (h.nonfinite > 0) {
       if (sample_nonfinite_[s]) continue;
       sample_nonfinite_[s] = 1;   // reported here, or inherited from a non-finite input
-      int64_t nan = 0, inf = 0;
-      for (int64_t k = 0; k < n; ++k) {
-        nan += std::isnan(y[k]);
-        inf += std::isinf(y[k]);
-      }
       bool inputs_finite = true;
-      for (const Tensor* t : in) {
+      for (size_t k = 0; k < inputs && inputs_finite; ++k) {
+        const Tensor* t = input_at(k);
         if (!t || per_sample(*t) == 0) continue;
         const double* x = sample_row(*t, s);
-        for (int64_t k = 0, m = per_sample(*t); k < m && inputs_finite; ++k)
-          inputs_finite = std::isfinite(x[k]);
-        if (!inputs_finite) break;
+        for (int64_t j = 0, m = per_sample(*t); j < m && inputs_finite; ++j)
+          inputs_finite = std::isfinite(x[j]);
       }
       if (inputs_finite)
         found_.add({"reference_nonfinite", batch, s, l.name,
-             std::to_string(nan) + " NaN, " + std::to_string(inf) + " Inf among " +
-                 std::to_string(n) + " values of the output, from finite inputs"});
+             std::to_string(h.nan) + " NaN, " + std::to_string(h.inf) + " Inf among " +
+                 std::to_string(per) + " values of the output, from finite inputs"});
       continue;
     }
-    if (!all_zero || !check_dead) continue;
+    if (!h.all_zero || !check_dead) continue;
     bool inputs_nonzero = true;
-    for (const Tensor* t : in) {
+    for (size_t k = 0; k < inputs; ++k) {
+      const Tensor* t = input_at(k);
       if (!t || per_sample(*t) == 0) continue;
       const double* x = sample_row(*t, s);
       bool any = false;
-      for (int64_t k = 0, m = per_sample(*t); k < m && !any; ++k) any = x[k] != 0;
+      for (int64_t j = 0, m = per_sample(*t); j < m && !any; ++j) any = x[j] != 0;
       if (!any) {
         inputs_nonzero = false;
         break;
       }
     }
     if (!inputs_nonzero) continue;
-    std::string why = "all " + std::to_string(n) + " output values are 0 while its inputs are not";
+    std::string why = "all " + std::to_string(per) + " output values are 0 while its inputs are not";
     const Tensor* w = l.param("weight");
     const Tensor* bias = l.param("bias");
     auto zero = [](const Tensor* t) {

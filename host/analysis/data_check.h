@@ -8,6 +8,7 @@
 // the first one (in batch, sample order) as the example, so memory stays bounded by the number
 // of inputs and layers whatever the recording's length.
 #pragma once
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -19,6 +20,8 @@
 #include "io/h5io.h"
 
 namespace divscope {
+
+struct ReferenceSummary;
 
 struct DataFinding {
   // "input_nonfinite", "input_all_zero", "input_constant", "index_out_of_range",
@@ -99,6 +102,10 @@ class ReferenceHealthTracker {
   explicit ReferenceHealthTracker(const Model& m);
   void on_layer(const Layer& l, const std::vector<const Tensor*>& in, const Tensor& out,
                 int64_t batch);
+  // The same from the output's summary (Backend::summarize); `input(k)` gives input k on the
+  // host, asked for only when a sample is non-finite or entirely zero.
+  void on_layer(const Layer& l, const ReferenceSummary& out, size_t inputs,
+                const std::function<const Tensor*(size_t)>& input, int64_t batch);
   // Aggregated, in the order of the first occurrence.
   std::vector<DataFinding> findings() const;
   // A finding of earlier batches (run --resume: the interrupted run's, in their order).

@@ -25,6 +25,41 @@ Liveness compute_liveness(const Model& m) {
   return live;
 }
 
+BatchPlan plan_batch(const Model& m, const Liveness& live, int64_t n, size_t float_modes) {
+  // Elements of one sample of each value (checked_mul: shapes are validated, but a plan must not
+  // overflow where the run would refuse).
+  auto elems = [&](const Shape& s) { return checked_mul(n, numel(s), "batch plan"); };
+  std::vector<int64_t> in_e, out_e;
+  for (const auto& i : m.inputs) in_e.push_back(elems(i.shape));
+  for (const Layer& l : m.layers) out_e.push_back(elems(l.out_shape));
+  BatchPlan p;
+  const int64_t per_elem_chains = 2 * 8 + static_cast<int64_t>(float_modes) * 4;
+  for (const Layer& l : m.layers) {
+    const int i = l.index;
+    int64_t live_e = 0;   // elements live in one chain while layer i runs
+    for (size_t k = 0; k < in_e.size(); ++k)
+      if (live.input_last[k] >= i) live_e = checked_add(live_e, in_e[k], "batch plan");
+    for (int j = 0; j <= i; ++j)
+      if (j == i || live.layer_last[j] >= i) live_e = checked_add(live_e, out_e[j], "batch plan");
+    int64_t reads = 0;
+    for (const ValueRef& r : l.refs) reads = checked_add(reads, r.is_input ? in_e[r.index] : out_e[r.index], "batch plan");
+    const int64_t transient = checked_add(checked_mul(8, out_e[i], "batch plan"),
+                                          checked_mul(4, checked_add(reads, 2 * out_e[i], "batch plan"), "batch plan"),
+                                          "batch plan");
+    const int64_t bytes = checked_add(checked_mul(per_elem_chains, live_e, "batch plan"), transient, "batch plan");
+    if (bytes > p.value_bytes) {
+      p.value_bytes = bytes;
+      p.peak_layer = i;
+    }
+  }
+  for (const Layer& l : m.layers)
+    for (const auto& [key, t] : l.params)
+      p.param_bytes = checked_add(p.param_bytes,
+                                  checked_mul(t.size(), 8 + 4 * static_cast<int64_t>(float_modes), "batch plan"),
+                                  "batch plan");
+  return p;
+}
+
 void walk_batch(const Model& m, const Liveness& live, std::vector<Tensor> inputs,
                 const ReferenceFn& reference, const LayerFn& on_layer) {
   ValueStore<double> store(m, live);

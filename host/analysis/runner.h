@@ -4,6 +4,7 @@
 #include <functional>
 #include <vector>
 
+#include "backends/values.h"
 #include "graph/model.h"
 #include "graph/tensor.h"
 
@@ -57,6 +58,54 @@ class ValueStore {
   std::vector<BasicTensor<T>> inputs_;
   std::vector<BasicTensor<T>> layers_;
 };
+
+// Live values of one run on a backend (the reference, the probe or one mode's chained run):
+// ValueStore's liveness over Value handles, so a device backend's memory goes back to its pool
+// the moment the last reader has been launched (docs/memory.md).
+class ValueSlots {
+ public:
+  ValueSlots(const Model& m, const Liveness& live) : model_(&m), live_(&live) {}
+  void set_inputs(std::vector<Value> inputs) {
+    inputs_ = std::move(inputs);
+    layers_.assign(model_->layers.size(), Value());
+  }
+  const Value& get(const ValueRef& r) const { return r.is_input ? inputs_[r.index] : layers_[r.index]; }
+  std::vector<const Value*> inputs_of(const Layer& l) const {
+    std::vector<const Value*> v;
+    for (const ValueRef& r : l.refs) v.push_back(&get(r));
+    return v;
+  }
+  void put(int layer, Value v) { layers_[layer] = std::move(v); }
+  const Value& layer(int i) const { return layers_[i]; }
+  const Value& input(size_t i) const { return inputs_[i]; }
+  // Drops every value whose last reader is `layer`.
+  void release_after(int layer) {
+    for (size_t i = 0; i < inputs_.size(); ++i)
+      if (live_->input_last[i] == layer) inputs_[i].reset();
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (live_->layer_last[i] == layer) layers_[i].reset();
+  }
+
+ private:
+  const Model* model_;
+  const Liveness* live_;
+  std::vector<Value> inputs_;
+  std::vector<Value> layers_;
+};
+
+// What one batch of n samples holds on a backend at most, from the liveness plan
+// (docs/memory.md): at layer i, every value still to be read and layer i's output, in the
+// reference and probe chains (float64) and in each float mode's chain (float32), plus the layer's
+// transients (the probe's perturbed copy, one run's inputs rounded to storage, an isolated or
+// repeated output). The modes' runs of a layer go one after the other on a device; `value_bytes`
+// bounds the peak of Backend::memory() for such a run. `param_bytes`: every parameter once in
+// float64 and once per float mode.
+struct BatchPlan {
+  int64_t value_bytes = 0;
+  int64_t param_bytes = 0;
+  int peak_layer = -1;   // the layer at which value_bytes is reached
+};
+BatchPlan plan_batch(const Model& m, const Liveness& live, int64_t n, size_t float_modes);
 
 // The walker: for each layer in order, computes its FP64 reference with `reference`, hands the
 // layer, its reference inputs and output to `on_layer` (where every other run of the layer

@@ -14,6 +14,18 @@ namespace divscope {
 // (strict_canonicalize; docs/ops.md, Precision modes: NaN), as the kernels' do.
 void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out);
 
+// A tensor (double reference values or float ones) in mode m's storage: cast to float, then
+// rounded to the mode's format where `round` (integer indices stay as they are).
+template <class T>
+TensorF to_storage(const BasicTensor<T>& t, Mode m, bool round) {
+  TensorF f(t.shape);
+  for (int64_t i = 0; i < t.size(); ++i) {
+    const float v = static_cast<float>(t.data[i]);
+    f.data[i] = round ? round_storage(m, v) : v;
+  }
+  return f;
+}
+
 // Every NaN of t becomes kStrictNanBits (host/strict_math.h strict_canonical).
 void strict_canonicalize(TensorF& t);
 
