@@ -519,21 +519,29 @@ void keep_worst_samples(std::vector<SampleDivergence>& samples, int64_t k) {
   if (k >= 0 && static_cast<int64_t>(samples.size()) > k) samples.resize(static_cast<size_t>(k));
 }
 
-namespace {
-
-// `to` += `from`, which holds later batches (one batch of this run, or a journal's finished
-// batches): the statistics each layer would have gathered had it seen `from`'s batches itself.
-// A LayerStats merged into an empty one is copied whole, so adding one batch at a time gives the
-// sums of adding each layer's statistics directly.
-void accumulate(AnalysisResult& to, const AnalysisResult& from) {
-  auto add = [](LayerStats& t, const LayerStats& f) { t.merge(f, f.max_abs_batch); };
+void add_batches(AnalysisResult& to, const AnalysisResult& from, BatchesFrom source) {
+  const bool report = source == BatchesFrom::report;
+  // A batch's statistics are merged whole (a LayerStats merged into an empty one is copied, so
+  // adding one batch at a time gives the sums of adding each layer's directly). A report's
+  // max_abs_batch is already the absolute batch of its maximum: merging with it keeps it, and a
+  // tie keeps the earlier batch, as the run does; a report's empty statistics add nothing.
+  auto add = [report](LayerStats& t, const LayerStats& f) {
+    if (!report || f.count) t.merge(f, f.max_abs_batch);
+  };
+  // A report keeps only the probe's sums (all that kappa needs).
+  auto add_probe = [&](LayerStats& t, const LayerStats& f) {
+    if (!report) return add(t, f);
+    t.count += f.count;
+    t.sum_err2 += f.sum_err2;
+    t.sum_ref2 += f.sum_ref2;
+  };
   to.batches += from.batches;
   to.samples += from.samples;
   for (size_t i = 0; i < to.recorded.size() && i < from.recorded.size(); ++i) add(to.recorded[i], from.recorded[i]);
   for (size_t i = 0; i < to.sensitivity.size() && i < from.sensitivity.size(); ++i)
-    add(to.sensitivity[i], from.sensitivity[i]);
+    add_probe(to.sensitivity[i], from.sensitivity[i]);
   for (size_t i = 0; i < to.input_sensitivity.size() && i < from.input_sensitivity.size(); ++i)
-    add(to.input_sensitivity[i], from.input_sensitivity[i]);
+    add_probe(to.input_sensitivity[i], from.input_sensitivity[i]);
   for (size_t m = 0; m < to.modes.size() && m < from.modes.size(); ++m) {
     ModeResult& mt = to.modes[m];
     const ModeResult& mf = from.modes[m];
@@ -549,28 +557,36 @@ void accumulate(AnalysisResult& to, const AnalysisResult& from) {
       lt.chained_worst.merge(lf.chained_worst);
       lt.isolated_worst.merge(lf.isolated_worst);
     }
+    // Appended in batch order (judge() sorts stably, so ties stay in batch order); bounded:
+    // sorted and cut back to max_samples whenever twice that many have gathered.
     mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
     mt.divergent_samples += mf.divergent_samples;
-    // Bounded: sorted and cut back to max_samples whenever twice that many have gathered.
     if (static_cast<int64_t>(mt.samples.size()) >= 2 * std::max<int64_t>(to.max_samples, 1))
       keep_worst_samples(mt.samples, to.max_samples);
   }
-  if (!from.user_run) return;
-  if (!to.user_run) {
+  if (from.user_run && !to.user_run) {
     to.user_run = from.user_run;
-    return;
+  } else if (from.user_run) {
+    for (size_t i = 0; i < to.user_run->result.layers.size() && i < from.user_run->result.layers.size(); ++i) {
+      LayerResult& lt = to.user_run->result.layers[i];
+      const LayerResult& lf = from.user_run->result.layers[i];
+      if (!lf.chained.count) continue;
+      if (!lt.chained.count) lt.unit = lf.unit, lt.tolerance = lf.tolerance;
+      add(lt.chained, lf.chained);
+      lt.chained_worst.merge(lf.chained_worst);
+    }
   }
-  for (size_t i = 0; i < to.user_run->result.layers.size() && i < from.user_run->result.layers.size(); ++i) {
-    LayerResult& lt = to.user_run->result.layers[i];
-    const LayerResult& lf = from.user_run->result.layers[i];
-    if (!lf.chained.count) continue;
-    if (!lt.chained.count) lt.unit = lf.unit, lt.tolerance = lf.tolerance;
-    add(lt.chained, lf.chained);
-    lt.chained_worst.merge(lf.chained_worst);
+  if (!report) return;   // a run's findings are gathered by its checks
+  // Findings of each kind and place: one, with the earliest example and every occurrence
+  // (outlier batches are judged per shard: a merge cannot recompute them).
+  for (const DataFinding& f : from.findings) {
+    auto same = std::find_if(to.findings.begin(), to.findings.end(), [&](const DataFinding& g) {
+      return g.kind == f.kind && g.where == f.where;
+    });
+    if (same == to.findings.end()) to.findings.push_back(f);
+    else same->occurrences += f.occurrences;
   }
 }
-
-}  // namespace
 
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt) {
@@ -682,7 +698,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       throw InputError("run --resume: the journal's batches " + std::to_string(b0) + ":" +
                        std::to_string(first) + " do not fit the run's range " + std::to_string(b0) +
                        ":" + std::to_string(b1));
-    accumulate(res, *opt.resume);
+    add_batches(res, *opt.resume, BatchesFrom::run);
     for (const DataFinding& f : opt.resume->findings)
       if (f.kind.rfind("reference_", 0) == 0) ref_health.restore(f);
   }
@@ -997,7 +1013,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
           cur.modes[mi].samples.push_back(runs[mi]->sample_first[s]);
           ++cur.modes[mi].divergent_samples;
         }
-    accumulate(res, cur);
+    add_batches(res, cur, BatchesFrom::run);
     for (size_t mi = 0; mi < runs.size(); ++mi) {
       res.times.chained[mi] += runs[mi]->chained_s;
       res.times.isolated[mi] += runs[mi]->isolated_s;

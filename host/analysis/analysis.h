@@ -201,6 +201,13 @@ struct AnalysisResult {
 AnalysisResult analyze(const Model& model, const std::string& recording_path, Backend& backend,
                        const AnalysisOptions& opt);
 
+// `to` += `from`, whose batches follow `to`'s: the statistics every layer would have gathered had
+// it seen `from`'s batches itself. `run`: one finished batch of this run, or a journal's finished
+// batches (--resume); `report`: a report read back (merge), whose empty statistics add nothing,
+// whose probe keeps only its sums and whose findings are merged by kind and place.
+enum class BatchesFrom { run, report };
+void add_batches(AnalysisResult& to, const AnalysisResult& from, BatchesFrom source);
+
 // The verdict over the statistics gathered (README, What divscope run computes): each layer's diverged / isolated_failed,
 // every mode's first divergent layer and culprit, amplification, samples sorted worst first.
 // analyze() calls it after the last batch; a merge of partial results calls it again.

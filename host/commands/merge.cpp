@@ -85,68 +85,6 @@ void check_ranges(const std::vector<ReportData>& parts) {
   }
 }
 
-// A report's max_abs_batch is already the absolute batch of its maximum: merging with it (not
-// with a batch index of ours) keeps it, and a tie keeps the earlier batch, as the run does.
-void add_stats(LayerStats& to, const LayerStats& from) {
-  if (from.count) to.merge(from, from.max_abs_batch);
-}
-
-// The probe's sums (all that kappa needs).
-void add_sensitivity(LayerStats& to, const LayerStats& from) {
-  to.count += from.count;
-  to.sum_err2 += from.sum_err2;
-  to.sum_ref2 += from.sum_ref2;
-}
-
-// `to` holds batches before `from`'s. Samples are appended in batch order; judge() sorts them
-// stably, so ties stay in batch order as in the run.
-void add_result(AnalysisResult& to, const AnalysisResult& from) {
-  to.batches += from.batches;
-  to.samples += from.samples;
-  for (size_t i = 0; i < to.recorded.size(); ++i) add_stats(to.recorded[i], from.recorded[i]);
-  for (size_t i = 0; i < to.sensitivity.size() && i < from.sensitivity.size(); ++i)
-    add_sensitivity(to.sensitivity[i], from.sensitivity[i]);
-  for (size_t i = 0; i < to.input_sensitivity.size() && i < from.input_sensitivity.size(); ++i)
-    add_sensitivity(to.input_sensitivity[i], from.input_sensitivity[i]);
-  for (size_t m = 0; m < to.modes.size(); ++m) {
-    ModeResult& mt = to.modes[m];
-    const ModeResult& mf = from.modes[m];
-    for (size_t i = 0; i < mt.inputs.size(); ++i) add_stats(mt.inputs[i], mf.inputs[i]);
-    for (size_t i = 0; i < mt.layers.size(); ++i) {
-      LayerResult& lt = mt.layers[i];
-      const LayerResult& lf = mf.layers[i];
-      add_stats(lt.chained, lf.chained);
-      add_stats(lt.isolated, lf.isolated);
-      lt.strict_bitwise_mismatch += lf.strict_bitwise_mismatch;
-      lt.nondeterministic += lf.nondeterministic;
-      lt.chained_worst.merge(lf.chained_worst);
-      lt.isolated_worst.merge(lf.isolated_worst);
-    }
-    mt.samples.insert(mt.samples.end(), mf.samples.begin(), mf.samples.end());
-    mt.divergent_samples += mf.divergent_samples;
-    keep_worst_samples(mt.samples, to.max_samples);
-  }
-  if (from.user_run && !to.user_run) to.user_run = from.user_run;
-  else if (from.user_run)
-    for (size_t i = 0; i < to.user_run->result.layers.size(); ++i) {
-      LayerResult& lt = to.user_run->result.layers[i];
-      const LayerResult& lf = from.user_run->result.layers[i];
-      if (!lf.chained.count) continue;
-      if (!lt.chained.count) lt.unit = lf.unit, lt.tolerance = lf.tolerance;
-      add_stats(lt.chained, lf.chained);
-      lt.chained_worst.merge(lf.chained_worst);
-    }
-  // Findings of each kind and place: one, with the earliest example and every occurrence
-  // (outlier batches are judged per shard: a merge cannot recompute them).
-  for (const DataFinding& f : from.findings) {
-    auto same = std::find_if(to.findings.begin(), to.findings.end(), [&](const DataFinding& g) {
-      return g.kind == f.kind && g.where == f.where;
-    });
-    if (same == to.findings.end()) to.findings.push_back(f);
-    else same->occurrences += f.occurrences;
-  }
-}
-
 }  // namespace
 
 int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
@@ -172,7 +110,7 @@ int run_merge(const MergeArgs& a, std::ostream& out, std::ostream& err) {
           << " (see merged_from in the JSON report)\n";
 
   AnalysisResult res = parts.front().result;
-  for (size_t i = 1; i < parts.size(); ++i) add_result(res, parts[i].result);
+  for (size_t i = 1; i < parts.size(); ++i) add_batches(res, parts[i].result, BatchesFrom::report);
   judge(model, parts.front().backend, res);
 
   ReportContext ctx;
