@@ -19,28 +19,10 @@ import sys
 import tempfile
 import time
 
-import h5py
-import numpy as np
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def repeated(src_path, dst_path, batches, seed=7):
-    rng = np.random.default_rng(seed)
-    with h5py.File(src_path, "r") as src, h5py.File(dst_path, "w") as dst:
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        first = src["batches"]["000000"]
-        g = dst.create_group("batches")
-        for i in range(batches):
-            b = g.create_group("%06d" % i)
-            for name in first:
-                if not isinstance(first[name], h5py.Dataset):
-                    continue
-                x = first[name][()]
-                if x.dtype.kind == "f":
-                    x = (x * (1 + 0.05 * rng.standard_normal(x.shape))).astype(x.dtype)
-                b[name] = x
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from recording_repeat import repeat_first_batch  # noqa: E402
 
 
 def timed(cmd):
@@ -63,7 +45,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for ex, batches in (("cnn", a.batches), ("transformer", max(a.batches // 5, 20))):
             rec = os.path.join(work, ex + ".recording.h5")
-            repeated(os.path.join(ROOT, "data", ex + ".recording.h5"), rec, batches)
+            repeat_first_batch(os.path.join(ROOT, "data", ex + ".recording.h5"), rec, batches, noise=0.05)
             base = [a.divscope, "run", "--backend", "cpu", "-q", "--model",
                     os.path.join(ROOT, "data", ex + ".model.h5"), "--recording", rec,
                     "--report", os.path.join(work, "out.json")]

@@ -18,24 +18,11 @@ import sys
 import time
 
 import h5py
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "data")
-
-
-def long_recording(path, batches):
-    """data/cnn's recording with its batches repeated: a run of a few seconds."""
-    with h5py.File(os.path.join(DATA, "cnn.recording.h5"), "r") as src, h5py.File(path, "w") as dst:
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        first = src["batches"]["000000"]
-        g = dst.create_group("batches")
-        for i in range(batches):
-            b = g.create_group("%06d" % i)
-            for name in first:
-                if isinstance(first[name], h5py.Dataset):
-                    b[name] = first[name][()]
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+from recording_repeat import repeat_first_batch  # noqa: E402
 
 
 def main():
@@ -44,7 +31,7 @@ def main():
     os.makedirs(work)
     model = os.path.join(DATA, "cnn.model.h5")
     rec = os.path.join(work, "long.recording.h5")
-    long_recording(rec, 400)
+    repeat_first_batch(os.path.join(DATA, "cnn.recording.h5"), rec, 400)   # a run of a few seconds
     outs = {k: os.path.join(work, "out." + k) for k in ("json", "xml", "html", "h5")}
     args = [binary, "run", "--backend", "cpu", "-q", "--model", model, "--recording", rec,
             "--report", outs["json"], "--junit", outs["xml"], "--html", outs["html"], "--dump", outs["h5"]]

@@ -23,33 +23,12 @@ import sys
 import time
 
 import h5py
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "data")
 BATCHES = 300
-
-
-def varied_recording(path, batches):
-    """data/cnn's recording with each batch scaled by its own seeded noise, and NaN in one sample
-    of batches 3 and 250 (data findings and reference-health findings before and after the stop)."""
-    rng = np.random.default_rng(7)
-    with h5py.File(os.path.join(DATA, "cnn.recording.h5"), "r") as src, h5py.File(path, "w") as dst:
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        first = src["batches"]["000000"]
-        g = dst.create_group("batches")
-        for i in range(batches):
-            b = g.create_group("%06d" % i)
-            for name in first:
-                if not isinstance(first[name], h5py.Dataset):
-                    continue
-                x = first[name][()]
-                if x.dtype.kind == "f":
-                    x = (x * (1 + 0.05 * rng.standard_normal(x.shape))).astype(x.dtype)
-                    if i in (3, 250):
-                        x[1].flat[5] = np.nan
-                b[name] = x
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+from recording_repeat import repeat_first_batch  # noqa: E402
 
 
 def stderr_lines(text):
@@ -107,7 +86,10 @@ def main():
     os.makedirs(elsewhere)
     model = os.path.join(DATA, "cnn.model.h5")
     rec = "varied.recording.h5"   # relative: the resume must go back to the run's directory
-    varied_recording(os.path.join(work, rec), BATCHES)
+    # data/cnn's batch 0 with seeded noise per batch, and NaN in one sample of batches 3 and 250
+    # (data findings and reference-health findings before and after the stop).
+    repeat_first_batch(os.path.join(DATA, "cnn.recording.h5"), os.path.join(work, rec), BATCHES,
+                       noise=0.05, nan_batches=(3, 250))
     failures = []
 
     def run(extra, cwd=work):
