@@ -147,11 +147,12 @@ part() {
 }
 table() { printf '\n%s\n\n| part | command | result | time | summary |\n|---|---|---|---:|---|\n' "$1" >>"$out"; }
 
-# Step 1. The suites that need a GPU (their names say Kernel or Gpu); a skip there means a test
+# Step 1. The suites that need a GPU (their names say Kernel or Gpu, and CudaValues: the device
+# values, pool and parameter cache of docs/memory.md); a skip there means a test
 # never touched the GPU, which on a GPU machine is a failure.
 if want 1; then
   table "## Step 1: correctness (expected ~2 min, cap 185 s)"
-  filter="${GTEST_KERNEL_FILTER:-Kernel*:Kernels/*:*Gpu*:*NanInf*}"
+  filter="${GTEST_KERNEL_FILTER:-Kernel*:Kernels/*:*Gpu*:*NanInf*:CudaValues.*}"
   part kernel-tests 140 "$tests" --gtest_filter="$filter"
   skipped=$(grep -c '^\[  SKIPPED \] [A-Za-z]' "$log_dir/kernel-tests.log")
   if [[ $skipped -gt 0 ]]; then
