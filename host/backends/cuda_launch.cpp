@@ -111,41 +111,11 @@ void run_matmul(Mode m, const Shape& as, const Shape& bs, const Shape& os, const
   }
 }
 
-// conv2d and conv_transpose2d: x [N, C, H, W], out [N, Co, OH, OW], the weight's spatial dims
-// (2, 3) and the stride/padding/dilation/groups attributes; Co is the caller's (conv2d: the
-// weight's dim 0, conv_transpose2d: the output's channels). Desc: Conv2dDesc or
-// ConvTranspose2dDesc (the same fields).
+// What the window ops' descriptors (Conv2dDesc, ConvTranspose2dDesc, Pool2dDesc) share: x
+// [N, C, H, W], out [.., .., OH, OW], the window's size, stride and padding.
 template <class Desc>
-Desc conv_desc(const Layer& L, const Shape& xs, const Shape& os, int64_t Co) {
-  const Tensor& w = *L.param("weight");
-  const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
-  const auto dil = L.attr_ints("dilation", 2, {});
-  Desc d;
-  d.N = xs[0];
-  d.C = xs[1];
-  d.H = xs[2];
-  d.W = xs[3];
-  d.Co = Co;
-  d.kh = w.shape[2];
-  d.kw = w.shape[3];
-  d.OH = os[2];
-  d.OW = os[3];
-  d.stride_h = st[0];
-  d.stride_w = st[1];
-  d.pad_h = pad[0];
-  d.pad_w = pad[1];
-  d.dil_h = dil[0];
-  d.dil_w = dil[1];
-  d.groups = L.attr_int("groups");
-  return d;
-}
-
-// maxpool2d and avgpool2d: x [N, C, H, W], out [N, C, OH, OW], kernel_size/stride/padding
-// (dilation stays 1; maxpool2d sets its own).
-Pool2dDesc pool_desc(const Layer& L, const Shape& xs, const Shape& os) {
-  const auto k = L.attr_ints("kernel_size", 2, {}), st = L.attr_ints("stride", 2, {});
-  const auto pad = L.attr_ints("padding", 2, {});
-  Pool2dDesc d;
+void set_window(Desc& d, const Shape& xs, const Shape& os, const std::vector<int64_t>& k,
+                const std::vector<int64_t>& st, const std::vector<int64_t>& pad) {
   d.N = xs[0];
   d.C = xs[1];
   d.H = xs[2];
@@ -158,6 +128,32 @@ Pool2dDesc pool_desc(const Layer& L, const Shape& xs, const Shape& os) {
   d.stride_w = st[1];
   d.pad_h = pad[0];
   d.pad_w = pad[1];
+}
+
+// conv2d and conv_transpose2d: x [N, C, H, W], out [N, Co, OH, OW], the weight's spatial dims
+// (2, 3) and the stride/padding/dilation/groups attributes; Co is the caller's (conv2d: the
+// weight's dim 0, conv_transpose2d: the output's channels). Desc: Conv2dDesc or
+// ConvTranspose2dDesc (the same fields).
+template <class Desc>
+Desc conv_desc(const Layer& L, const Shape& xs, const Shape& os, int64_t Co) {
+  const Tensor& w = *L.param("weight");
+  const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+  const auto dil = L.attr_ints("dilation", 2, {});
+  Desc d;
+  set_window(d, xs, os, {w.shape[2], w.shape[3]}, st, pad);
+  d.Co = Co;
+  d.dil_h = dil[0];
+  d.dil_w = dil[1];
+  d.groups = L.attr_int("groups");
+  return d;
+}
+
+// maxpool2d and avgpool2d: x [N, C, H, W], out [N, C, OH, OW], kernel_size/stride/padding
+// (dilation stays 1; maxpool2d sets its own).
+Pool2dDesc pool_desc(const Layer& L, const Shape& xs, const Shape& os) {
+  const auto st = L.attr_ints("stride", 2, {}), pad = L.attr_ints("padding", 2, {});
+  Pool2dDesc d;
+  set_window(d, xs, os, L.attr_ints("kernel_size", 2, {}), st, pad);
   return d;
 }
 
