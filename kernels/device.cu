@@ -135,7 +135,8 @@ CachingPool& pool() {
   return *p;
 }
 
-// The pool's limit, set at the first allocation: the device's free memory then, less the margin.
+// The pool's limit, set at the first allocation or the first look at the statistics: the
+// device's free memory then, less the margin.
 void set_limit_once() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -177,7 +178,11 @@ void device_free(void* p) noexcept {
   if (p) pool().release(p);
 }
 
-CachingPool::Stats device_memory_stats() { return pool().stats(); }
+// The limit is set here too, so that a backend can check a batch fits before its first allocation.
+CachingPool::Stats device_memory_stats() {
+  set_limit_once();
+  return pool().stats();
+}
 void device_memory_release_cached() { pool().release_cached(); }
 void device_memory_reset_peak() { pool().reset_peak(); }
 

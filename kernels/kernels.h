@@ -299,7 +299,8 @@ std::vector<LayerStats> compare_device_per_sample(Mode storage, const double* ca
 // ================================================================================================
 
 // The pool behind device_alloc: bytes live, peak, reserved (live + cached), cudaMalloc calls,
-// requests, its limit (free device memory at the first allocation, less a margin).
+// requests, its limit (free device memory at the first allocation or the first call of this,
+// less a margin; < 0 without a device).
 CachingPool::Stats device_memory_stats();
 void device_memory_release_cached();   // every cached block back to the driver
 void device_memory_reset_peak();       // peak = live
