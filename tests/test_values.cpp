@@ -407,6 +407,46 @@ TEST(ValueOrchestration, SteadyStateMakesNoSystemAllocationAndNothingComesBack) 
   expect_same_results(m, analyze(m, rec, *cpu, all_modes()), r);
 }
 
+// The capturing framework's activations (/activations) and the user's own run
+// (/run_activations) are read on the host and compared on the backend: the same statistics as
+// on the CPU.
+TEST(ValueOrchestration, RecordedAndUserRunActivationsCompareOnTheBackend) {
+  const Model m = chain(3, 16);
+  const std::string path = temp_path("activations.recording.h5");
+  {
+    h5::File f = h5::File::create(path);
+    h5::Object root = f.root();
+    root.write_attr("divscope_format", std::string("recording"));
+    root.write_attr("divscope_version", int64_t{2});
+    h5::Object bs = root.create_group("batches");
+    for (int b = 0; b < 3; ++b) {
+      const Tensor x = randn({4, 16}, 300 + b);
+      h5::Object g = bs.create_group(h5::padded(b, 6));
+      g.write_dataset("x", x);
+      h5::Object rec = g.create_group("activations"), run = g.create_group("run_activations");
+      run_reference_batch(m, {x}, [&](const Layer& l, const Tensor& out) {
+        Tensor noisy = out;
+        for (int64_t k = 0; k < noisy.size(); ++k) noisy.data[k] *= 1 + 1e-7 * ((k * 7 + l.index) % 5 - 2);
+        rec.write_dataset(l.name, noisy);
+        for (int64_t k = 0; k < noisy.size(); ++k) noisy.data[k] = static_cast<float>(noisy.data[k]);
+        run.write_dataset(l.name, noisy);
+      });
+    }
+  }
+  auto cpu = make_cpu_backend();
+  FakeDevice dev;
+  const AnalysisResult a = analyze(m, path, *cpu, all_modes());
+  const AnalysisResult b = analyze(m, path, dev, all_modes());
+  expect_same_results(m, a, b);
+  ASSERT_TRUE(a.user_run && b.user_run);
+  EXPECT_EQ(a.user_run->dtype, "float64");
+  ASSERT_EQ(a.user_run->result.layers.size(), b.user_run->result.layers.size());
+  for (size_t i = 0; i < a.user_run->result.layers.size(); ++i)
+    expect_same_stats(a.user_run->result.layers[i].chained, b.user_run->result.layers[i].chained,
+                      "user run " + m.layers[i].name);
+  EXPECT_GT(a.recorded[0].count, 0);
+}
+
 TEST(ValueOrchestration, DumpTensorsAreTheOnlyOtherTraffic) {
   const Model m = chain(2, 16);
   const std::string rec = recording("dump.recording.h5", 3, 4, 16);
