@@ -3,7 +3,8 @@
 //
 //   build/bench/bench_compare_cpu --benchmark_counters_tabular=true
 //
-// Args: {storage mode, per-sample errors (0/1)}: a float candidate (the reference rounded to
+// Args: {storage mode, per-sample errors (0/1), AVX2 tail (0: the scalar tail, 1: where the CPU
+// has AVX2)}: a float candidate (the reference rounded to
 // fp16, so every element carries an error) against a double reference of 64 samples x 16384
 // elements. Counters: ns per element and GB/s of the bytes read (4 + 8 per element).
 // Results: bench/results/cpu-analysis-*.md.
@@ -48,11 +49,13 @@ void BM_Compare(benchmark::State& state) {
   const Data& d = data();
   const CompareOptions co{static_cast<Mode>(state.range(0)), 1e-2, 1e-2, 1e-6, false};
   SampleErrors se;
+  compare_force_scalar(state.range(2) == 0);
   for (auto _ : state) {
     LayerStats s = compare_tensors(d.cand.data(), d.ref.data(), Shape{kSamples, kPer}, co,
                                    state.range(1) ? &se : nullptr);
     benchmark::DoNotOptimize(s);
   }
+  compare_force_scalar(false);
   set_counters(state);
 }
 
@@ -70,7 +73,7 @@ void BM_ReadBoth(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Compare)
-    ->ArgsProduct({{static_cast<int>(Mode::fp32), static_cast<int>(Mode::fp16)}, {0, 1}})
+    ->ArgsProduct({{static_cast<int>(Mode::fp32), static_cast<int>(Mode::fp16)}, {0, 1}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ReadBoth)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 
 #include "analysis/compare.h"
 
@@ -188,4 +190,57 @@ TEST(Compare, NonfiniteStatisticsSentinelsAndFlushes) {
   c[0] = INFINITY;                        // the sentinel with the wrong sign is new
   c[4] = 1;
   EXPECT_EQ(stats(c, r, {5}, 0, 0).nonfinite_new, 1);
+}
+
+// The AVX2 tail of the comparison (histograms, max_rel, min_rtol, ULPs) gives the scalar tail's
+// statistics bit for bit, on data that reaches every bucket edge: exact pairs, zeros and
+// subnormals in the reference, errors from 1e-320 to 1e300, references beyond each format's
+// range, odd lengths (the scalar remainder) and blocks with NaN/Inf (the element path).
+TEST(Compare, SimdTailIsTheScalarTail) {
+  std::mt19937_64 g(11);
+  std::uniform_real_distribution<double> unit(-1, 1);
+  std::uniform_int_distribution<int> expo(-330, 300);
+  for (int64_t n : {1, 3, 255, 256, 257, 1001, 4099}) {
+    // Three samples of n elements (blocks never cross a sample).
+    Tensor ref({3, n});
+    TensorF cand({3, n});
+    for (int64_t i = 0; i < 3 * n; ++i) {
+      const double r = unit(g) * std::pow(2.0, expo(g) / 4);
+      ref.data[i] = i % 17 == 0 ? 0.0 : i % 29 == 0 ? 5e-324 * (i % 7) : r;
+      const int kind = static_cast<int>(g() % 6);
+      const float c = kind == 0 ? static_cast<float>(ref.data[i])
+                    : kind == 1 ? 0.0f
+                    : kind == 2 ? static_cast<float>(ref.data[i] * (1 + 1e-3 * unit(g)))
+                    : kind == 3 ? static_cast<float>(unit(g) * std::pow(2.0, expo(g) / 8))
+                    : kind == 4 ? static_cast<float>(ref.data[i]) * (1 + 0x1p-20f)
+                                : std::nextafter(static_cast<float>(ref.data[i]), 1e30f);
+      cand.data[i] = c;
+    }
+    if (n > 300) {   // blocks with NaN/Inf take the element path
+      cand.data[n / 2] = std::numeric_limits<float>::quiet_NaN();
+      cand.data[n + n / 3] = std::numeric_limits<float>::infinity();
+    }
+    for (Mode m : {Mode::fp32, Mode::fp16, Mode::bf16}) {
+      for (double floor : {-1.0, 0.0, 1e-3}) {
+        SCOPED_TRACE(std::to_string(n) + " " + mode_name(m) + " floor " + std::to_string(floor));
+        const CompareOptions opt{m, 1e-6, 1e-3, floor, true};
+        SampleErrors se_s, se_v;
+        compare_force_scalar(true);
+        const LayerStats a = compare_tensors(cand.ptr(), ref.ptr(), ref.shape, opt, &se_s);
+        compare_force_scalar(false);
+        const LayerStats b = compare_tensors(cand.ptr(), ref.ptr(), ref.shape, opt, &se_v);
+        EXPECT_EQ(a.err_hist, b.err_hist);
+        EXPECT_EQ(a.ulp_hist, b.ulp_hist);
+        EXPECT_EQ(std::memcmp(&a.max_rel, &b.max_rel, sizeof(double)), 0) << a.max_rel << " " << b.max_rel;
+        EXPECT_EQ(std::memcmp(&a.min_rtol, &b.min_rtol, sizeof(double)), 0) << a.min_rtol << " " << b.min_rtol;
+        EXPECT_EQ(std::memcmp(&a.max_ulp, &b.max_ulp, sizeof(double)), 0) << a.max_ulp << " " << b.max_ulp;
+        EXPECT_EQ(a.max_abs, b.max_abs);
+        EXPECT_EQ(a.mismatch, b.mismatch);
+        EXPECT_EQ(std::memcmp(&a.sum_err2, &b.sum_err2, sizeof(double)), 0);
+        int64_t sum = 0;
+        for (int64_t c : a.ulp_hist) sum += c;
+        EXPECT_GT(sum, 0);
+      }
+    }
+  }
 }

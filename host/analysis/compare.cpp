@@ -1,8 +1,13 @@
 #include "analysis/compare.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace divscope {
 namespace {
@@ -101,6 +106,92 @@ void tail_block(const double* e, const double* ref, int64_t len, int64_t base, d
   s.max_rel = max_rel;
   s.min_rtol = min_rtol;
   s.max_ulp = max_ulp;
+}
+
+#if defined(__x86_64__)
+std::atomic<bool> g_compare_scalar{false};
+
+bool compare_simd() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has && !g_compare_scalar.load(std::memory_order_relaxed);
+}
+
+// tail_block for the float storage formats (fp32/tf32/strict, fp16, bf16), four pairs at a
+// time with AVX2: the same values per element as tail_block (the ULP of a float format at a
+// finite double is always a normal power of two here, so ulp_units is one exact multiply), and
+// maxima and bucket counts do not depend on the order they are gathered in, so the statistics
+// are bit for bit tail_block's (tests/test_compare.cpp, Compare.SimdTailIsTheScalarTail).
+template <Mode kStorage>
+__attribute__((target("avx2"))) void tail_block_avx2(const double* e, const double* ref, int64_t len,
+                                                     int64_t base, double floor, LayerStats& s, Hists& h) {
+  static_assert(kStorage != Mode::fp64, "fp64 ULPs can be subnormal: the scalar tail");
+  constexpr int p = kStorage == Mode::fp16 ? 11 : kStorage == Mode::bf16 ? 8 : 24;
+  constexpr int emin = kStorage == Mode::fp16 ? -14 : -126;
+  const __m256i abs_mask = _mm256_set1_epi64x(0x7fffffffffffffffll);
+  const __m256i k1023 = _mm256_set1_epi64x(1023), vemin = _mm256_set1_epi64x(emin);
+  const __m256i scale_base = _mm256_set1_epi64x(1023 + p - 1);
+  const __m256i one = _mm256_set1_epi64x(1), zero_i = _mm256_setzero_si256();
+  const __m256i err_lo = _mm256_set1_epi64x(1), err_hi = _mm256_set1_epi64x(kErrBuckets - 1);
+  const __m256i ulp_hi = _mm256_set1_epi64x(kUlpBuckets - 1), k1022 = _mm256_set1_epi64x(1022);
+  const __m256d vfloor = _mm256_set1_pd(floor), zero = _mm256_setzero_pd();
+  __m256d max_rel = _mm256_set1_pd(s.max_rel), min_rtol = _mm256_set1_pd(s.min_rtol);
+  __m256d max_ulp = _mm256_set1_pd(s.max_ulp);
+  alignas(32) int64_t eb_idx[4], ub_idx[4];
+  int64_t k = 0;
+  for (; k + 4 <= len; k += 4) {
+    const __m256d ev = _mm256_loadu_pd(e + k), rv = _mm256_loadu_pd(ref + k);
+    const __m256i eb = _mm256_castpd_si256(ev);
+    // Error bucket: the exponent field (e >= 0), clamped; 0 for e == 0, 1 for a subnormal e.
+    // The 32-bit max/min act on the low halves; the high halves stay the 64-bit sign's.
+    const __m256i biased = _mm256_srli_epi64(eb, 52);
+    __m256i eb_b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi64(biased, _mm256_set1_epi64x(1023 - 49)), err_lo), err_hi);
+    const __m256i biased0 = _mm256_cmpeq_epi64(biased, zero_i);
+    const __m256i nonzero = _mm256_andnot_si256(_mm256_cmpeq_epi64(eb, zero_i), one);
+    eb_b = _mm256_blendv_epi8(eb_b, nonzero, biased0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(eb_idx), eb_b);
+    const __m256d av = _mm256_castsi256_pd(_mm256_and_si256(_mm256_castpd_si256(rv), abs_mask));
+    const __m256d epos = _mm256_cmp_pd(ev, zero, _CMP_GT_OQ);
+    // max_rel over e > 0: e / max(|r|, floor); min_rtol over e > 0: e / |r| (+inf where r = 0).
+    const __m256d rel = _mm256_div_pd(ev, _mm256_max_pd(av, vfloor));
+    max_rel = _mm256_max_pd(max_rel, _mm256_and_pd(rel, epos));
+    const __m256d rt = _mm256_div_pd(ev, av);
+    min_rtol = _mm256_max_pd(min_rtol, _mm256_and_pd(rt, epos));
+    // ULPs: e * 2^-(max(exponent(r), emin) - (p - 1)), exact.
+    const __m256i er = _mm256_max_epi32(_mm256_sub_epi64(_mm256_srli_epi64(_mm256_castpd_si256(av), 52), k1023), vemin);
+    const __m256d inv = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_sub_epi64(scale_base, er), 52));
+    const __m256d u = _mm256_mul_pd(ev, inv);
+    max_ulp = _mm256_max_pd(max_ulp, u);
+    // ULP bucket: [2^(k-1), 2^k) -> k, clamped to [1, last]; 0 where e == 0.
+    __m256i ub = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_castpd_si256(u), 52), k1022);
+    ub = _mm256_min_epi32(_mm256_max_epi32(ub, one), ulp_hi);
+    ub = _mm256_and_si256(ub, _mm256_castpd_si256(epos));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ub_idx), ub);
+    for (int j = 0; j < 4; ++j) {
+      ++h.err[j][eb_idx[j]];
+      ++h.ulp[j][ub_idx[j]];
+    }
+  }
+  alignas(32) double m[4];
+  _mm256_store_pd(m, max_rel);
+  s.max_rel = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  _mm256_store_pd(m, min_rtol);
+  s.min_rtol = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  _mm256_store_pd(m, max_ulp);
+  s.max_ulp = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  if (k < len) tail_block<kStorage>(e + k, ref + k, len - k, base + k, floor, s, h);
+}
+#endif
+
+// The tail of a block of finite pairs: AVX2 for the float formats where the CPU has it.
+template <Mode kStorage>
+void tail(const double* e, const double* ref, int64_t len, int64_t base, double floor, LayerStats& s,
+          Hists& h) {
+#if defined(__x86_64__)
+  if constexpr (kStorage != Mode::fp64) {
+    if (compare_simd()) return tail_block_avx2<kStorage>(e, ref, len, base, floor, s, h);
+  }
+#endif
+  tail_block<kStorage>(e, ref, len, base, floor, s, h);
 }
 
 // Sums of one block of pairs in four lanes (lane l: elements 4i + l; a ragged end in lane 0),
@@ -228,7 +319,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
     const BlockSums bs = block_sums(cb, rb, len, opt.atol, opt.rtol, eb);
     if (bs.finite) {
       add_sums(bs, 0, len);
-      tail_block<kStorage>(eb, rb, len, b0, floor, s, hists);
+      tail<kStorage>(eb, rb, len, b0, floor, s, hists);
       b0 = b1;
       continue;
     }
@@ -278,6 +369,14 @@ LayerStats compare_range(const C* cand, const double* ref, int64_t n, const Comp
 }
 
 }  // namespace
+
+void compare_force_scalar(bool on) {
+#if defined(__x86_64__)
+  g_compare_scalar.store(on, std::memory_order_relaxed);
+#else
+  (void)on;
+#endif
+}
 
 double LayerStats::mean_abs() const {
   int64_t finite = 0;

@@ -84,6 +84,10 @@ LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
 LayerStats reference_health(const double* ref, int64_t n);
 void copy_health(LayerStats& to, const LayerStats& from);
 
+// The scalar per-element tail of compare_tensors even where the CPU has AVX2 (tests compare the
+// two; both give the same bits).
+void compare_force_scalar(bool on);
+
 // Per sample (dim 0) stats of the same comparison.
 template <class C>
 std::vector<LayerStats> compare_per_sample(const C* cand, const double* ref, const Shape& shape,
