@@ -193,15 +193,8 @@ class FakeDevice : public Backend {
     return put(out);
   }
   Value to_storage(const Value& v, Mode m, bool round) override {
-    TensorF f(v.shape());
-    if (v.is_double()) {
-      const Tensor t = get<double>(v);
-      for (int64_t i = 0; i < t.size(); ++i) f.data[i] = round ? round_storage(m, static_cast<float>(t.data[i])) : static_cast<float>(t.data[i]);
-    } else {
-      const TensorF t = get<float>(v);
-      for (int64_t i = 0; i < t.size(); ++i) f.data[i] = round ? round_storage(m, t.data[i]) : t.data[i];
-    }
-    return put(f);
+    return put(v.is_double() ? divscope::to_storage(get<double>(v), m, round)
+                             : divscope::to_storage(get<float>(v), m, round));
   }
   Value perturbed(const Value& v, int64_t batch, int64_t value) override {
     Value host = Backend::upload(get<double>(v));

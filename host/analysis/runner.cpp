@@ -34,13 +34,20 @@ BatchPlan plan_batch(const Model& m, const Liveness& live, int64_t n, size_t flo
   for (const Layer& l : m.layers) out_e.push_back(elems(l.out_shape));
   BatchPlan p;
   const int64_t per_elem_chains = 2 * 8 + static_cast<int64_t>(float_modes) * 4;
+  // One sweep: live_e holds the elements live in one chain while layer i runs (every input
+  // from the start, each output from its layer on), less those whose last reader ran before i.
+  const int nl = static_cast<int>(m.layers.size());
+  std::vector<int64_t> freed(m.layers.size(), 0);   // elements whose last reader is layer i
+  int64_t live_e = 0;
+  for (size_t k = 0; k < in_e.size(); ++k) {
+    live_e = checked_add(live_e, in_e[k], "batch plan");
+    if (live.input_last[k] < nl) freed[live.input_last[k]] = checked_add(freed[live.input_last[k]], in_e[k], "batch plan");
+  }
+  for (int j = 0; j < nl; ++j)
+    if (live.layer_last[j] < nl) freed[live.layer_last[j]] = checked_add(freed[live.layer_last[j]], out_e[j], "batch plan");
   for (const Layer& l : m.layers) {
     const int i = l.index;
-    int64_t live_e = 0;   // elements live in one chain while layer i runs
-    for (size_t k = 0; k < in_e.size(); ++k)
-      if (live.input_last[k] >= i) live_e = checked_add(live_e, in_e[k], "batch plan");
-    for (int j = 0; j <= i; ++j)
-      if (j == i || live.layer_last[j] >= i) live_e = checked_add(live_e, out_e[j], "batch plan");
+    live_e = checked_add(live_e, out_e[i], "batch plan");
     int64_t reads = 0;
     for (const ValueRef& r : l.refs) reads = checked_add(reads, r.is_input ? in_e[r.index] : out_e[r.index], "batch plan");
     const int64_t transient = checked_add(checked_mul(8, out_e[i], "batch plan"),
@@ -51,6 +58,7 @@ BatchPlan plan_batch(const Model& m, const Liveness& live, int64_t n, size_t flo
       p.value_bytes = bytes;
       p.peak_layer = i;
     }
+    live_e -= freed[i];
   }
   for (const Layer& l : m.layers)
     for (const auto& [key, t] : l.params)

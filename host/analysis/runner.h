@@ -18,80 +18,43 @@ struct Liveness {
 };
 Liveness compute_liveness(const Model& m);
 
-// Live activations of one run (the reference or one mode's chained run), full shapes.
-template <class T>
-class ValueStore {
+// Live values of one run (the reference, the probe or one mode's chained run), full shapes.
+// V is a host tensor (BasicTensor<T>: ValueStore) or a backend's Value (ValueSlots, docs/memory.md).
+// A value is dropped as soon as its last reader has run: its memory freed, or on a device back to
+// the pool the moment that reader has been launched.
+template <class V>
+class LiveValues {
  public:
-  ValueStore(const Model& m, const Liveness& live) : model_(&m), live_(&live) {}
-
-  void set_inputs(std::vector<BasicTensor<T>> inputs) {
+  LiveValues(const Model& m, const Liveness& live) : model_(&m), live_(&live) {}
+  void set_inputs(std::vector<V> inputs) {
     inputs_ = std::move(inputs);
-    layers_.assign(model_->layers.size(), BasicTensor<T>());
+    layers_.assign(model_->layers.size(), V());
   }
-  const BasicTensor<T>& get(const ValueRef& r) const {
-    return r.is_input ? inputs_[r.index] : layers_[r.index];
-  }
-  std::vector<const BasicTensor<T>*> inputs_of(const Layer& l) const {
-    std::vector<const BasicTensor<T>*> v;
+  const V& get(const ValueRef& r) const { return r.is_input ? inputs_[r.index] : layers_[r.index]; }
+  std::vector<const V*> inputs_of(const Layer& l) const {
+    std::vector<const V*> v;
     for (const ValueRef& r : l.refs) v.push_back(&get(r));
     return v;
   }
-  void put(int layer, BasicTensor<T>&& t) { layers_[layer] = std::move(t); }
-  const BasicTensor<T>& layer(int i) const { return layers_[i]; }
-  // Frees every value whose last reader is `layer`.
-  void release_after(int layer) {
-    for (size_t i = 0; i < inputs_.size(); ++i)
-      if (live_->input_last[i] == layer) BasicTensor<T>().data.swap(inputs_[i].data);
-    for (size_t i = 0; i < layers_.size(); ++i)
-      if (live_->layer_last[i] == layer) BasicTensor<T>().data.swap(layers_[i].data);
-  }
-  size_t live_bytes() const {
-    size_t n = 0;
-    for (const auto& t : inputs_) n += t.data.capacity() * sizeof(T);
-    for (const auto& t : layers_) n += t.data.capacity() * sizeof(T);
-    return n;
-  }
-
- private:
-  const Model* model_;
-  const Liveness* live_;
-  std::vector<BasicTensor<T>> inputs_;
-  std::vector<BasicTensor<T>> layers_;
-};
-
-// Live values of one run on a backend (the reference, the probe or one mode's chained run):
-// ValueStore's liveness over Value handles, so a device backend's memory goes back to its pool
-// the moment the last reader has been launched (docs/memory.md).
-class ValueSlots {
- public:
-  ValueSlots(const Model& m, const Liveness& live) : model_(&m), live_(&live) {}
-  void set_inputs(std::vector<Value> inputs) {
-    inputs_ = std::move(inputs);
-    layers_.assign(model_->layers.size(), Value());
-  }
-  const Value& get(const ValueRef& r) const { return r.is_input ? inputs_[r.index] : layers_[r.index]; }
-  std::vector<const Value*> inputs_of(const Layer& l) const {
-    std::vector<const Value*> v;
-    for (const ValueRef& r : l.refs) v.push_back(&get(r));
-    return v;
-  }
-  void put(int layer, Value v) { layers_[layer] = std::move(v); }
-  const Value& layer(int i) const { return layers_[i]; }
-  const Value& input(size_t i) const { return inputs_[i]; }
+  void put(int layer, V v) { layers_[layer] = std::move(v); }
+  const V& layer(int i) const { return layers_[i]; }
   // Drops every value whose last reader is `layer`.
   void release_after(int layer) {
     for (size_t i = 0; i < inputs_.size(); ++i)
-      if (live_->input_last[i] == layer) inputs_[i].reset();
+      if (live_->input_last[i] == layer) inputs_[i] = V();
     for (size_t i = 0; i < layers_.size(); ++i)
-      if (live_->layer_last[i] == layer) layers_[i].reset();
+      if (live_->layer_last[i] == layer) layers_[i] = V();
   }
 
  private:
   const Model* model_;
   const Liveness* live_;
-  std::vector<Value> inputs_;
-  std::vector<Value> layers_;
+  std::vector<V> inputs_;
+  std::vector<V> layers_;
 };
+template <class T>
+using ValueStore = LiveValues<BasicTensor<T>>;
+using ValueSlots = LiveValues<Value>;
 
 // What one batch of n samples holds on a backend at most, from the liveness plan
 // (docs/memory.md): at layer i, every value still to be read and layer i's output, in the
