@@ -226,6 +226,16 @@ int64_t reduction_length(const Model& model, const Layer& l) {
   return 1;
 }
 
+// What the analysis keeps of a probe comparison: its sums, all that kappa needs (a report
+// holds the same, and a device backend's compare may fill more than a sums-only one).
+LayerStats probe_sums(const LayerStats& f) {
+  LayerStats t;
+  t.count = f.count;
+  t.sum_err2 = f.sum_err2;
+  t.sum_ref2 = f.sum_ref2;
+  return t;
+}
+
 // Per-sample kappa of a probe comparison.
 std::vector<double> sample_kappas(const SampleErrors& se, int64_t n) {
   std::vector<double> k(static_cast<size_t>(n), 1.0);
@@ -528,9 +538,8 @@ void add_batches(AnalysisResult& to, const AnalysisResult& from, BatchesFrom sou
   auto add = [report](LayerStats& t, const LayerStats& f) {
     if (!report || f.count) t.merge(f, f.max_abs_batch);
   };
-  // A report keeps only the probe's sums (all that kappa needs).
-  auto add_probe = [&](LayerStats& t, const LayerStats& f) {
-    if (!report) return add(t, f);
+  // The probe keeps only its sums (probe_sums: all that kappa needs), in a run and a report.
+  auto add_probe = [](LayerStats& t, const LayerStats& f) {
     t.count += f.count;
     t.sum_err2 += f.sum_err2;
     t.sum_ref2 += f.sum_ref2;
@@ -767,8 +776,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         if (model.inputs[i].dtype == "int64") continue;
         pin[i] = backend.perturbed(in_vals[i], b, -1 - static_cast<int64_t>(i));
         SampleErrors se;
-        const CompareOptions co{Mode::fp64, 0, 0, -1, false};
-        cur.input_sensitivity[i].merge(backend.compare(pin[i], in_vals[i], co, &se, model.inputs[i].name), b);
+        const CompareOptions co{Mode::fp64, 0, 0, -1, false, true};
+        cur.input_sensitivity[i].merge(probe_sums(backend.compare(pin[i], in_vals[i], co, &se, model.inputs[i].name)), b);
         input_kappa_s[i] = sample_kappas(se, inputs[i].shape.empty() ? 0 : inputs[i].shape[0]);
       }
       probe.set_inputs(std::move(pin));
@@ -843,8 +852,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         Value probe_out = backend.reference(l, probe.inputs_of(l));
         if (!exact_op(l.op)) probe_out = backend.perturbed(probe_out, b, l.index);
         SampleErrors se;
-        const CompareOptions co{Mode::fp64, 0, 0, floor, false};
-        cur.sensitivity[l.index].merge(backend.compare(probe_out, ref_out, co, &se, l.name), b);
+        const CompareOptions co{Mode::fp64, 0, 0, floor, false, true};
+        cur.sensitivity[l.index].merge(probe_sums(backend.compare(probe_out, ref_out, co, &se, l.name)), b);
         kappa_s[l.index] = sample_kappas(se, n);
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);

@@ -26,6 +26,10 @@ struct CompareOptions {
   double atol = 0, rtol = 0;      // mismatch = #{|c-r| > atol + rtol*|r|}
   double rel_floor = -1;          // max_rel denominator floor; < 0: 1e-6 * max|r|
   bool health = true;             // also fill the reference's activation health
+  // Only what the sensitivity probe keeps (count, NaN/Inf counts, mismatch, flushed, max_abs
+  // and the sums, whole and per sample): no histograms, max_rel, min_rtol or ULPs. A backend
+  // may still fill those; the analysis keeps only the sums (keep_probe_sums).
+  bool sums_only = false;
 };
 
 // What the per-sample verdict needs, gathered in the same pass as the whole tensor's stats

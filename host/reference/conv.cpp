@@ -34,20 +34,20 @@ ConvGeom geometry(const Layer& L, const Shape& x, const Shape& out, const Shape&
 
 // For every sample n and group g, over chunks of output pixels [p0, p0 + pc):
 //   out[n, g*Cog + m, p0 + j] = bias[g*Cog + m] + sum_k a[g*Cog + m, k] * col[k, j]
-// where a is [Co, CK] row-major and fill(n, g, p0, pc, col) writes col [CK, pc].
-template <class P, class Fill>
+// where a is [Co, CK] row-major and cols(n, g, p0, pc, buf) gives col [CK, pc]: a view of the
+// input itself where col is the input (direct), else buf filled (im2col) and viewed.
+template <class P, class Cols>
 void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& a,
-               const std::vector<typename P::T>& bias, Fill fill, TensorOf<P>& out) {
+               const std::vector<typename P::T>& bias, bool direct, Cols cols, TensorOf<P>& out) {
   using T = typename P::T;
   int64_t cog = G.Co / G.groups, ohw = G.OH * G.OW;
-  int64_t chunk = std::max<int64_t>(1, std::min(ohw, kColElems / CK));
-  std::vector<T> col(static_cast<size_t>(CK * chunk));
+  int64_t chunk = direct ? ohw : std::max<int64_t>(1, std::min(ohw, kColElems / CK));
+  std::vector<T> col(direct ? 0 : static_cast<size_t>(CK * chunk));
   for (int64_t n = 0; n < G.N; ++n)
     for (int64_t g = 0; g < G.groups; ++g)
       for (int64_t p0 = 0; p0 < ohw; p0 += chunk) {
         int64_t pc = std::min(chunk, ohw - p0);
-        fill(n, g, p0, pc, col.data());
-        gemm<P>(cog, pc, CK, {a.data() + g * cog * CK, CK, 1}, {col.data(), pc, 1},
+        gemm<P>(cog, pc, CK, {a.data() + g * cog * CK, CK, 1}, cols(n, g, p0, pc, col.data()),
                 {bias.empty() ? nullptr : bias.data() + g * cog, 1, 0},
                 out.ptr() + (n * G.Co + g * cog) * ohw + p0, ohw);
       }
@@ -55,6 +55,8 @@ void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& 
 
 // conv2d: out[n, o, oy, ox] = b[o] + sum_{c, ky, kx} w[o, c, ky, kx] *
 //         x[n, g*Cg + c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]   (zero outside x)
+// A 1x1 convolution with stride 1 and no padding reads x as col directly: col[c, j] is
+// x[n, g*Cg + c, p0 + j] (the same values in the same k order: the same result, no copy).
 template <class P>
 void conv2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   using T = typename P::T;
@@ -62,20 +64,37 @@ void conv2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   const Shape& ws = L.param("weight")->shape;
   ConvGeom G = geometry(L, x.shape, out.shape, ws);
   int64_t cg = G.C / G.groups, CK = cg * G.kh * G.kw;
-  auto fill = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) {
+  const bool direct = G.kh == 1 && G.kw == 1 && G.sh == 1 && G.sw == 1 && G.ph == 0 && G.pw == 0 &&
+                      G.OH == G.H && G.OW == G.W;
+  auto cols = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) -> MatView<T> {
+    const T* xg = x.ptr() + (n * G.C + g * cg) * G.H * G.W;
+    if (direct) return {xg + p0, G.H * G.W, 1};
+    T* dst = col;
     for (int64_t c = 0; c < cg; ++c) {
-      const T* xc = x.ptr() + ((n * G.C + g * cg + c) * G.H) * G.W;
+      const T* xc = xg + c * G.H * G.W;
       for (int64_t ky = 0; ky < G.kh; ++ky)
-        for (int64_t kx = 0; kx < G.kw; ++kx, col += pc)
-          for (int64_t j = 0; j < pc; ++j) {
-            int64_t oy = (p0 + j) / G.OW, ox = (p0 + j) % G.OW;
-            int64_t iy = oy * G.sh - G.ph + ky * G.dh, ix = ox * G.sw - G.pw + kx * G.dw;
-            bool inside = iy >= 0 && iy < G.H && ix >= 0 && ix < G.W;
-            col[j] = inside ? xc[iy * G.W + ix] : T(0);
+        for (int64_t kx = 0; kx < G.kw; ++kx, dst += pc) {
+          // Output pixels p0 .. p0 + pc - 1, one output row (fixed oy, so fixed iy) at a time.
+          int64_t oy = p0 / G.OW, ox0 = p0 % G.OW;
+          for (int64_t j = 0; j < pc; ++oy, ox0 = 0) {
+            const int64_t run = std::min(G.OW - ox0, pc - j);
+            const int64_t iy = oy * G.sh - G.ph + ky * G.dh;
+            if (iy < 0 || iy >= G.H) {
+              std::fill(dst + j, dst + j + run, T(0));
+            } else {
+              const T* xr = xc + iy * G.W;
+              for (int64_t t = 0; t < run; ++t) {
+                const int64_t ix = (ox0 + t) * G.sw - G.pw + kx * G.dw;
+                dst[j + t] = ix >= 0 && ix < G.W ? xr[ix] : T(0);
+              }
+            }
+            j += run;
           }
+        }
     }
+    return {col, pc, 1};
   };
-  conv_gemm<P>(G, CK, param_of<P>(L, "weight"), param_of<P>(L, "bias"), fill, out);
+  conv_gemm<P>(G, CK, param_of<P>(L, "weight"), param_of<P>(L, "bias"), direct, cols, out);
 }
 
 // conv_transpose2d (the gradient of conv2d with respect to its input), as a gather:
@@ -100,7 +119,8 @@ void conv_transpose2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     int64_t t = o + p - k * d;   // = i * s when output o receives input i through tap k
     return t >= 0 && t % s == 0 && t / s < len ? t / s : int64_t(-1);
   };
-  auto fill = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) {
+  auto cols = [&](int64_t n, int64_t g, int64_t p0, int64_t pc, T* col) -> MatView<T> {
+    T* const start = col;
     for (int64_t c = 0; c < cg; ++c) {
       const T* xc = x.ptr() + ((n * G.C + g * cg + c) * G.H) * G.W;
       for (int64_t ky = 0; ky < G.kh; ++ky)
@@ -112,8 +132,9 @@ void conv_transpose2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
             col[j] = iy >= 0 && ix >= 0 ? xc[iy * G.W + ix] : T(0);
           }
     }
+    return {start, pc, 1};
   };
-  conv_gemm<P>(G, CK, a, param_of<P>(L, "bias"), fill, out);
+  conv_gemm<P>(G, CK, a, param_of<P>(L, "bias"), false, cols, out);
 }
 
 }  // namespace

@@ -80,28 +80,54 @@ void gelu(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
 }
 
 // out[i] = f(x_0[j_0], ..., x_{K-1}[j_K-1]) where a dim of size 1 repeats along the output (same
-// rank; the batch dim too, so batch-1 constants broadcast over the batch).
+// rank; the batch dim too, so batch-1 constants broadcast over the batch). Row by row along the
+// last dim: each row's offsets are unravelled once, then every input steps by 1 or (broadcast)
+// 0; inputs of the output's own shape make the whole tensor one row.
 template <class P, size_t K, class F>
 void broadcast_map(const InputsOf<P>& in, TensorOf<P>& out, F f) {
+  using T = typename P::T;
   using Acc = typename P::Acc;
   const int r = out.rank();
+  const int64_t total = out.size();
+  if (total == 0) return;
+  bool same = true;
+  for (size_t k = 0; k < K; ++k) same = same && in[k]->shape == out.shape;
   std::array<Shape, K> st;
   for (size_t k = 0; k < K; ++k) {
     st[k] = strides_of(in[k]->shape);
     for (int d = 0; d < r; ++d)   // broadcast dims do not advance
       if (in[k]->shape[d] == 1) st[k][d] = 0;
   }
-  for (int64_t i = 0; i < out.size(); ++i) {
-    std::array<int64_t, K> j{};
-    int64_t rem = i;
-    for (int d = r - 1; d >= 0; --d) {
+  const int64_t inner = same ? total : r > 0 ? out.shape[r - 1] : 1;
+  const int last = same ? -1 : r - 1;   // the dim a row runs along (none when same)
+  std::array<int64_t, K> step{};
+  bool contiguous = true;
+  for (size_t k = 0; k < K; ++k) {
+    step[k] = last >= 0 ? st[k][last] : 1;
+    contiguous = contiguous && step[k] == 1;
+  }
+  for (int64_t row0 = 0; row0 < total; row0 += inner) {
+    std::array<const T*, K> p;
+    for (size_t k = 0; k < K; ++k) p[k] = in[k]->ptr();
+    int64_t rem = row0 / inner;
+    for (int d = last - 1; d >= 0; --d) {
       const int64_t idx = rem % out.shape[d];
       rem /= out.shape[d];
-      for (size_t k = 0; k < K; ++k) j[k] += idx * st[k][d];
+      for (size_t k = 0; k < K; ++k) p[k] += idx * st[k][d];
     }
+    T* o = out.ptr() + row0;
     std::array<Acc, K> v;
-    for (size_t k = 0; k < K; ++k) v[k] = Acc(in[k]->data[j[k]]);
-    out.data[i] = P::store(std::apply(f, v));
+    if (contiguous) {
+      for (int64_t i = 0; i < inner; ++i) {
+        for (size_t k = 0; k < K; ++k) v[k] = Acc(p[k][i]);
+        o[i] = P::store(std::apply(f, v));
+      }
+    } else {
+      for (int64_t i = 0; i < inner; ++i) {
+        for (size_t k = 0; k < K; ++k) v[k] = Acc(p[k][i * step[k]]);
+        o[i] = P::store(std::apply(f, v));
+      }
+    }
   }
 }
 
