@@ -7,6 +7,14 @@
 //
 // Times are the best of REPEATS (default 3) wall-clock runs; reading the recording is inside
 // both (the reference pass reads every batch, as the analysis does).
+//
+//   bench_reference_pass MODEL RECORDING REPEATS --passes fp64,fp32,...
+//
+// times instead each mode's chained pass *alone* (fp64: the FP64 reference), through the CPU
+// backend's Value API exactly as the analysis runs a chain, with nothing else running: the
+// per-pass figure to set beside a framework's forward (bench/bench_cpu_networks.py). Inside
+// `run --profile` the same pass shares the cores with the other modes' tasks. The recorded
+// inputs are read, uploaded and rounded to the mode's storage before the timing.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +25,7 @@
 #include "backends/backend.h"
 #include "io/h5io.h"
 #include "analysis/runner.h"
+#include "precision.h"
 
 using namespace divscope;
 
@@ -33,6 +42,35 @@ double best_seconds(int repeats, F&& f) {
   return best;
 }
 
+// One chained pass of mode m over every batch of the recording, alone; best of `repeats`.
+double pass_seconds(const Model& model, const std::string& recording, Backend& be, Mode m,
+                    int repeats) {
+  const Liveness live = compute_liveness(model);
+  RecordingReader rec(recording, model);
+  std::vector<std::vector<Value>> batches;
+  for (size_t b = 0; b < rec.num_batches(); ++b) {
+    std::vector<Value> in;
+    std::vector<Tensor> t = rec.read_batch(b);
+    for (size_t i = 0; i < t.size(); ++i) {
+      Value v = be.upload(t[i]);
+      if (m != Mode::fp64) v = be.to_storage(v, m, model.inputs[i].dtype != "int64");
+      in.push_back(std::move(v));
+    }
+    batches.push_back(std::move(in));
+  }
+  return best_seconds(repeats, [&] {
+    for (const std::vector<Value>& in : batches) {
+      ValueSlots chain(model, live);
+      chain.set_inputs(in);
+      for (const Layer& l : model.layers) {
+        chain.put(l.index, m == Mode::fp64 ? be.reference(l, chain.inputs_of(l))
+                                           : be.forward(m, l, chain.inputs_of(l)));
+        chain.release_after(l.index);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +82,22 @@ int main(int argc, char** argv) {
   const int repeats = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
   try {
     Model model = read_model(model_path);
+    if (argc > 5 && std::string(argv[4]) == "--passes") {
+      std::unique_ptr<Backend> backend = make_cpu_backend();
+      std::string list = argv[5];
+      for (size_t at = 0; at <= list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        Mode m;
+        if (!parse_mode(list.substr(at, comma - at), &m)) {
+          std::fprintf(stderr, "bench_reference_pass: unknown mode '%s'\n", list.substr(at, comma - at).c_str());
+          return 2;
+        }
+        std::printf("pass %s %.4f s\n", mode_name(m), pass_seconds(model, recording_path, *backend, m, repeats));
+        std::fflush(stdout);
+        at = comma + 1;
+      }
+      return 0;
+    }
     size_t batches = 0;
     int64_t samples = 0;
     double checksum = 0;   // keeps the reference pass observable

@@ -214,8 +214,8 @@ TYPED_TEST(Gemm, WithinModeToleranceOfHigherPrecision) {
   }
 }
 
-// The SIMD and the scalar kernel are the same arithmetic (strict: fmaf per lane; the others
-// a * b + acc): bitwise equal. Threads own whole outputs: the count changes nothing.
+// The SIMD (AVX-512 and AVX2) and the scalar kernels are the same arithmetic (strict: fmaf per
+// lane; the others a * b + acc): bitwise equal. Threads own whole outputs: the count changes nothing.
 TYPED_TEST(Gemm, ScalarSimdAndThreadCountsBitwiseEqual) {
   using T = typename TypeParam::T;
   if (!gemm_simd()) GTEST_SKIP() << "this CPU has no AVX2+FMA: only the scalar path runs";
@@ -228,6 +228,12 @@ TYPED_TEST(Gemm, ScalarSimdAndThreadCountsBitwiseEqual) {
     std::vector<T> scalar = run_gemm<TypeParam>(p);
     gemm_force_scalar(false);
     EXPECT_EQ(bit_difference(scalar, simd, s.N), "") << "scalar vs SIMD";
+    if (gemm_avx512()) {   // the default was AVX-512: AVX2 too
+      gemm_force_avx2(true);
+      std::vector<T> avx2 = run_gemm<TypeParam>(p);
+      gemm_force_avx2(false);
+      EXPECT_EQ(bit_difference(avx2, simd, s.N), "") << "AVX2 vs AVX-512";
+    }
     for (int threads : {1, 3}) {
       gemm_set_max_threads(threads);
       std::vector<T> t = run_gemm<TypeParam>(p);

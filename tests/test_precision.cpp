@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "precision.h"
+#include "reference/round_bulk.h"
 
 using namespace divscope;
 
@@ -259,4 +260,46 @@ TEST(Precision, UlpDistance) {
   EXPECT_TRUE(std::isnan(ulp_distance(Mode::fp32, NAN, 1.0)));
   EXPECT_TRUE(std::isnan(ulp_distance(Mode::fp32, 1.0, NAN)));
   EXPECT_EQ(ulp_distance(Mode::bf16, 0.0, -0.0), 0.0);
+}
+
+// The bulk rounding of the CPU modes' hot loops (round_bulk.h) is precision.h's per-element
+// rounding. fp16 through F16C (where the CPU has it) is another implementation: every one of the
+// 2^32 float bit patterns (NaN payloads, subnormals, both zeros, the overflow edge). The other
+// modes and the portable loops call the per-element functions: a strided sample of patterns.
+TEST(Precision, BulkRoundingIsPerElementRounding) {
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  std::vector<float> buf(kChunk);
+  auto check = [&](Mode m, bool portable, uint64_t stride) {
+    round_bulk_force_portable(portable);
+    int64_t bad = 0;
+    for (uint64_t base = 0; base < (uint64_t(1) << 32); base += kChunk * stride) {
+      auto pattern = [&](int64_t i) { return static_cast<uint32_t>(base + static_cast<uint64_t>(i) * stride); };
+      for (int64_t i = 0; i < kChunk; ++i) buf[i] = bits_f32(pattern(i));
+      const int64_t n = kChunk - 3;   // an odd length: the vector loop's scalar end runs too
+      round_operands_bulk(m, buf.data(), n);
+      for (int64_t i = 0; i < kChunk; ++i) {
+        const float x = bits_f32(pattern(i));
+        const float want = i < n ? round_operand(m, x) : x;
+        if (f32_bits(buf[i]) != f32_bits(want) && bad++ < 3)
+          ADD_FAILURE() << mode_name(m) << (portable ? " portable" : " default path") << ": 0x"
+                        << std::hex << pattern(i) << " -> 0x" << f32_bits(buf[i]) << ", want 0x"
+                        << f32_bits(want);
+      }
+    }
+    round_bulk_force_portable(false);
+    return bad;
+  };
+  EXPECT_EQ(check(Mode::fp16, false, 1), 0);
+  for (Mode m : {Mode::fp16, Mode::bf16, Mode::tf32, Mode::fp32, Mode::strict}) {
+    EXPECT_EQ(check(m, true, 4099), 0) << mode_name(m);
+    EXPECT_EQ(check(m, false, 4099), 0) << mode_name(m);
+  }
+  // Storage rounding: fp16 and bf16 round; the other modes keep the value.
+  const std::vector<float> s = {1.0f + 0x1p-12f, 65520.0f, -0x1p-25f, bits_f32(0x7f800001u), 0x1p-20f};
+  for (Mode m : {Mode::fp16, Mode::bf16, Mode::tf32, Mode::fp32, Mode::strict}) {
+    std::vector<float> got = s;
+    round_storage_bulk(m, got.data(), static_cast<int64_t>(got.size()));
+    for (size_t i = 0; i < s.size(); ++i)
+      EXPECT_EQ(f32_bits(got[i]), f32_bits(round_storage(m, s[i]))) << mode_name(m) << " " << i;
+  }
 }

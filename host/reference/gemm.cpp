@@ -9,6 +9,7 @@
 
 #include "reference/gemm_kernels.h"
 #include "reference/internal.h"
+#include "reference/round_bulk.h"
 
 namespace divscope {
 namespace {
@@ -49,6 +50,18 @@ constexpr int64_t kMinWorkPerThread = int64_t(1) << 21;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// The modes whose operand and store roundings are not the identity round whole packed panels
+// and output rows at once (round_bulk.h: the same value per element, F16C for fp16).
+template <class P>
+constexpr bool kBulkRounding =
+    std::is_same_v<P, Tf32Policy> || std::is_same_v<P, Fp16Policy> || std::is_same_v<P, Bf16Policy>;
+
+template <class P>
+typename P::T packed_operand(typename P::T x) {
+  if constexpr (kBulkRounding<P>) return x;   // rounded with the whole panel
+  return P::operand(x);
+}
+
 // Packs rows [m0, m0 + mc) x k [k0, k0 + kc) of A as MR-row slivers: sliver s holds
 // operand(a(m0 + s*MR + r, k0 + k)) at [s][k][r]; rows past mc are zero (results discarded).
 template <class P>
@@ -56,14 +69,16 @@ void pack_a(const MatView<typename P::T>& a, int64_t m0, int64_t mc, int64_t k0,
             typename P::T* dst) {
   using T = typename P::T;
   constexpr int64_t MR = GemmTile<T>::kMR;
+  T* const start = dst;
   for (int64_t s = 0; s < mc; s += MR) {
     int64_t rows = std::min(MR, mc - s);
     for (int64_t k = 0; k < kc; ++k) {
       const T* src = a.p + (m0 + s) * a.rs + (k0 + k) * a.cs;
-      for (int64_t r = 0; r < rows; ++r) *dst++ = P::operand(src[r * a.rs]);
+      for (int64_t r = 0; r < rows; ++r) *dst++ = packed_operand<P>(src[r * a.rs]);
       for (int64_t r = rows; r < MR; ++r) *dst++ = T(0);
     }
   }
+  if constexpr (kBulkRounding<P>) policy_operands_bulk<P>(start, dst - start);
 }
 
 // Packs k [k0, k0 + kc) x columns [n0, n0 + nc) of B as NR-column slivers, zero past nc.
@@ -72,14 +87,16 @@ void pack_b(const MatView<typename P::T>& b, int64_t k0, int64_t kc, int64_t n0,
             typename P::T* dst) {
   using T = typename P::T;
   constexpr int64_t NR = GemmTile<T>::kNR;
+  T* const start = dst;
   for (int64_t s = 0; s < nc; s += NR) {
     int64_t cols = std::min(NR, nc - s);
     for (int64_t k = 0; k < kc; ++k) {
       const T* src = b.p + (k0 + k) * b.rs + (n0 + s) * b.cs;
-      for (int64_t j = 0; j < cols; ++j) *dst++ = P::operand(src[j * b.cs]);
+      for (int64_t j = 0; j < cols; ++j) *dst++ = packed_operand<P>(src[j * b.cs]);
       for (int64_t j = cols; j < NR; ++j) *dst++ = T(0);
     }
   }
+  if constexpr (kBulkRounding<P>) policy_operands_bulk<P>(start, dst - start);
 }
 
 // The scalar kernel (CPUs without AVX2/FMA, and the test hook): the contract of
@@ -112,10 +129,11 @@ void gemm_part(int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, int64_t K
                     NC = GemmBlocking<T>::kNC;
   using Tile = void (*)(int64_t, const T*, const T*, T*, int64_t, bool);
   Tile tile = tile_scalar<P>;
+  const bool wide = simd && gemm_avx512();
   if constexpr (kStep<P> == Step::fused) {
-    if (simd) tile = gemm_tile_avx2_fma;
+    if (simd) tile = wide ? gemm_tile_avx512_fma : gemm_tile_avx2_fma;
   } else if constexpr (kStep<P> == Step::unfused) {
-    if (simd) tile = gemm_tile_avx2;
+    if (simd) tile = wide ? static_cast<Tile>(gemm_tile_avx512) : static_cast<Tile>(gemm_tile_avx2);
   }
   std::vector<T> ap(static_cast<size_t>(round_up(std::min(m_hi - m_lo, MC), MR) * KC));
   std::vector<T> bp(static_cast<size_t>(round_up(std::min(n_hi - n_lo, NC), NR) * KC));
@@ -149,13 +167,18 @@ void gemm_part(int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, int64_t K
       }
     }
   }
-  for (int64_t m = m_lo; m < m_hi; ++m)
+  for (int64_t m = m_lo; m < m_hi; ++m) {
+    T* row = c + m * ldc;
     for (int64_t n = n_lo; n < n_hi; ++n) {
-      T* o = c + m * ldc + n;
-      Acc v = K > 0 ? Acc(*o) : Acc(0);
+      Acc v = K > 0 ? Acc(row[n]) : Acc(0);
       if (bias.p) v = P::add(v, Acc(bias(m, n)));
-      *o = P::store(v);
+      if constexpr (kBulkRounding<P>)
+        row[n] = v;   // Acc is T (asserted in gemm()): stored below with the whole row
+      else
+        row[n] = P::store(v);
     }
+    if constexpr (kBulkRounding<P>) policy_store_bulk<P>(row + n_lo, n_hi - n_lo);
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // vector code does, per output, exactly the scalar sequence of the policy's P::madd steps:
 //   gemm_tile_avx2      a * b + acc, two roundings: Fp64Policy and fp32/tf32/fp16/bf16
 //   gemm_tile_avx2_fma  fmaf(a, b, acc) per lane: StrictPolicy (docs/ops.md, Precision modes: strict formulas)
+//   gemm_tile_avx512[_fma]  the same two steps on 512-bit vectors (one vector per tile row)
 // The tile is parked in C between k blocks as the same float/double. So every policy's result
 // is bitwise the same on the SIMD and the scalar path, on any CPU, at any blocking or thread
 // count. (Fused fp64 steps would be ~1e-16 different and cost the same here: see the .cpp.)
@@ -36,10 +37,23 @@ void gemm_tile_avx2(int64_t kc, const float* ap, const float* bp, float* c, int6
 void gemm_tile_avx2_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                         bool first);
 
+// AVX-512F kernels (same file): the same tiles and packing, one 512-bit vector per tile row;
+// call only when gemm_avx512() is true. Bitwise the AVX2 and scalar kernels' results.
+void gemm_tile_avx512(int64_t kc, const double* ap, const double* bp, double* c, int64_t ldc,
+                      bool first);
+void gemm_tile_avx512(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                      bool first);
+void gemm_tile_avx512_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                          bool first);
+
 // True when the CPU has AVX2 and FMA and the scalar path is not forced.
 bool gemm_simd();
-// Test hook: force the scalar kernels (process-wide; affects calls that start afterwards).
+// True when gemm_simd() and the CPU has AVX-512F and the AVX2 kernels are not forced.
+bool gemm_avx512();
+// Test hooks (process-wide; affect calls that start afterwards): force the scalar kernels;
+// force the AVX2 kernels on a CPU with AVX-512F.
 void gemm_force_scalar(bool on);
+void gemm_force_avx2(bool on);
 
 // Most threads one gemm call may use (each thread owns whole outputs, so the count never
 // changes a result). 0 restores the default, std::thread::hardware_concurrency().

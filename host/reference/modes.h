@@ -5,6 +5,7 @@
 #include "graph/model.h"
 #include "precision.h"
 #include "graph/tensor.h"
+#include "reference/round_bulk.h"
 
 namespace divscope {
 
@@ -19,10 +20,8 @@ void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in,
 template <class T>
 TensorF to_storage(const BasicTensor<T>& t, Mode m, bool round) {
   TensorF f(t.shape);
-  for (int64_t i = 0; i < t.size(); ++i) {
-    const float v = static_cast<float>(t.data[i]);
-    f.data[i] = round ? round_storage(m, v) : v;
-  }
+  for (int64_t i = 0; i < t.size(); ++i) f.data[i] = static_cast<float>(t.data[i]);
+  if (round) round_storage_bulk(m, f.ptr(), f.size());   // round_storage per element
   return f;
 }
 
