@@ -11,8 +11,10 @@ with tools/capture_torch.py, then, with the same thread count:
 - PyTorch: the float64 and the float32 forward (median of `repeats`, after a warm-up), and the
   forward-hook anchor (bench/hooks_anchor.py: chained float32 and bfloat16 against float64);
 - divscope: `run --backend cpu --threads T --profile` (all five modes, chained + isolated, every
-  statistic): its FP64 reference pass, its fp32 chained pass and the whole analysis; peak RSS
-  by GNU time.
+  statistic): the whole analysis, peak RSS by GNU time, and its passes as profiled inside it
+  (where they share the cores with the other modes' tasks); and each pass *alone*, the figure
+  to set beside PyTorch's forward: `bench_reference_pass ... --passes fp64,fp32 --threads T`
+  (--pass-tool; default: bench/bench_reference_pass beside --divscope, skipped when absent).
 Targets: reference <= 1.0x torch float64; fp32 pass <= 1.5x torch float32; whole analysis
 <= 12x torch float64 and <= 1.0x the hooks anchor; peak RSS <= 3x (the largest layer's FP64
 input + output, plus the parameters in FP64).
@@ -102,7 +104,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--pass-tool", default=None,
+                    help="bench_reference_pass of the same build (default: DIR/bench/bench_reference_pass)")
     a = ap.parse_args()
+    if a.pass_tool is None:
+        a.pass_tool = os.path.join(os.path.dirname(os.path.abspath(a.divscope)), "bench", "bench_reference_pass")
+    if not os.path.exists(a.pass_tool):
+        print(f"note: {a.pass_tool} not found (configure with -DDIVSCOPE_BUILD_BENCH=ON): passes alone not timed")
+        a.pass_tool = None
     T = a.threads
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -123,8 +132,14 @@ def main():
                 raise SystemExit(f"{name}: divscope exit {r.returncode}: {r.stderr.strip()[-500:]}")
             rss = int(r.stderr.strip().splitlines()[-1]) * 1024
             p = json.load(open(prof))
-            rows.append((name, "FP64 reference pass", p["reference_s"], t64, "torch float64 forward", 1.0, None))
-            rows.append((name, "fp32 chained pass", p["modes"]["fp32"]["chained_s"], t32, "torch float32 forward", 1.5, None))
+            if a.pass_tool:
+                out = subprocess.run([a.pass_tool, mp, rp, str(a.repeats), "--passes", "fp64,fp32", "--threads", str(T)],
+                                     capture_output=True, text=True, check=True).stdout
+                alone = {l.split()[1]: float(l.split()[2]) for l in out.splitlines() if l.startswith("pass ")}
+                rows.append((name, "FP64 reference pass, alone", alone["fp64"], t64, "torch float64 forward", 1.0, None))
+                rows.append((name, "fp32 chained pass, alone", alone["fp32"], t32, "torch float32 forward", 1.5, None))
+            rows.append((name, "FP64 reference pass, in the analysis", p["reference_s"], t64, "torch float64 forward", 1.0, None))
+            rows.append((name, "fp32 chained pass, in the analysis", p["modes"]["fp32"]["chained_s"], t32, "torch float32 forward", 1.5, None))
             rows.append((name, "whole analysis", p["wall_s"], t64, "torch float64 forward", 12.0, rss))
             rows.append((name, "whole analysis", p["wall_s"], anchor, "hooks anchor (fp32+bf16 vs fp64)", 1.0, None))
             rows.append((name, "peak RSS", rss / 2**20, bound / 2**20, "largest layer in+out + params, FP64 (MiB)", 3.0, rss))
@@ -140,8 +155,11 @@ def main():
                 f"torch {torch.__version__}; {T} thread(s) on both sides.\n\n")
         f.write(f"Command: `/usr/bin/python3 bench/bench_cpu_networks.py --threads {T} --models {a.models} "
                 f"--repeats {a.repeats}{' --tag ' + a.tag if a.tag else ''}`\n\n")
-        f.write("divscope's passes are from `run --profile` (seconds inside each pass, summed over layers); "
-                "PyTorch's are medians of the forward. Ratio = divscope / anchor; target = the issue's.\n\n")
+        f.write("divscope's passes *alone* are `bench_reference_pass --passes` (best of the repeats, one chain "
+                "with nothing else running: the figure comparable with a framework's forward); *in the analysis* "
+                "they are from `run --profile` (seconds inside each pass, summed over layers, while the other "
+                "modes' tasks share the cores). PyTorch's are medians of the forward. Ratio = divscope / anchor; "
+                "target = the issue's.\n\n")
         f.write("| model | pass | divscope | anchor | anchor is | ratio | target | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n")
         for name, what, ours, theirs, anchor_is, target, rss in rows:
             ratio = ours / theirs if theirs else float("inf")

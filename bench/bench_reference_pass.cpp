@@ -8,7 +8,7 @@
 // Times are the best of REPEATS (default 3) wall-clock runs; reading the recording is inside
 // both (the reference pass reads every batch, as the analysis does).
 //
-//   bench_reference_pass MODEL RECORDING REPEATS --passes fp64,fp32,...
+//   bench_reference_pass MODEL RECORDING REPEATS --passes fp64,fp32,... [--threads T]
 //
 // times instead each mode's chained pass *alone* (fp64: the FP64 reference), through the CPU
 // backend's Value API exactly as the analysis runs a chain, with nothing else running: the
@@ -26,6 +26,7 @@
 #include "io/h5io.h"
 #include "analysis/runner.h"
 #include "precision.h"
+#include "reference/gemm_kernels.h"
 
 using namespace divscope;
 
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
   try {
     Model model = read_model(model_path);
     if (argc > 5 && std::string(argv[4]) == "--passes") {
+      if (argc > 7 && std::string(argv[6]) == "--threads") gemm_set_max_threads(std::atoi(argv[7]));
       std::unique_ptr<Backend> backend = make_cpu_backend();
       std::string list = argv[5];
       for (size_t at = 0; at <= list.size();) {
