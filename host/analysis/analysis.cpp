@@ -755,6 +755,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
     check_backend_memory(model, live, n, opt.modes.size(), backend, b);
+    res.times.values_plan = std::max(res.times.values_plan, plan_batch(model, live, n, opt.modes.size()).value_bytes);
     const bool dump_batch = dump && b >= d0 && b < d1;
     cur.samples += n;
     ++cur.batches;
@@ -847,8 +848,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       const double floor = 1e-6 * summary.abs_max;
       const LayerStats& health = summary.health;
       res.times.checks += seconds_since(t0);
-      t0 = std::chrono::steady_clock::now();
-      {
+      // The probe's run of this layer: a task beside the modes' (it writes only the probe's
+      // chain, this layer's sensitivity and kappa_s[l], read after every task has run).
+      auto probe_task = [&] {
+        const auto tp = std::chrono::steady_clock::now();
         Value probe_out = backend.reference(l, probe.inputs_of(l));
         if (!exact_op(l.op)) probe_out = backend.perturbed(probe_out, b, l.index);
         SampleErrors se;
@@ -857,10 +860,12 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         kappa_s[l.index] = sample_kappas(se, n);
         probe.put(l.index, std::move(probe_out));
         probe.release_after(l.index);
-      }
-      res.times.probe += seconds_since(t0);
+        res.times.probe += seconds_since(tp);
+      };
       t0 = std::chrono::steady_clock::now();
       if (dump_batch && dump_layer[l.index]) dump->write(b, "fp64", l.name, *HostTensor(backend, ref_out), Mode::fp64);
+      SampleErrors user_se;
+      bool user_compared = false;
       if (rec.has_run_activation(static_cast<size_t>(b), l.name)) {
         std::string dtype;
         Tensor theirs = rec.read_run_activation(static_cast<size_t>(b), l.name, ref_out.shape(), &dtype);
@@ -880,16 +885,11 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
                                     : effective_roundoff(user_mode, chain_sum[i]);
           }
         }
-        SampleErrors se;
         const CompareOptions co{user_mode, 0, 0, floor, false};
-        LayerStats st = compare_host(backend, theirs, ref_out, co, &se, l.name);
+        LayerStats st = compare_host(backend, theirs, ref_out, co, &user_se, l.name);
         copy_health(st, health);
-        LayerResult& ulr = cur.user_run->result.layers[l.index];
-        ulr.chained.merge(st, b);
-        for (int64_t s = 0; s < n && s < static_cast<int64_t>(se.err2.size()); ++s) {
-          const double rel = sample_rel_l2(se, s);
-          ulr.chained_worst.add(rel, rel / (ulr.unit * kappa_s[l.index][s]), kappa_s[l.index][s], b, s);
-        }
+        cur.user_run->result.layers[l.index].chained.merge(st, b);
+        user_compared = true;   // its worst samples need this layer's kappa: after the probe
       }
       if (rec.has_activation(static_cast<size_t>(b), l.name)) {
         Tensor theirs = rec.read_activation(static_cast<size_t>(b), l.name, ref_out.shape());
@@ -900,8 +900,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       }
       res.times.checks += seconds_since(t0);
 
-      // Every mode's chained and isolated run of this layer are independent tasks (each writes
-      // only its own mode's state and its own half of the LayerResult).
+      // The probe and every mode's chained and isolated run of this layer are independent tasks
+      // (each writes only its own state and its own part of the LayerResult).
       const int64_t per_sample = n ? ref_out.size() / n : 0;
       auto chained_task = [&](ModeRun& run, LayerResult& lr, const CompareOptions& co) {
         std::vector<const Value*> in = run.chained.inputs_of(l);
@@ -953,19 +953,28 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       };
       const size_t per_mode = opt.isolated ? 2 : 1;
       auto task = [&](size_t t) {
+        if (t == 0) return probe_task();   // first: the longest
+        --t;
         ModeRun& run = *runs[t / per_mode];
         LayerResult& lr = cur.modes[t / per_mode].layers[l.index];
         const CompareOptions co{run.mode, lr.tolerance.atol, lr.tolerance.rtol, floor, false};
         if (t % per_mode == 0) chained_task(run, lr, co);
         else isolated_task(run, lr, co);
       };
-      if (pool) pool->run(per_mode * runs.size(), task);
-      else for (size_t t = 0; t < per_mode * runs.size(); ++t) task(t);
+      if (pool) pool->run(1 + per_mode * runs.size(), task);
+      else for (size_t t = 0; t < 1 + per_mode * runs.size(); ++t) task(t);
 
       // Per sample: the worst samples under the budget criterion, and the first layer where the
       // sample's own chained error breaks the policy (after every mode's task, since the
       // baseline criterion reads fp32's errors).
       const std::vector<double>& ks = kappa_s[l.index];
+      if (user_compared) {
+        LayerResult& ulr = cur.user_run->result.layers[l.index];
+        for (int64_t s = 0; s < n && s < static_cast<int64_t>(user_se.err2.size()); ++s) {
+          const double rel = sample_rel_l2(user_se, s);
+          ulr.chained_worst.add(rel, rel / (ulr.unit * ks[s]), ks[s], b, s);
+        }
+      }
       for (size_t mi = 0; mi < runs.size(); ++mi) {
         ModeRun& run = *runs[mi];
         LayerResult& lr = cur.modes[mi].layers[l.index];
@@ -1045,6 +1054,7 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
   for (const DataFinding& f : ref_health.findings()) res.findings.push_back(f);
   judge(model, backend.name(), res);
   res.times.wall = seconds_since(analysis_start);
+  res.times.values_peak = backend.memory().peak;
   return res;
 }
 

@@ -167,6 +167,10 @@ struct PassTimes {
   double checks = 0;      // input checks, reference health, recorded activations, user run
   std::vector<double> chained, isolated, compare;   // per mode (compare: both runs)
   double wall = 0;        // the whole analyze()
+  // Bytes: the backend's values at their peak over the analysis (Backend::memory(): the
+  // activations, not the parameters or the allocator's slack), and the liveness plan's bound
+  // for the largest batch (plan_batch, docs/memory.md).
+  int64_t values_peak = 0, values_plan = 0;
 };
 
 struct AnalysisResult {

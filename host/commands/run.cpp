@@ -197,7 +197,7 @@ nlohmann::json profile_json(const AnalysisResult& r, const AnalysisOptions& opt)
   return {{"divscope_profile", 1}, {"batches", r.batches}, {"samples", r.samples},
           {"threads", opt.threads}, {"wall_s", t.wall}, {"read_s", t.read},
           {"reference_s", t.reference}, {"probe_s", t.probe}, {"checks_s", t.checks},
-          {"modes", modes},
+          {"modes", modes}, {"values_peak_bytes", t.values_peak}, {"values_plan_bytes", t.values_plan},
           {"note", "seconds in each pass summed over batches and layers; the modes' tasks run at the "
                    "same time on several threads, so the passes add up to more than wall_s"}};
 }

@@ -37,8 +37,8 @@ ConvGeom geometry(const Layer& L, const Shape& x, const Shape& out, const Shape&
 // where a is [Co, CK] row-major and cols(n, g, p0, pc, buf) gives col [CK, pc]: a view of the
 // input itself where col is the input (direct), else buf filled (im2col) and viewed.
 template <class P, class Cols>
-void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& a,
-               const std::vector<typename P::T>& bias, bool direct, Cols cols, TensorOf<P>& out) {
+void conv_gemm(const ConvGeom& G, int64_t CK, const typename P::T* a, const Param<typename P::T>& bias,
+               bool direct, Cols cols, TensorOf<P>& out) {
   using T = typename P::T;
   int64_t cog = G.Co / G.groups, ohw = G.OH * G.OW;
   int64_t chunk = direct ? ohw : std::max<int64_t>(1, std::min(ohw, kColElems / CK));
@@ -47,7 +47,7 @@ void conv_gemm(const ConvGeom& G, int64_t CK, const std::vector<typename P::T>& 
     for (int64_t g = 0; g < G.groups; ++g)
       for (int64_t p0 = 0; p0 < ohw; p0 += chunk) {
         int64_t pc = std::min(chunk, ohw - p0);
-        gemm<P>(cog, pc, CK, {a.data() + g * cog * CK, CK, 1}, cols(n, g, p0, pc, col.data()),
+        gemm<P>(cog, pc, CK, {a + g * cog * CK, CK, 1}, cols(n, g, p0, pc, col.data()),
                 {bias.empty() ? nullptr : bias.data() + g * cog, 1, 0},
                 out.ptr() + (n * G.Co + g * cog) * ohw + p0, ohw);
       }
@@ -94,7 +94,8 @@ void conv2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     }
     return {col, pc, 1};
   };
-  conv_gemm<P>(G, CK, param_of<P>(L, "weight"), param_of<P>(L, "bias"), direct, cols, out);
+  const Param<T> w = param_of<P>(L, "weight");
+  conv_gemm<P>(G, CK, w.data(), param_of<P>(L, "bias"), direct, cols, out);
 }
 
 // conv_transpose2d (the gradient of conv2d with respect to its input), as a gather:
@@ -109,7 +110,8 @@ void conv_transpose2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   ConvGeom G = geometry(L, x.shape, out.shape, ws);
   int64_t cg = G.C / G.groups, cog = ws[1], khw = G.kh * G.kw, CK = cg * khw;
   // Weight [C, Cog, kh, kw] regrouped to A[g][m][(c, ky, kx)].
-  std::vector<T> w = param_of<P>(L, "weight"), a(w.size());
+  const Param<T> w = param_of<P>(L, "weight");
+  std::vector<T> a(w.size());
   for (int64_t g = 0; g < G.groups; ++g)
     for (int64_t m = 0; m < cog; ++m)
       for (int64_t c = 0; c < cg; ++c)
@@ -134,7 +136,7 @@ void conv_transpose2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
     }
     return {start, pc, 1};
   };
-  conv_gemm<P>(G, CK, a, param_of<P>(L, "bias"), false, cols, out);
+  conv_gemm<P>(G, CK, a.data(), param_of<P>(L, "bias"), false, cols, out);
 }
 
 }  // namespace

@@ -230,7 +230,7 @@ void linear(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
   const TensorOf<P>& x = *in[0];
   const Tensor& w = *L.param("weight");
   int64_t K = w.shape[1], O = w.shape[0], M = x.size() / K;
-  std::vector<T> wt = param_of<P>(L, "weight"), bias = param_of<P>(L, "bias");
+  const Param<T> wt = param_of<P>(L, "weight"), bias = param_of<P>(L, "bias");
   gemm<P>(M, O, K, {x.ptr(), K, 1}, {wt.data(), 1, K},
           {bias.empty() ? nullptr : bias.data(), 0, 1}, out.ptr(), O);
 }

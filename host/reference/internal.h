@@ -43,15 +43,41 @@ template <class P> void register_reduce(OpTable<P>& t);        // reduce_sum, re
 template <class P> void register_concat_slice(OpTable<P>& t);  // concat, slice, expand
 
 // A parameter in the policy's storage format (parameters are loaded as FP64); empty when the
-// layer has no such parameter.
+// layer has no such parameter. A policy that keeps doubles as they are (the FP64 reference) reads
+// the model's own array; the others get a rounded copy (P::store per element).
+template <class T>
+class Param {
+ public:
+  Param() = default;
+  explicit Param(const std::vector<T>* model) : p_(model->data()), n_(model->size()) {}
+  explicit Param(std::vector<T> own) : own_(std::move(own)), p_(own_.data()), n_(own_.size()) {}
+  Param(Param&& o) noexcept : own_(std::move(o.own_)), p_(own_.empty() ? o.p_ : own_.data()), n_(o.n_) {}
+  Param& operator=(Param&&) = delete;
+  Param(const Param&) = delete;
+  const T* data() const { return p_; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  const T& operator[](size_t i) const { return p_[i]; }
+
+ private:
+  std::vector<T> own_;
+  const T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 template <class P>
-std::vector<typename P::T> param_of(const Layer& L, const char* key) {
-  std::vector<typename P::T> v;
-  if (const Tensor* t = L.param(key)) {
+Param<typename P::T> param_of(const Layer& L, const char* key) {
+  using T = typename P::T;
+  const Tensor* t = L.param(key);
+  if (!t) return Param<T>();
+  if constexpr (std::is_same_v<P, Fp64Policy>) {
+    return Param<T>(&t->data);   // Fp64Policy::store is the identity
+  } else {
+    std::vector<T> v;
     v.reserve(t->data.size());
     for (double x : t->data) v.push_back(P::store(static_cast<typename P::Acc>(x)));
+    return Param<T>(std::move(v));
   }
-  return v;
 }
 
 // Softmax (or log-softmax) of one line of n elements x[i * stride] into y[i * stride]:
