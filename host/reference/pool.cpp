@@ -50,8 +50,8 @@ void maxpool2d(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out) {
           for (int64_t kx = 0; kx < g.kw; ++kx) {
             int64_t ix = ox * g.sw - g.pw + kx * g.dw;
             if (ix < 0 || ix >= W) continue;
-            T v = x[iy * W + ix];
-            if (v > m || std::isnan(v)) m = v;
+            const T v = x[iy * W + ix];
+            m = (v > m) | (v != v) ? v : m;   // a select, not a branch on the data
           }
         }
         y[oy * OW + ox] = m;
