@@ -192,10 +192,28 @@ TEST(Compare, NonfiniteStatisticsSentinelsAndFlushes) {
   EXPECT_EQ(stats(c, r, {5}, 0, 0).nonfinite_new, 1);
 }
 
-// The AVX2 tail of the comparison (histograms, max_rel, min_rtol, ULPs) gives the scalar tail's
-// statistics bit for bit, on data that reaches every bucket edge: exact pairs, zeros and
-// subnormals in the reference, errors from 1e-320 to 1e300, references beyond each format's
-// range, odd lengths (the scalar remainder) and blocks with NaN/Inf (the element path).
+// Every sum and count bit for bit, whole tensor and per sample (the block sums' lanes are
+// added in one fixed order on either path).
+void expect_same_sums(const LayerStats& a, const LayerStats& b, const SampleErrors& sa, const SampleErrors& sb) {
+  for (auto f : {&LayerStats::sum_abs, &LayerStats::sum_err2, &LayerStats::sum_ref2, &LayerStats::sum_cand2,
+                 &LayerStats::sum_dot, &LayerStats::max_abs})
+    EXPECT_EQ(std::memcmp(&(a.*f), &(b.*f), sizeof(double)), 0) << a.*f << " " << b.*f;
+  EXPECT_EQ(a.mismatch, b.mismatch);
+  EXPECT_EQ(a.flushed, b.flushed);
+  EXPECT_EQ(a.nan, b.nan);
+  EXPECT_EQ(a.nonfinite_new, b.nonfinite_new);
+  EXPECT_EQ(a.max_abs_index, b.max_abs_index);
+  EXPECT_EQ(sa.mismatch, sb.mismatch);
+  EXPECT_EQ(std::memcmp(sa.err2.data(), sb.err2.data(), sa.err2.size() * sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(sa.ref2.data(), sb.ref2.data(), sa.ref2.size() * sizeof(double)), 0);
+  EXPECT_EQ(sa.max_abs, sb.max_abs);
+}
+
+// The AVX2 comparison (the block sums, and for the float formats the tail: histograms, max_rel,
+// min_rtol, ULPs) gives the scalar pass's statistics bit for bit, on data that reaches every
+// bucket edge: exact pairs, zeros and subnormals in the reference, errors from 1e-320 to 1e300,
+// references beyond each format's range, odd lengths (the scalar remainder) and blocks with
+// NaN/Inf (the element path); float and double candidates.
 TEST(Compare, SimdTailIsTheScalarTail) {
   std::mt19937_64 g(11);
   std::uniform_real_distribution<double> unit(-1, 1);
@@ -236,11 +254,24 @@ TEST(Compare, SimdTailIsTheScalarTail) {
         EXPECT_EQ(std::memcmp(&a.max_ulp, &b.max_ulp, sizeof(double)), 0) << a.max_ulp << " " << b.max_ulp;
         EXPECT_EQ(a.max_abs, b.max_abs);
         EXPECT_EQ(a.mismatch, b.mismatch);
-        EXPECT_EQ(std::memcmp(&a.sum_err2, &b.sum_err2, sizeof(double)), 0);
+        expect_same_sums(a, b, se_s, se_v);
         int64_t sum = 0;
         for (int64_t c : a.ulp_hist) sum += c;
         EXPECT_GT(sum, 0);
       }
     }
+    // A double candidate (the probe, graph inputs): the vector block sums, the scalar fp64 tail.
+    Tensor cand_d({3, n});
+    for (int64_t i = 0; i < 3 * n; ++i) cand_d.data[i] = ref.data[i] * (1 + 1e-9 * unit(g)) + (i % 5 == 0 ? 1e-12 : 0);
+    if (n > 300) cand_d.data[n / 2] = std::numeric_limits<double>::quiet_NaN();
+    const CompareOptions opt{Mode::fp64, 1e-12, 1e-9, -1, false};
+    SampleErrors se_s, se_v;
+    compare_force_scalar(true);
+    const LayerStats a = compare_tensors(cand_d.ptr(), ref.ptr(), ref.shape, opt, &se_s);
+    compare_force_scalar(false);
+    const LayerStats b = compare_tensors(cand_d.ptr(), ref.ptr(), ref.shape, opt, &se_v);
+    SCOPED_TRACE(std::to_string(n) + " fp64");
+    expect_same_sums(a, b, se_s, se_v);
+    EXPECT_EQ(a.err_hist, b.err_hist);
   }
 }

@@ -267,6 +267,84 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
   return b;
 }
 
+#if defined(__x86_64__)
+// block_sums with the four lanes in one 256-bit vector (lane l: elements 4i + l, as above): every
+// lane does the same operations in the same order as the two-double version, and the lanes are
+// added in the same order, so the sums are bit for bit block_sums' (-ffp-contract=off: no FMA).
+__attribute__((target("avx2"))) inline __m256d load4(const float* c) { return _mm256_cvtps_pd(_mm_loadu_ps(c)); }
+__attribute__((target("avx2"))) inline __m256d load4(const double* c) { return _mm256_loadu_pd(c); }
+
+template <class C>
+__attribute__((target("avx2"))) BlockSums block_sums_avx2(const C* c, const double* r, int64_t len,
+                                                         double atol, double rtol, double* e) {
+  const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffll));
+  const __m256d dmax = _mm256_set1_pd(std::numeric_limits<double>::max());
+  const __m256d vatol = _mm256_set1_pd(atol), vrtol = _mm256_set1_pd(rtol), zero = _mm256_setzero_pd();
+  __m256d sa = zero, se = zero, sr = zero, sc = zero, sd = zero, mx = zero;
+  __m256i miss = _mm256_setzero_si256(), flush = _mm256_setzero_si256(), bad = _mm256_setzero_si256();
+  int64_t j = 0;
+  for (; j + 4 <= len; j += 4) {
+    const __m256d cv = load4(c + j), rv = _mm256_loadu_pd(r + j);
+    const __m256d ev = _mm256_and_pd(_mm256_sub_pd(cv, rv), abs_mask);
+    const __m256d av = _mm256_and_pd(rv, abs_mask);
+    _mm256_storeu_pd(e + j, ev);
+    bad = _mm256_or_si256(bad, _mm256_castpd_si256(_mm256_cmp_pd(ev, dmax, _CMP_NLE_UQ)));
+    sa = _mm256_add_pd(sa, ev);
+    se = _mm256_add_pd(se, _mm256_mul_pd(ev, ev));
+    sr = _mm256_add_pd(sr, _mm256_mul_pd(rv, rv));
+    sc = _mm256_add_pd(sc, _mm256_mul_pd(cv, cv));
+    sd = _mm256_add_pd(sd, _mm256_mul_pd(cv, rv));
+    const __m256d limit = _mm256_add_pd(vatol, _mm256_mul_pd(vrtol, av));
+    miss = _mm256_sub_epi64(miss, _mm256_castpd_si256(_mm256_cmp_pd(ev, limit, _CMP_GT_OQ)));
+    const __m256d fl = _mm256_and_pd(_mm256_cmp_pd(cv, zero, _CMP_EQ_OQ), _mm256_cmp_pd(rv, zero, _CMP_NEQ_UQ));
+    flush = _mm256_sub_epi64(flush, _mm256_castpd_si256(fl));
+    mx = _mm256_blendv_pd(mx, ev, _mm256_cmp_pd(ev, mx, _CMP_GT_OQ));
+  }
+  BlockSums b;
+  double tail_sa = 0, tail_se = 0, tail_sr = 0, tail_sc = 0, tail_sd = 0, tail_mx = 0;
+  for (; j < len; ++j) {
+    const double cj = static_cast<double>(c[j]), rj = r[j], ej = std::fabs(cj - rj);
+    e[j] = ej;
+    b.finite &= ej <= std::numeric_limits<double>::max();
+    tail_sa += ej;
+    tail_se += ej * ej;
+    tail_sr += rj * rj;
+    tail_sc += cj * cj;
+    tail_sd += cj * rj;
+    b.miss += ej > atol + rtol * std::fabs(rj);
+    b.flushed += cj == 0 && rj != 0;
+    tail_mx = std::max(tail_mx, ej);
+  }
+  b.finite &= _mm256_testz_si256(bad, bad) != 0;
+  alignas(32) double l[6][4];
+  alignas(32) int64_t li[4];
+  _mm256_store_pd(l[0], sa);
+  _mm256_store_pd(l[1], se);
+  _mm256_store_pd(l[2], sr);
+  _mm256_store_pd(l[3], sc);
+  _mm256_store_pd(l[4], sd);
+  const double tails[5] = {tail_sa, tail_se, tail_sr, tail_sc, tail_sd};
+  double* const out[5] = {&b.sa, &b.se, &b.sr, &b.sc, &b.sd};
+  for (int q = 0; q < 5; ++q) *out[q] = ((l[q][0] + tails[q]) + l[q][1]) + (l[q][2] + l[q][3]);
+  _mm256_store_pd(l[5], mx);
+  const double* const m = l[5];
+  b.mx = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])), tail_mx);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(li), miss);
+  b.miss += (li[0] + li[1]) + (li[2] + li[3]);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(li), flush);
+  b.flushed += (li[0] + li[1]) + (li[2] + li[3]);
+  return b;
+}
+#endif
+
+template <class C>
+BlockSums block_sums_best(const C* c, const double* r, int64_t len, double atol, double rtol, double* e) {
+#if defined(__x86_64__)
+  if (compare_simd()) return block_sums_avx2(c, r, len, atol, rtol, e);
+#endif
+  return block_sums(c, r, len, atol, rtol, e);
+}
+
 // One pass over n pairs; `per` > 0 gathers per-sample errors for samples of `per` elements.
 // The storage mode is a template argument so that the ULP of every element is a few bit
 // operations with constants. Blocks whose pairs are all finite (nearly all) take a fast path:
@@ -316,7 +394,7 @@ LayerStats compare_pass(const C* cand, const double* ref, int64_t n, const Compa
         samples->max_abs[sample] = std::max(samples->max_abs[sample], bs.mx);
       }
     };
-    const BlockSums bs = block_sums(cb, rb, len, opt.atol, opt.rtol, eb);
+    const BlockSums bs = block_sums_best(cb, rb, len, opt.atol, opt.rtol, eb);
     if (bs.finite) {
       add_sums(bs, 0, len);
       if (!opt.sums_only) tail<kStorage>(eb, rb, len, b0, floor, s, hists);
@@ -489,28 +567,42 @@ LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
   return s;
 }
 
-LayerStats reference_health(const double* ref, int64_t n) {
-  // add_health's definitions and order, in locals: through the LayerStats reference every
-  // count would be a store per element (the compiler cannot keep them in registers).
+LayerStats reference_health(const double* ref, int64_t n, int64_t per, std::vector<uint8_t>* bad,
+                            std::vector<uint8_t>* nonzero) {
+  // add_health's definitions and order (every sum in index order), in locals and selects: through
+  // the LayerStats reference every count would be a store per element, and the data-dependent
+  // branches (zeros after a relu, the non-finite test) mispredict.
+  constexpr double kMax = std::numeric_limits<double>::max();
   int64_t nan = 0, inf = 0, finite = 0, zero = 0, o16 = 0, ob16 = 0, u16 = 0, ub16 = 0;
   double mn = std::numeric_limits<double>::infinity(), mx = -mn, sum = 0, sumsq = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double r = ref[i], a = std::fabs(r);
-    if (!(a <= std::numeric_limits<double>::max())) {
-      nan += std::isnan(r);
-      inf += std::isinf(r);
-      continue;
+  if (per <= 0) per = std::max<int64_t>(n, 1);
+  const int64_t samples = (n + per - 1) / per;
+  if (bad) bad->assign(static_cast<size_t>(samples), 0);
+  if (nonzero) nonzero->assign(static_cast<size_t>(samples), 0);
+  for (int64_t s = 0; s < samples; ++s) {
+    const double* y = ref + s * per;
+    const int64_t len = std::min(per, n - s * per);
+    bool any_bad = false, any_nonzero = false;
+    for (int64_t i = 0; i < len; ++i) {
+      const double r = y[i], a = std::fabs(r);
+      const bool fin = a <= kMax;
+      any_bad |= !fin;
+      any_nonzero |= r != 0;
+      nan += r != r;
+      inf += a == std::numeric_limits<double>::infinity();
+      finite += fin;
+      mn = fin && r < mn ? r : mn;   // std::min(mn, r) over the finite values
+      mx = fin && mx < r ? r : mx;   // std::max(mx, r)
+      sum = fin ? sum + r : sum;
+      sumsq = fin ? sumsq + r * r : sumsq;
+      zero += r == 0;
+      o16 += fin & (a > kFp16Max);
+      ob16 += fin & (a > kBf16Max);
+      u16 += (a != 0) & (a < kFp16MinNormal);
+      ub16 += (a != 0) & (a < kBf16MinNormal);
     }
-    ++finite;
-    mn = std::min(mn, r);
-    mx = std::max(mx, r);
-    sum += r;
-    sumsq += r * r;
-    zero += r == 0;
-    o16 += a > kFp16Max;
-    ob16 += a > kBf16Max;
-    u16 += a != 0 && a < kFp16MinNormal;
-    ub16 += a != 0 && a < kBf16MinNormal;
+    if (bad) (*bad)[s] = any_bad;
+    if (nonzero) (*nonzero)[s] = any_nonzero;
   }
   LayerStats s;
   s.ref_nan = nan;

@@ -84,8 +84,10 @@ LayerStats compare_tensors(const C* cand, const double* ref, const Shape& shape,
                            const CompareOptions& opt, SampleErrors* samples = nullptr);
 
 // The reference's activation health alone (the health fields of LayerStats), computed once per
-// layer and shared by every mode's comparisons (copy_health).
-LayerStats reference_health(const double* ref, int64_t n);
+// layer and shared by every mode's comparisons (copy_health). In the same pass, per sample of
+// `per` elements (per > 0), whether it holds a NaN/Inf (`bad`) and a non-zero value (`nonzero`).
+LayerStats reference_health(const double* ref, int64_t n, int64_t per = 0,
+                            std::vector<uint8_t>* bad = nullptr, std::vector<uint8_t>* nonzero = nullptr);
 void copy_health(LayerStats& to, const LayerStats& from);
 
 // The scalar per-element tail of compare_tensors even where the CPU has AVX2 (tests compare the

@@ -163,22 +163,17 @@ void Backend::reset_peak() {
 ReferenceSummary summarize_host(const double* ref, const Shape& shape) {
   ReferenceSummary s;
   const int64_t total = numel(shape);
-  s.health = reference_health(ref, total);
-  if (s.health.ref_finite > 0) s.abs_max = std::max(std::fabs(s.health.ref_min), std::fabs(s.health.ref_max));
   const int64_t N = shape.empty() ? 0 : shape[0];
   const int64_t per = N > 0 ? total / N : 0;
+  std::vector<uint8_t> bad, nonzero;
+  s.health = reference_health(ref, total, per, N > 0 ? &bad : nullptr, N > 0 ? &nonzero : nullptr);
+  if (s.health.ref_finite > 0) s.abs_max = std::max(std::fabs(s.health.ref_min), std::fabs(s.health.ref_max));
   s.samples.resize(static_cast<size_t>(std::max<int64_t>(N, 0)));
   for (int64_t i = 0; i < N; ++i) {
-    const double* y = ref + i * per;
-    // Branch-free first (the common case: finite, not all zero); count only when needed.
-    bool bad = false, nonzero = false;
-    for (int64_t k = 0; k < per; ++k) {
-      bad |= !(std::fabs(y[k]) <= std::numeric_limits<double>::max());
-      nonzero |= y[k] != 0;
-    }
     SampleHealth& h = s.samples[i];
-    h.all_zero = !nonzero;
-    if (!bad) continue;
+    h.all_zero = i >= static_cast<int64_t>(nonzero.size()) || !nonzero[i];
+    if (i >= static_cast<int64_t>(bad.size()) || !bad[i]) continue;
+    const double* y = ref + i * per;   // count only where the sample has some
     for (int64_t k = 0; k < per; ++k) {
       h.nan += std::isnan(y[k]);
       h.inf += std::isinf(y[k]);
