@@ -8,6 +8,7 @@
 // step, acc = madd(w, 0, acc): that leaves acc unchanged up to the sign of a zero, which a
 // bitwise-compared kernel (strict) must reproduce or avoid by skipping the same way.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "reference/gemm.h"
@@ -42,12 +43,13 @@ void conv_gemm(const ConvGeom& G, int64_t CK, const typename P::T* a, const Para
   using T = typename P::T;
   int64_t cog = G.Co / G.groups, ohw = G.OH * G.OW;
   int64_t chunk = direct ? ohw : std::max<int64_t>(1, std::min(ohw, kColElems / CK));
-  std::vector<T> col(direct ? 0 : static_cast<size_t>(CK * chunk));
+  // Filled before every read (im2col writes every element of the chunk): no zero-fill.
+  std::unique_ptr<T[]> col(direct ? nullptr : new T[static_cast<size_t>(CK * chunk)]);
   for (int64_t n = 0; n < G.N; ++n)
     for (int64_t g = 0; g < G.groups; ++g)
       for (int64_t p0 = 0; p0 < ohw; p0 += chunk) {
         int64_t pc = std::min(chunk, ohw - p0);
-        gemm<P>(cog, pc, CK, {a + g * cog * CK, CK, 1}, cols(n, g, p0, pc, col.data()),
+        gemm<P>(cog, pc, CK, {a + g * cog * CK, CK, 1}, cols(n, g, p0, pc, col.get()),
                 {bias.empty() ? nullptr : bias.data() + g * cog, 1, 0},
                 out.ptr() + (n * G.Co + g * cog) * ohw + p0, ohw);
       }

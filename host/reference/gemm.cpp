@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -118,10 +119,26 @@ void tile_scalar(int64_t kc, const typename P::T* ap, const typename P::T* bp,
 
 // Outputs [m_lo, m_hi) x [n_lo, n_hi) of gemm(): dot products accumulated in c, then bias and
 // store in place. One call per thread; threads own disjoint outputs.
+// Packing buffers of one gemm() call: `ap` then `bp` for each of its threads, the calling thread's
+// own, reused by every later call on that thread (a pool worker, the main thread) and never
+// cleared: the packing writes every element it later reads. Allocating them per call cost a
+// fresh, zero-filled 4 MiB block (page faults and a memset) per sample and convolution.
+template <class T>
+T* pack_scratch(size_t elems) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local size_t cap = 0;
+  if (elems > cap) {
+    buf.reset(new T[elems]);
+    cap = elems;
+  }
+  return buf.get();
+}
+
 template <class P>
 void gemm_part(int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, int64_t K,
                const MatView<typename P::T>& a, const MatView<typename P::T>& b,
-               const MatView<typename P::T>& bias, typename P::T* c, int64_t ldc, bool simd) {
+               const MatView<typename P::T>& bias, typename P::T* c, int64_t ldc, bool simd,
+               typename P::T* ap, typename P::T* bp) {
   using T = typename P::T;
   using Acc = typename P::Acc;
   constexpr int64_t MR = GemmTile<T>::kMR, NR = GemmTile<T>::kNR;
@@ -135,23 +152,21 @@ void gemm_part(int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, int64_t K
   } else if constexpr (kStep<P> == Step::unfused) {
     if (simd) tile = wide ? static_cast<Tile>(gemm_tile_avx512) : static_cast<Tile>(gemm_tile_avx2);
   }
-  std::vector<T> ap(static_cast<size_t>(round_up(std::min(m_hi - m_lo, MC), MR) * KC));
-  std::vector<T> bp(static_cast<size_t>(round_up(std::min(n_hi - n_lo, NC), NR) * KC));
   T edge[MR * NR];
   for (int64_t n0 = n_lo; n0 < n_hi; n0 += NC) {
     int64_t nc = std::min(NC, n_hi - n0);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       int64_t kc = std::min(KC, K - k0);
       bool first = k0 == 0;
-      pack_b<P>(b, k0, kc, n0, nc, bp.data());
+      pack_b<P>(b, k0, kc, n0, nc, bp);
       for (int64_t m0 = m_lo; m0 < m_hi; m0 += MC) {
         int64_t mc = std::min(MC, m_hi - m0);
-        pack_a<P>(a, m0, mc, k0, kc, ap.data());
+        pack_a<P>(a, m0, mc, k0, kc, ap);
         for (int64_t j = 0; j < nc; j += NR)
           for (int64_t r = 0; r < mc; r += MR) {
             int64_t rows = std::min(MR, mc - r), cols = std::min(NR, nc - j);
-            const T* at = ap.data() + r * kc;
-            const T* bt = bp.data() + j * kc;
+            const T* at = ap + r * kc;
+            const T* bt = bp + j * kc;
             T* ct = c + (m0 + r) * ldc + n0 + j;
             if (rows == MR && cols == NR) {
               tile(kc, at, bt, ct, ldc, first);
@@ -196,20 +211,30 @@ void gemm(int64_t M, int64_t N, int64_t K, MatView<typename P::T> a, MatView<typ
   int64_t units = (extent + unit - 1) / unit;
   int64_t threads = std::min<int64_t>({gemm_max_threads(), units,
                                        std::max<int64_t>(1, M * N * K / kMinWorkPerThread)});
+  // Each thread's packing buffers, sized for the largest part (a whole MC x KC block of A and
+  // NC x KC panel of B, or less when the matrix is smaller).
+  constexpr int64_t MR = GemmTile<T>::kMR, NR = GemmTile<T>::kNR;
+  constexpr int64_t KC = GemmBlocking<T>::kKC, MC = GemmBlocking<T>::kMC, NC = GemmBlocking<T>::kNC;
+  const int64_t kc = std::min(KC, std::max<int64_t>(K, 1));
+  const size_t ap_n = static_cast<size_t>(round_up(std::min(M, MC), MR) * kc);
+  const size_t bp_n = static_cast<size_t>(round_up(std::min(N, NC), NR) * kc);
   if (threads <= 1) {
-    gemm_part<P>(0, M, 0, N, K, a, b, bias, c, ldc, simd);
+    T* s = pack_scratch<T>(ap_n + bp_n);
+    gemm_part<P>(0, M, 0, N, K, a, b, bias, c, ldc, simd, s, s + ap_n);
     return;
   }
+  T* scratch = pack_scratch<T>(static_cast<size_t>(threads) * (ap_n + bp_n));
   std::vector<std::thread> workers;
   std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
   auto run = [&](int64_t t) {
     int64_t lo = std::min(units * t / threads * unit, extent);
     int64_t hi = std::min(units * (t + 1) / threads * unit, extent);
+    T* ap = scratch + static_cast<size_t>(t) * (ap_n + bp_n);
     try {
       if (split_n)
-        gemm_part<P>(0, M, lo, hi, K, a, b, bias, c, ldc, simd);
+        gemm_part<P>(0, M, lo, hi, K, a, b, bias, c, ldc, simd, ap, ap + ap_n);
       else
-        gemm_part<P>(lo, hi, 0, N, K, a, b, bias, c, ldc, simd);
+        gemm_part<P>(lo, hi, 0, N, K, a, b, bias, c, ldc, simd, ap, ap + ap_n);
     } catch (...) {
       errors[static_cast<size_t>(t)] = std::current_exception();
     }
