@@ -226,6 +226,19 @@ int64_t reduction_length(const Model& model, const Layer& l) {
   return 1;
 }
 
+// The input of layer l that no later layer reads (-1: none): the probe and the modes' chains
+// let it go to the backend, which may write l's output over it (Backend::forward_donating).
+// The reference's inputs are not given up: the isolated runs read them after the layer.
+int donatable_input(const Layer& l, const Liveness& live) {
+  for (size_t k = 0; k < l.refs.size(); ++k) {
+    const ValueRef& r = l.refs[k];
+    const int last = r.is_input ? live.input_last[static_cast<size_t>(r.index)]
+                                : live.layer_last[static_cast<size_t>(r.index)];
+    if (last == l.index) return static_cast<int>(k);
+  }
+  return -1;
+}
+
 // What the analysis keeps of a probe comparison: its sums, all that kappa needs (a report
 // holds the same, and a device backend's compare may fill more than a sums-only one).
 LayerStats probe_sums(const LayerStats& f) {
@@ -850,9 +863,10 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       res.times.checks += seconds_since(t0);
       // The probe's run of this layer: a task beside the modes' (it writes only the probe's
       // chain, this layer's sensitivity and kappa_s[l], read after every task has run).
+      const int donate = donatable_input(l, live);
       auto probe_task = [&] {
         const auto tp = std::chrono::steady_clock::now();
-        Value probe_out = backend.reference(l, probe.inputs_of(l));
+        Value probe_out = backend.reference_donating(l, probe.inputs_of(l), donate);
         if (!exact_op(l.op)) probe_out = backend.perturbed(probe_out, b, l.index);
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, floor, false, true};
@@ -908,7 +922,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
         std::vector<Value> cast;
         const Mode m = mixed_precision_inputs(model, opt.fp32_layers, run.mode, l, backend, in, cast);
         auto t0 = std::chrono::steady_clock::now();
-        Value chained_out = backend.forward(m, l, in);
+        // A repeated run reads the inputs again: nothing is given up then.
+        Value chained_out = backend.forward_donating(m, l, in, opt.repeat > 1 ? -1 : donate);
         int64_t differ = 0;
         for (int k = 1; k < opt.repeat; ++k)
           differ = std::max(differ, backend.bitwise_differences(chained_out, backend.forward(m, l, in)));
@@ -942,7 +957,8 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
             iso_in.push_back(backend.to_storage(*ref_in[k], run.mode, is_float));
           }
           for (const Value& t : iso_in) iso_ptrs.push_back(&t);
-          iso_out = backend.forward(run.mode, l, iso_ptrs);
+          // The rounded inputs are this task's own: the output may take the first one's place.
+          iso_out = backend.forward_donating(run.mode, l, iso_ptrs, 0);
         }
         run.isolated_s += seconds_since(t0);
         t0 = std::chrono::steady_clock::now();

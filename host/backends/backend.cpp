@@ -72,7 +72,35 @@ std::vector<const BasicTensor<T>*> host_inputs(const std::vector<const Value*>& 
   return v;
 }
 
+// The host tensor of in[donate] when the caller may give it up: a host value of type T that no
+// other handle holds (the caller's slot is the only owner); else nullptr.
+template <class T>
+BasicTensor<T>* donated_host_tensor(const std::vector<const Value*>& in, int donate) {
+  if (donate < 0 || static_cast<size_t>(donate) >= in.size()) return nullptr;
+  const Value& v = *in[static_cast<size_t>(donate)];
+  if (v.where() != Value::Where::host || v.is_double() != std::is_same<T, double>::value ||
+      v.owner().use_count() != 1)
+    return nullptr;
+  return const_cast<BasicTensor<T>*>(host_tensor<T>(v));
+}
+
 }  // namespace
+
+Value Backend::reference_donating(const Layer& l, const std::vector<const Value*>& in, int donate) {
+  if (Tensor* io = donated_host_tensor<double>(in, donate)) {
+    if (reference_in_place(l, host_inputs<double>(in, "reference"), static_cast<size_t>(donate), *io))
+      return Value(io->shape, true, Value::Where::host, io->ptr(), in[static_cast<size_t>(donate)]->owner());
+  }
+  return reference(l, in);
+}
+
+Value Backend::forward_donating(Mode m, const Layer& l, const std::vector<const Value*>& in, int donate) {
+  if (TensorF* io = donated_host_tensor<float>(in, donate)) {
+    if (forward_in_place(m, l, host_inputs<float>(in, "forward"), static_cast<size_t>(donate), *io))
+      return Value(io->shape, false, Value::Where::host, io->ptr(), in[static_cast<size_t>(donate)]->owner());
+  }
+  return forward(m, l, in);
+}
 
 template <class T>
 Value Backend::make_host_value(BasicTensor<T> t) {

@@ -29,6 +29,15 @@ class Backend {
   // One layer in mode `m`: inputs and output hold values representable in the mode's storage.
   virtual void forward(Mode m, const Layer& l, const std::vector<const TensorF*>& in,
                        TensorF& out) = 0;
+  // reference / forward with the output written over input k (`io`, the tensor in[k] points to,
+  // which the caller gives up), for the ops that allow it (reference.h, op_in_place_capable).
+  // False, io untouched, where that does not apply; the default never applies.
+  virtual bool reference_in_place(const Layer&, const std::vector<const Tensor*>&, size_t, Tensor&) {
+    return false;
+  }
+  virtual bool forward_in_place(Mode, const Layer&, const std::vector<const TensorF*>&, size_t, TensorF&) {
+    return false;
+  }
   // LayerStats of a candidate against the reference (README, What divscope run computes), with per-sample errors when
   // `samples` is given. The CPU compare by default; the CUDA backend computes them on the device.
   virtual LayerStats compare(const TensorF& cand, const Tensor& ref, const CompareOptions& opt,
@@ -47,6 +56,12 @@ class Backend {
   // FP64 reference / mode `m` of one layer on the backend's values.
   virtual Value reference(const Layer& l, const std::vector<const Value*>& in);
   virtual Value forward(Mode m, const Layer& l, const std::vector<const Value*>& in);
+  // reference / forward where the caller lets go of input `donate` (< 0: none): a value no later
+  // layer reads. A host value that no other handle holds may take the output in place (the
+  // in-place variants above; docs/memory.md), which the returned value then shares; otherwise,
+  // and for device values, the same as reference / forward.
+  Value reference_donating(const Layer& l, const std::vector<const Value*>& in, int donate);
+  Value forward_donating(Mode m, const Layer& l, const std::vector<const Value*>& in, int donate);
   // `v` (double or float) as floats in mode m's storage: cast to float, then rounded to the
   // mode's format where `round` (integer indices stay as they are).
   virtual Value to_storage(const Value& v, Mode m, bool round);

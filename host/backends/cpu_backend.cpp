@@ -16,6 +16,13 @@ class CpuBackend : public Backend {
                TensorF& out) override {
     mode_forward(m, l, in, out);
   }
+  bool reference_in_place(const Layer& l, const std::vector<const Tensor*>& in, size_t k, Tensor& io) override {
+    return layer_forward_in_place<Fp64Policy>(l, in, k, io);
+  }
+  bool forward_in_place(Mode m, const Layer& l, const std::vector<const TensorF*>& in, size_t k,
+                        TensorF& io) override {
+    return mode_forward_in_place(m, l, in, k, io);
+  }
 };
 
 }  // namespace

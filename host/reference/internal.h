@@ -23,7 +23,9 @@ template <class P>
 using InputsOf = std::vector<const TensorOf<P>*>;
 
 // Every op has this signature. `out` arrives with its full shape ({N} + L.out_shape) and every
-// element NaN; the op writes every element.
+// element NaN; the op writes every element. An op listed in op_in_place_capable (reference.h)
+// may also get `out` as one of `in` (layer_forward_in_place): it must read element i of each
+// input of the output's shape only to write element i.
 template <class P>
 using OpFn = void (*)(const Layer& L, const InputsOf<P>& in, TensorOf<P>& out);
 template <class P>

@@ -23,4 +23,19 @@ void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in,
   }
 }
 
+bool mode_forward_in_place(Mode m, const Layer& L, const std::vector<const TensorF*>& in, size_t k,
+                           TensorF& io) {
+  switch (m) {
+    case Mode::fp32: return layer_forward_in_place<Fp32Policy>(L, in, k, io);
+    case Mode::tf32: return layer_forward_in_place<Tf32Policy>(L, in, k, io);
+    case Mode::fp16: return layer_forward_in_place<Fp16Policy>(L, in, k, io);
+    case Mode::bf16: return layer_forward_in_place<Bf16Policy>(L, in, k, io);
+    case Mode::strict:
+      if (!layer_forward_in_place<StrictPolicy>(L, in, k, io)) return false;
+      strict_canonicalize(io);
+      return true;
+    default: throw RuntimeFault(std::string("mode_forward_in_place: ") + mode_name(m) + " is not a float mode");
+  }
+}
+
 }  // namespace divscope

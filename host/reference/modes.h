@@ -15,6 +15,11 @@ namespace divscope {
 // (strict_canonicalize; docs/ops.md, Precision modes: NaN), as the kernels' do.
 void mode_forward(Mode m, const Layer& L, const std::vector<const TensorF*>& in, TensorF& out);
 
+// mode_forward with the output written over input k (`io`, which in[k] points to; the caller
+// gives it up): see layer_forward_in_place. False, io untouched, where that does not apply.
+bool mode_forward_in_place(Mode m, const Layer& L, const std::vector<const TensorF*>& in, size_t k,
+                           TensorF& io);
+
 // A tensor (double reference values or float ones) in mode m's storage: cast to float, then
 // rounded to the mode's format where `round` (integer indices stay as they are).
 template <class T>

@@ -20,4 +20,17 @@ template <class P>
 void layer_forward(const Layer& L, const std::vector<const BasicTensor<typename P::T>*>& in,
                    BasicTensor<typename P::T>& out);
 
+// True when `op` computes each output element from the elements at the same flat index of those
+// inputs that have the output's shape (the element-wise ops and batchnorm2d), so its output may
+// be written over such an input, element by element, each read before it is written.
+bool op_in_place_capable(const std::string& op);
+
+// layer_forward with the output written over input k: `io` is the tensor in[k] points to, which
+// the caller gives up. Applies when op_in_place_capable(L.op) and the output's shape is io's;
+// then io holds the output (no NaN poisoning: such an op writes every element) and it returns
+// true. Otherwise it returns false and io is untouched.
+template <class P>
+bool layer_forward_in_place(const Layer& L, const std::vector<const BasicTensor<typename P::T>*>& in,
+                            size_t k, BasicTensor<typename P::T>& io);
+
 }  // namespace divscope
