@@ -867,13 +867,14 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
       auto probe_task = [&] {
         const auto tp = std::chrono::steady_clock::now();
         Value probe_out = backend.reference_donating(l, probe.inputs_of(l), donate);
-        if (!exact_op(l.op)) probe_out = backend.perturbed(probe_out, b, l.index);
+        probe.release_after(l.index);   // this layer's inputs: probe_out may now be their only holder
+        if (!exact_op(l.op)) probe_out = backend.perturbed_donating(std::move(probe_out), b, l.index);
         SampleErrors se;
         const CompareOptions co{Mode::fp64, 0, 0, floor, false, true};
         cur.sensitivity[l.index].merge(probe_sums(backend.compare(probe_out, ref_out, co, &se, l.name)), b);
         kappa_s[l.index] = sample_kappas(se, n);
         probe.put(l.index, std::move(probe_out));
-        probe.release_after(l.index);
+        probe.release_after(l.index);   // an output nobody reads goes at once
         res.times.probe += seconds_since(tp);
       };
       t0 = std::chrono::steady_clock::now();

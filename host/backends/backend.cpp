@@ -151,6 +151,15 @@ Value Backend::perturbed(const Value& v, int64_t batch, int64_t value) {
   return host_value(std::move(t));
 }
 
+Value Backend::perturbed_donating(Value v, int64_t batch, int64_t value) {
+  const std::vector<const Value*> in = {&v};
+  if (Tensor* t = donated_host_tensor<double>(in, 0)) {
+    for (int64_t k = 0; k < t->size(); ++k) t->data[k] *= probe_factor(batch, value, k);
+    return v;
+  }
+  return perturbed(v, batch, value);
+}
+
 LayerStats Backend::compare(const Value& cand, const Value& ref, const CompareOptions& opt,
                             SampleErrors* samples, const std::string&) {
   const Tensor& r = need_host<double>(ref, "compare");

@@ -68,6 +68,9 @@ class Backend {
   // A copy of the double value `v` with element k times probe_factor(batch, value, k)
   // (reference/probe.h): the sensitivity probe's perturbation.
   virtual Value perturbed(const Value& v, int64_t batch, int64_t value);
+  // perturbed(v) where the caller gives `v` up: a host value no other handle holds is perturbed
+  // in place (the same values; no copy).
+  Value perturbed_donating(Value v, int64_t batch, int64_t value);
   // Candidate (float or double) against the double reference.
   virtual LayerStats compare(const Value& cand, const Value& ref, const CompareOptions& opt,
                              SampleErrors* samples, const std::string& layer);
