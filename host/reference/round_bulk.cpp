@@ -5,6 +5,7 @@
 #include <atomic>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -14,8 +15,13 @@ namespace {
 std::atomic<bool> g_portable{false};
 
 #if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29; clang's __builtin_cpu_supports has no "f16c"), with AVX
+// and its register state enabled by the OS (__builtin_cpu_supports("avx") checks both).
 bool use_f16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0 && __builtin_cpu_supports("avx");
+  }();
   return has && !g_portable.load(std::memory_order_relaxed);
 }
 
