@@ -207,6 +207,32 @@ struct BlockSums {
   bool finite = true;   // every c - r finite (both finite, no overflowing difference)
 };
 
+// The elements [j, len) past a block's last whole group of four, element by element (both
+// block_sums and block_sums_avx2 put them in lane 0): their sums, and into b the finite flag,
+// mismatches and flushed zeros. Also writes e[k] = |c - r|.
+struct RaggedEnd {
+  double sa = 0, se = 0, sr = 0, sc = 0, sd = 0, mx = 0;
+};
+template <class C>
+inline RaggedEnd ragged_end(const C* c, const double* r, int64_t j, int64_t len, double atol, double rtol,
+                            double* e, BlockSums& b) {
+  RaggedEnd t;
+  for (; j < len; ++j) {
+    const double cj = static_cast<double>(c[j]), rj = r[j], ej = std::fabs(cj - rj);
+    e[j] = ej;
+    b.finite &= ej <= std::numeric_limits<double>::max();
+    t.sa += ej;
+    t.se += ej * ej;
+    t.sr += rj * rj;
+    t.sc += cj * cj;
+    t.sd += cj * rj;
+    b.miss += ej > atol + rtol * std::fabs(rj);
+    b.flushed += cj == 0 && rj != 0;
+    t.mx = std::max(t.mx, ej);
+  }
+  return t;
+}
+
 template <class C>
 BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, double rtol, double* e) {
   const V2i abs_mask = {0x7fffffffffffffffll, 0x7fffffffffffffffll};
@@ -237,20 +263,8 @@ BlockSums block_sums(const C* c, const double* r, int64_t len, double atol, doub
     }
   }
   BlockSums b;
-  double tail_sa = 0, tail_se = 0, tail_sr = 0, tail_sc = 0, tail_sd = 0, tail_mx = 0;
-  for (; j < len; ++j) {
-    const double cj = static_cast<double>(c[j]), rj = r[j], ej = std::fabs(cj - rj);
-    e[j] = ej;
-    b.finite &= ej <= std::numeric_limits<double>::max();
-    tail_sa += ej;
-    tail_se += ej * ej;
-    tail_sr += rj * rj;
-    tail_sc += cj * cj;
-    tail_sd += cj * rj;
-    b.miss += ej > atol + rtol * std::fabs(rj);
-    b.flushed += cj == 0 && rj != 0;
-    tail_mx = std::max(tail_mx, ej);
-  }
+  const RaggedEnd t = ragged_end(c, r, j, len, atol, rtol, e, b);
+  const double tail_sa = t.sa, tail_se = t.se, tail_sr = t.sr, tail_sc = t.sc, tail_sd = t.sd, tail_mx = t.mx;
   b.finite &= (bad[0] | bad[1]) == 0;
   // Lane 0 holds the ragged end after its vector part.
   auto total = [](const V2d (&v)[2], double tail) {
@@ -301,20 +315,8 @@ __attribute__((target("avx2"))) BlockSums block_sums_avx2(const C* c, const doub
     mx = _mm256_blendv_pd(mx, ev, _mm256_cmp_pd(ev, mx, _CMP_GT_OQ));
   }
   BlockSums b;
-  double tail_sa = 0, tail_se = 0, tail_sr = 0, tail_sc = 0, tail_sd = 0, tail_mx = 0;
-  for (; j < len; ++j) {
-    const double cj = static_cast<double>(c[j]), rj = r[j], ej = std::fabs(cj - rj);
-    e[j] = ej;
-    b.finite &= ej <= std::numeric_limits<double>::max();
-    tail_sa += ej;
-    tail_se += ej * ej;
-    tail_sr += rj * rj;
-    tail_sc += cj * cj;
-    tail_sd += cj * rj;
-    b.miss += ej > atol + rtol * std::fabs(rj);
-    b.flushed += cj == 0 && rj != 0;
-    tail_mx = std::max(tail_mx, ej);
-  }
+  const RaggedEnd t = ragged_end(c, r, j, len, atol, rtol, e, b);
+  const double tail_sa = t.sa, tail_se = t.se, tail_sr = t.sr, tail_sc = t.sc, tail_sd = t.sd, tail_mx = t.mx;
   b.finite &= _mm256_testz_si256(bad, bad) != 0;
   alignas(32) double l[6][4];
   alignas(32) int64_t li[4];
