@@ -145,11 +145,10 @@ void check_memory(const Model& model, int64_t batch) {
 // liveness plan's peak and every parameter in float64 and each mode's storage, checked before
 // the batch starts, so a batch that cannot fit is refused with the bytes it needs instead of
 // failing half-way.
-void check_backend_memory(const Model& model, const Liveness& live, int64_t n, size_t modes,
-                          Backend& backend, int64_t batch) {
+void check_backend_memory(const Model& model, const BatchPlan& plan, int64_t n, Backend& backend,
+                          int64_t batch) {
   const ValueMemory mem = backend.memory();
   if (mem.limit < 0) return;
-  const BatchPlan plan = plan_batch(model, live, n, modes);
   const double need = static_cast<double>(plan.value_bytes) + static_cast<double>(plan.param_bytes);
   if (need <= static_cast<double>(mem.limit)) return;
   char msg[320];
@@ -767,8 +766,9 @@ AnalysisResult analyze(const Model& model, const std::string& recording_path, Ba
     res.times.read += seconds_since(t_read);
     const int64_t n = inputs[model.first_recorded_input()].shape[0];
     check_memory(model, n);
-    check_backend_memory(model, live, n, opt.modes.size(), backend, b);
-    res.times.values_plan = std::max(res.times.values_plan, plan_batch(model, live, n, opt.modes.size()).value_bytes);
+    const BatchPlan plan = plan_batch(model, live, n, opt.modes.size());
+    check_backend_memory(model, plan, n, backend, b);
+    res.times.values_plan = std::max(res.times.values_plan, plan.value_bytes);
     const bool dump_batch = dump && b >= d0 && b < d1;
     cur.samples += n;
     ++cur.batches;
